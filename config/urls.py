@@ -1,0 +1,17 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from config.views import healthz
+
+admin.site.site_header = "Opt-out review"
+admin.site.site_title = "Opt-out review"
+
+urlpatterns = [
+    path("", include("requests_app.urls")),
+    path("healthz", healthz, name="healthz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path(settings.ADMIN_PATH, admin.site.urls),
+]

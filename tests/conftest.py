@@ -1,0 +1,73 @@
+"""Shared fixtures and the rules for tests that need real services.
+
+Tests marked ``postgres``, ``redis`` or ``browser`` skip when that service is
+absent, except under ``REQUIRE_SERVICES=1`` (CI), where an absent service fails
+the run instead: a green CI must mean those tests ran.
+"""
+
+import os
+import shutil
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+CHROMIUM = shutil.which("chromium")
+
+
+def _redis_reachable() -> bool:
+    if not settings.REDIS_URL:
+        return False
+    url = urlparse(settings.REDIS_URL)
+    try:
+        with socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _is_postgres() -> bool:
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def pytest_report_header(config):
+    database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    broker = settings.CELERY_BROKER_URL.split("://", 1)[0]
+    return [
+        f"optout backends: database={database} broker={broker} cache={'redis' if settings.REDIS_URL else 'file'} "
+        f"chromium={'yes' if CHROMIUM else 'no'} REQUIRE_SERVICES={int(REQUIRE_SERVICES)}"
+    ]
+
+
+def pytest_sessionstart(session):
+    if REQUIRE_SERVICES:
+        problems = []
+        if not _is_postgres():
+            problems.append("DATABASE_URL does not point to PostgreSQL")
+        if not _redis_reachable():
+            problems.append("REDIS_URL is unset or Redis is unreachable")
+        if not CHROMIUM:
+            problems.append("chromium is not installed")
+        if problems:
+            raise pytest.UsageError("REQUIRE_SERVICES=1 but " + "; ".join(problems))
+
+
+def pytest_collection_modifyitems(config, items):
+    available = {"postgres": _is_postgres(), "redis": _redis_reachable(), "browser": bool(CHROMIUM)}
+    for item in items:
+        for name, ok in available.items():
+            if item.get_closest_marker(name) and not ok:
+                item.add_marker(
+                    pytest.mark.skip(reason=f"needs {name} (set it up, or REQUIRE_SERVICES=1 fails instead)")
+                )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate-limit counters live in the cache: start every test with none."""
+    cache.clear()
+    yield
+    cache.clear()
