@@ -13,3 +13,109 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.worker} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+# --- The dataset index --------------------------------------------------------------
+#
+# Multi-index hashing: each hash is cut into chunks of 21-22 bits, stored as
+# generated columns with their own B-tree index. Two hashes within Hamming
+# distance r of each other agree to within floor(r / m) bits on at least one of
+# their m chunks (pigeonhole), so the matcher looks those chunk values up
+# exactly, then verifies the few candidates. The database computes the chunks
+# itself, so a row is matchable as soon as it commits, whichever way it was
+# written (ORM, COPY, raw SQL).
+#
+# Hashes are stored as signed 64-bit integers (two's complement of the unsigned
+# value): pHash in one column, PDQ's 256 bits in four, most significant first.
+
+PHASH_CHUNKS = ((42, 22), (21, 21), (0, 21))  # (shift, bits) of each chunk of a 64-bit word
+
+
+def _chunk(word: str, shift: int, bits: int) -> models.GeneratedField:
+    expression = (
+        models.F(word).bitrightshift(shift).bitand((1 << bits) - 1) if shift else models.F(word).bitand((1 << bits) - 1)
+    )
+    return models.GeneratedField(expression=expression, output_field=models.IntegerField(), db_persist=True)
+
+
+class HashDescriptor(models.Model):
+    """Which library, version and parameters produced a set of stored hashes."""
+
+    key = models.CharField(max_length=200, unique=True)
+    details = models.JSONField()
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Dataset(models.Model):
+    name = models.SlugField(max_length=100, unique=True, help_text="Short name, e.g. laion-5b.")
+    release = models.CharField(max_length=100, blank=True, help_text="The release of the dataset, e.g. 2022-03.")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.release}".strip()
+
+
+class DatasetRow(models.Model):
+    class FetchError(models.TextChoices):
+        NONE = "", "none"
+        UNREACHABLE = "unreachable", "unreachable"
+        NOT_AN_IMAGE = "not_an_image", "not an image"
+        REFUSED = "refused", "refused (blocked address)"
+
+    id = models.BigAutoField(primary_key=True)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="rows")
+    url = models.TextField(help_text="The URL as the dataset gives it.")
+    url_sha256 = models.CharField(max_length=64, help_text="sha256 (hex) of the canonical URL.")
+    sha256 = models.CharField(max_length=64, blank=True, help_text="sha256 (hex) of the image bytes.")
+    phash = models.BigIntegerField(null=True, blank=True)
+    pdq_0 = models.BigIntegerField(null=True, blank=True)
+    pdq_1 = models.BigIntegerField(null=True, blank=True)
+    pdq_2 = models.BigIntegerField(null=True, blank=True)
+    pdq_3 = models.BigIntegerField(null=True, blank=True)
+    pdq_quality = models.SmallIntegerField(null=True, blank=True)
+    descriptor = models.ForeignKey(HashDescriptor, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    hashed_at = models.DateTimeField(null=True, blank=True, help_text="When the signals were computed from the URL.")
+    hash_attempts = models.SmallIntegerField(default=0)
+    fetch_error = models.CharField(max_length=20, choices=FetchError.choices, blank=True)
+
+    ph_c0 = _chunk("phash", *PHASH_CHUNKS[0])
+    ph_c1 = _chunk("phash", *PHASH_CHUNKS[1])
+    ph_c2 = _chunk("phash", *PHASH_CHUNKS[2])
+    pdq_c0 = _chunk("pdq_0", *PHASH_CHUNKS[0])
+    pdq_c1 = _chunk("pdq_0", *PHASH_CHUNKS[1])
+    pdq_c2 = _chunk("pdq_0", *PHASH_CHUNKS[2])
+    pdq_c3 = _chunk("pdq_1", *PHASH_CHUNKS[0])
+    pdq_c4 = _chunk("pdq_1", *PHASH_CHUNKS[1])
+    pdq_c5 = _chunk("pdq_1", *PHASH_CHUNKS[2])
+    pdq_c6 = _chunk("pdq_2", *PHASH_CHUNKS[0])
+    pdq_c7 = _chunk("pdq_2", *PHASH_CHUNKS[1])
+    pdq_c8 = _chunk("pdq_2", *PHASH_CHUNKS[2])
+    pdq_c9 = _chunk("pdq_3", *PHASH_CHUNKS[0])
+    pdq_c10 = _chunk("pdq_3", *PHASH_CHUNKS[1])
+    pdq_c11 = _chunk("pdq_3", *PHASH_CHUNKS[2])
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "url_sha256"], name="datasetrow_unique_url_per_dataset"),
+            models.CheckConstraint(
+                condition=models.Q(pdq_quality__isnull=True) | models.Q(pdq_quality__gte=0, pdq_quality__lte=100),
+                name="datasetrow_pdq_quality_range",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["url_sha256"], name="datasetrow_url_sha256"),
+            models.Index(fields=["sha256"], name="datasetrow_sha256", condition=~models.Q(sha256="")),
+            models.Index(fields=["dataset", "hashed_at"], name="datasetrow_hash_queue"),
+            # The chunk indexes carry the full hash so PostgreSQL can verify candidates from the index alone.
+            *[models.Index(fields=[f"ph_c{i}", "phash"], name=f"datasetrow_ph_c{i}") for i in range(3)],
+            *[models.Index(fields=[f"pdq_c{i}"], name=f"datasetrow_pdq_c{i}") for i in range(12)],
+        ]
+
+    def __str__(self) -> str:
+        return self.url
