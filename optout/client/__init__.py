@@ -1,0 +1,1 @@
+"""The dataset-builder client. Imports nothing from Django: it runs where Django is not installed."""
