@@ -33,6 +33,7 @@ ROWS = [
     {"url": "https://example.com/h.jpg", "phash": "", "pdq": PDQ, "pdq_quality": 101, "sha256": ""},
     {"url": "https://example.com/i.jpg", "phash": "", "pdq": "", "pdq_quality": None, "sha256": "ab"},
     {"url": "", "phash": PHASH, "pdq": "", "pdq_quality": None, "sha256": ""},
+    {"url": "http:///no-host.jpg", "phash": "", "pdq": "", "pdq_quality": None, "sha256": ""},
 ]
 ALL_HASHES = ["--phash-column=phash", "--pdq-column=pdq", "--pdq-quality-column=pdq_quality", "--sha256-column=sha256"]
 EXPECTED_BAD = {
@@ -42,6 +43,7 @@ EXPECTED_BAD = {
     "bad PDQ quality": 1,
     "bad sha256 hex": 1,
     "missing URL": 1,
+    "bad URL": 1,
 }
 
 
@@ -109,7 +111,7 @@ def test_imports_each_format_with_exact_counts(dataset_file):
         "https://example.com/c.jpg",
         "https://example.net/d.webp",
     ]
-    assert {example.where for example in summary.examples} == {f"row {n}" for n in range(6, 12)}
+    assert {example.where for example in summary.examples} == {f"row {n}" for n in range(6, 13)}
 
 
 def test_stores_hashes_that_round_trip(dataset_file):
@@ -159,7 +161,7 @@ def test_reimport_adds_nothing_and_says_already_present(tmp_path):
     output = run("laion-test", path, *ALL_HASHES, "--batch-size=2")
 
     assert DatasetRow.objects.count() == 4
-    assert "11 rows read, 0 inserted, 5 already present, 6 bad" in output
+    assert "12 rows read, 0 inserted, 5 already present, 7 bad" in output
     assert "bad, not an http(s) URL: 1" in output
     assert "row 6: not an http(s) URL: ftp://example.com/e.jpg" in output
     dataset = Dataset.objects.get()
@@ -237,4 +239,4 @@ def test_format_is_sniffed_from_magic_bytes_without_an_extension(tmp_path):
     bare = tmp_path / "part-0"
     bare.write_bytes(gzip.compress(path.read_bytes()))
 
-    assert "4 inserted, 1 already present, 6 bad" in run("laion-test", bare, *ALL_HASHES)
+    assert "4 inserted, 1 already present, 7 bad" in run("laion-test", bare, *ALL_HASHES)
