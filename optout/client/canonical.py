@@ -79,7 +79,7 @@ _C0_AND_SPACE = bytes(range(0x21))
 
 def canonical_url(url: str | bytes) -> str:
     """The Safe Browsing canonical form of ``url``; raises ``BadURL``."""
-    if type(url) is str:
+    if isinstance(url, str):
         match = _FAST.fullmatch(url)
         if match is not None:
             origin, path, query = match.groups()

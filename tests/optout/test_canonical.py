@@ -192,3 +192,12 @@ def test_canonical_form_is_a_fixed_point(url):
 def test_deep_escape_nesting_is_linear():
     url = "http://example.com/%" + "25" * 50_000 + "41"
     assert canonical_url(url) == "http://example.com/A"
+
+
+def test_accepts_str_subclasses_and_bytes():
+    class Text(str):
+        pass
+
+    assert canonical_url(Text("https://example.com/a.jpg")) == "https://example.com/a.jpg"
+    assert canonical_url(Text("HTTP://Example.com")) == "http://example.com/"
+    assert canonical_url(b"HTTP://Example.com/%41") == "http://example.com/A"

@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import time
+import zlib
 
 import pytest
 from PIL import Image
@@ -283,6 +284,21 @@ def test_refuses_other_ports_of_public_addresses_in_loopback_mode(fetch_connecti
     assert fetch_connections == []
 
 
+def test_high_ports_need_every_address_to_be_loopback(fetch_connections):
+    resolver = FakeResolver(images_test=[("127.0.0.1", PUBLIC)])
+    assert fetch_error("http://images.test:8080/", allow_loopback=True, resolver=resolver).code == "refused"
+    assert fetch_connections == []
+
+
+def test_international_names_are_looked_up_in_punycode(image_server):
+    resolver = FakeResolver(**{"xn--bcher-kva.test": ["127.0.0.1"]})
+    body = image_server.add_image("/a.png", "astronaut.png")
+    url = image_server.url("/a.png", host="bücher.test")
+    assert fetch_image(url, allow_loopback=True, resolver=resolver).data == body
+    assert resolver.calls == ["xn--bcher-kva.test"]
+    assert image_server.request_headers["/a.png"]["Host"] == f"xn--bcher-kva.test:{image_server.port}"
+
+
 def test_refuses_ports_out_of_range():
     assert fetch_error("http://example.com:65536/").code == "refused"
 
@@ -433,7 +449,7 @@ def test_an_image_served_with_a_wrong_type_is_still_an_image(image_server):
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 def test_an_unasked_for_compressed_body_is_decoded(image_server, encoding):
     body = sample_image("astronaut.png")
-    compressed = gzip.compress(body) if encoding == "gzip" else __import__("zlib").compress(body)
+    compressed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
     image_server.add("/a.png", compressed, content_type="image/png", headers={"Content-Encoding": encoding})
     assert fetch_image(image_server.url("/a.png"), allow_loopback=True).data == body
 
