@@ -196,7 +196,8 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000, minimum=0) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
-if env_bool("DJANGO_BEHIND_PROXY", False):
+DJANGO_BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+if DJANGO_BEHIND_PROXY:
     # Only behind a proxy that sets this header itself; otherwise clients could spoof HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -206,10 +207,11 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 8 * 3600
+DATA_UPLOAD_MAX_NUMBER_FILES = 10  # the intake takes at most 5; more is refused before parsing
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
 # Uploaded reference images must never touch the disk: keep every upload in
 # memory (the per-file and total caps are enforced by the intake code).
-FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+FILE_UPLOAD_HANDLERS = ["requests_app.uploads.InMemoryOnlyUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("OPTOUT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024)
 
 CONTENT_SECURITY_POLICY = {
@@ -254,6 +256,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "requests_app.api.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Opt-out and removal requests",

@@ -1,0 +1,118 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound, Throttled
+from rest_framework.exceptions import ValidationError as DRFValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView, exception_handler
+
+from requests_app import intake, limits, services
+from requests_app.exceptions import TransitionError
+from requests_app.serializers import CaseInput, CreateRemovalInput, CreateRemovalOutput, RemovalStatusOutput
+from requests_app.views import NOT_FOUND
+
+
+def api_exception_handler(exc, context):
+    """The one place domain errors become HTTP answers."""
+    if isinstance(exc, TransitionError):
+        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, DjangoValidationError):
+        exc = DRFValidationError(detail=exc.messages)
+    return exception_handler(exc, context)
+
+
+class BodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = intake.BODY_TOO_LARGE
+    default_code = "too_large"
+
+
+class LimitedError(Throttled):
+    default_detail = limits.LIMITED_MESSAGE
+
+    def __init__(self):
+        super().__init__(detail=limits.LIMITED_MESSAGE)
+
+
+def _check(limit, ident):
+    if not limits.hit(limit, ident):
+        raise LimitedError()
+
+
+def _find(request) -> "services.RemovalRequest":
+    data = CaseInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    _check(limits.LOOKUP_PER_CLIENT, limits.client_key(request))
+    _check(limits.LOOKUP_PER_CASE, data.validated_data["case"].upper())
+    removal = services.find_case(data.validated_data["case"], data.validated_data["secret"])
+    if removal is None:
+        raise NotFound(NOT_FOUND)
+    return removal
+
+
+def _status_body(removal):
+    items = removal.items.filter(found_by_system=False)
+    return RemovalStatusOutput({"case": removal.case, "state": removal.state, "items": items}).data
+
+
+class CreateRemovalView(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"application/json": CreateRemovalInput, "multipart/form-data": CreateRemovalInput},
+        responses={201: CreateRemovalOutput},
+        summary="Ask for the removal of images, without a name",
+    )
+    def post(self, request):
+        _check(limits.CREATE_PER_CLIENT, limits.client_key(request))
+        if intake.body_too_large(request):
+            raise BodyTooLarge()
+        raw = request.data
+        if hasattr(raw, "getlist"):  # multipart: repeated fields
+            raw = {
+                "urls": raw.getlist("urls"),
+                "dataset": raw.get("dataset") or None,
+                "email": raw.get("email", ""),
+                "images": request.FILES.getlist("images"),
+            }
+        data = CreateRemovalInput(data=raw)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        errors = {}
+        try:
+            urls = intake.clean_urls(values["urls"])
+        except DjangoValidationError as exc:
+            errors["urls"] = exc.messages
+        references = []
+        try:
+            references += intake.hash_uploads(values.get("images", []))
+            references += intake.parse_client_signals(values.get("signals", []))
+            if not references:
+                raise DjangoValidationError("Send at least one reference image, or its signals.")
+            if len(references) > intake.MAX_IMAGES:
+                raise DjangoValidationError(f"Send at most {intake.MAX_IMAGES} reference images.")
+        except DjangoValidationError as exc:
+            errors["images"] = exc.messages
+        if errors:
+            raise DRFValidationError(errors)
+        removal, secret = services.submit_removal(
+            urls=urls, references=references, dataset=values.get("dataset"), contact_email=values.get("email", "")
+        )
+        body = CreateRemovalOutput({"case": removal.case, "secret": secret, "state": removal.state}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+
+class RemovalStatusView(APIView):
+    @extend_schema(request=CaseInput, responses={200: RemovalStatusOutput}, summary="The state of a case")
+    def post(self, request):
+        removal = _find(request)
+        return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
+
+
+class WithdrawRemovalView(APIView):
+    @extend_schema(request=CaseInput, responses={200: RemovalStatusOutput}, summary="Withdraw a case")
+    def post(self, request):
+        removal = _find(request)
+        services.withdraw_removal(removal)
+        return Response(_status_body(removal), headers={"Cache-Control": "no-store"})

@@ -1,0 +1,2 @@
+class TransitionError(Exception):
+    """A state change that is not allowed now. The message is safe to show a reviewer or requester."""

@@ -1,0 +1,109 @@
+import json
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from optout.models import Dataset
+from requests_app import intake
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleImageField(forms.FileField):
+    """Several files in one field (the pattern Django's documentation gives)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        if isinstance(data, list | tuple):
+            return [super(MultipleImageField, self).clean(item, initial) for item in data]
+        return [super().clean(data, initial)] if data else []
+
+
+class RemovalRequestForm(forms.Form):
+    dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.all(),
+        required=False,
+        empty_label="All datasets (I am not sure)",
+        label="Dataset",
+        help_text="Where you found the picture, if you know.",
+    )
+    urls = forms.CharField(
+        label="Links to the picture",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off"}),
+        help_text=f"The web address (URL) of the picture as the dataset lists it. One per line, at most {intake.MAX_URLS}.",
+    )
+    images = MultipleImageField(
+        label="Your copy of the picture",
+        required=False,
+        help_text=(
+            f"JPEG, PNG, WebP or GIF, at most {intake.MAX_IMAGES} files. "
+            "We compute short fingerprints (hashes) of it in memory to compare with the picture at the link; "
+            "the picture itself is never stored."
+        ),
+    )
+    # Filled by the page's script when the picture is hashed on the device instead.
+    signals = forms.CharField(required=False, widget=forms.HiddenInput)
+    contact_email = forms.EmailField(
+        label="E-mail address (optional)",
+        required=False,
+        help_text="Only if you want news of the case. It is deleted when the case closes.",
+    )
+    confirm = forms.BooleanField(
+        label="I confirm that this picture shows me, or someone I am allowed to act for, and that I want it removed.",
+        error_messages={"required": "Please confirm the statement to send the request."},
+    )
+
+    def clean_urls(self):
+        return intake.clean_urls([self.cleaned_data["urls"]])
+
+    def clean_images(self):
+        return intake.hash_uploads(self.cleaned_data.get("images") or [])
+
+    def clean_signals(self):
+        raw = self.cleaned_data.get("signals") or ""
+        if not raw:
+            return []
+        try:
+            items = json.loads(raw)
+        except ValueError:
+            raise ValidationError("The fingerprints computed by this page could not be read.") from None
+        if not isinstance(items, list):
+            raise ValidationError("The fingerprints computed by this page could not be read.")
+        return intake.parse_client_signals(items)
+
+    def clean(self):
+        cleaned = super().clean()
+        if "images" in cleaned and "signals" in cleaned and not cleaned["images"] and not cleaned["signals"]:
+            self.add_error("images", "Choose your copy of the picture, so that we can compare it with the link.")
+        return cleaned
+
+    def references(self):
+        return self.cleaned_data["images"] + self.cleaned_data["signals"]
+
+
+class CaseForm(forms.Form):
+    case = forms.CharField(
+        label="Case reference",
+        max_length=40,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    secret = forms.CharField(
+        label="Secret",
+        max_length=100,
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+    )
+
+
+class WithdrawForm(forms.Form):
+    # The status page carries case and secret in hidden fields; it is served no-store.
+    case = forms.CharField(max_length=40, widget=forms.HiddenInput)
+    secret = forms.CharField(max_length=100, widget=forms.HiddenInput)
+    confirm = forms.BooleanField(
+        label="Yes, withdraw this request.",
+        error_messages={"required": "Tick the box to confirm that you want to withdraw the request."},
+    )

@@ -1,0 +1,157 @@
+"""Removal requests, their items, reference signals and the append-only event log.
+
+Only the transition functions in ``requests_app/services.py`` change a state.
+"""
+
+from django.conf import settings
+from django.db import models
+
+from optout.models import Dataset, DatasetRow
+
+
+class RemovalState(models.TextChoices):
+    RECEIVED = "received", "received"
+    CHECKING = "checking", "checking"
+    IN_REVIEW = "in_review", "in review"
+    APPROVED = "approved", "approved"
+    REJECTED = "rejected", "rejected"
+    PUBLISHED = "published", "published"
+    WITHDRAWN = "withdrawn", "withdrawn"
+
+
+# The one map of allowed transitions (tests/requests_app/test_transitions.py
+# checks every pair). `withdrawn` is reachable from every state but itself;
+# `in_review -> checking` lets a reviewer ask for verification again.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    RemovalState.RECEIVED: frozenset({RemovalState.CHECKING, RemovalState.WITHDRAWN}),
+    RemovalState.CHECKING: frozenset({RemovalState.IN_REVIEW, RemovalState.WITHDRAWN}),
+    RemovalState.IN_REVIEW: frozenset(
+        {RemovalState.APPROVED, RemovalState.REJECTED, RemovalState.CHECKING, RemovalState.WITHDRAWN}
+    ),
+    RemovalState.APPROVED: frozenset({RemovalState.PUBLISHED, RemovalState.WITHDRAWN}),
+    RemovalState.REJECTED: frozenset({RemovalState.WITHDRAWN}),
+    RemovalState.PUBLISHED: frozenset({RemovalState.WITHDRAWN}),
+    RemovalState.WITHDRAWN: frozenset(),
+}
+
+# States in which a case is over: its contact e-mail is deleted on entry.
+CLOSED_STATES = frozenset({RemovalState.REJECTED, RemovalState.PUBLISHED, RemovalState.WITHDRAWN})
+
+
+class ItemState(models.TextChoices):
+    PENDING = "pending", "pending"
+    MATCH_STRONG = "match_strong", "strong match"
+    MATCH_WEAK = "match_weak", "weak match"
+    NO_MATCH = "no_match", "no match"
+    UNREACHABLE = "unreachable", "unreachable"
+    NOT_AN_IMAGE = "not_an_image", "not an image"
+    REFUSED = "refused", "refused (blocked address)"
+
+
+class RemovalRequest(models.Model):
+    case = models.CharField(max_length=32, unique=True, help_text="The case reference the requester keeps.")
+    # HMAC-SHA256 of the secret under a server key (see requests_app/secrets.py); never the secret.
+    secret_hmac = models.CharField(max_length=64)
+    state = models.CharField(max_length=20, choices=RemovalState.choices, default=RemovalState.RECEIVED, db_index=True)
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.PROTECT, null=True, blank=True, help_text="Empty: every dataset."
+    )
+    contact_email = models.EmailField(blank=True, help_text="Optional; deleted when the case closes.")
+    created_at = models.DateTimeField(db_index=True)
+    state_changed_at = models.DateTimeField()
+    # When verification must have finished; the sweeper re-queues cases past it.
+    check_deadline = models.DateTimeField(null=True, blank=True, db_index=True)
+    check_attempts = models.SmallIntegerField(default=0)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("review_removalrequest", "Can decide removal requests")]
+
+    def __str__(self) -> str:
+        return self.case
+
+
+class RemovalItem(models.Model):
+    removal = models.ForeignKey(RemovalRequest, on_delete=models.CASCADE, related_name="items")
+    url = models.TextField()
+    url_sha256 = models.CharField(max_length=64, help_text="sha256 (hex) of the canonical URL.")
+    dataset_row = models.ForeignKey(DatasetRow, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    found_by_system = models.BooleanField(default=False, help_text="Found in the index by the reference signals.")
+    state = models.CharField(max_length=20, choices=ItemState.choices, default=ItemState.PENDING, db_index=True)
+    # Evidence: the best comparison against the reference signals.
+    phash_distance = models.SmallIntegerField(null=True, blank=True)
+    pdq_distance = models.SmallIntegerField(null=True, blank=True)
+    sha256_equal = models.BooleanField(null=True, blank=True)
+    # Signals of the image at the URL (hex), kept for the blocklist entry.
+    image_sha256 = models.CharField(max_length=64, blank=True)
+    image_phash = models.CharField(max_length=16, blank=True)
+    image_pdq = models.CharField(max_length=64, blank=True)
+    image_pdq_quality = models.SmallIntegerField(null=True, blank=True)
+    verify_attempts = models.SmallIntegerField(default=0)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    detail = models.CharField(max_length=200, blank=True, help_text="Why verification failed, for reviewers.")
+
+    class Meta:
+        ordering = ["found_by_system", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["removal", "url_sha256"], name="removalitem_unique_url_per_removal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.removal.case} item {self.pk}"
+
+
+class ReferenceSignal(models.Model):
+    """Signals of one reference image. The image itself is never stored.
+
+    ``image_index`` groups the signals of one reference image: a later change
+    can keep several per image (crops, mirrored copies) under the same index.
+    """
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "hashed by the server from an upload"
+        CLIENT = "client", "computed by the requester's device"
+
+    removal = models.ForeignKey(RemovalRequest, on_delete=models.CASCADE, related_name="references")
+    image_index = models.SmallIntegerField()
+    source = models.CharField(max_length=10, choices=Source.choices)
+    phash = models.CharField(max_length=16)
+    pdq = models.CharField(max_length=64, blank=True)
+    pdq_quality = models.SmallIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64)
+    descriptor_key = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["image_index", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.removal.case} reference {self.image_index}"
+
+
+class RequestEvent(models.Model):
+    """One act on a removal request. Append-only: never edited, never deleted."""
+
+    removal = models.ForeignKey(RemovalRequest, on_delete=models.PROTECT, related_name="events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
+    actor_label = models.CharField(max_length=150, help_text="requester, system, or the reviewer's user name.")
+    from_state = models.CharField(max_length=20, choices=RemovalState.choices, blank=True)
+    to_state = models.CharField(max_length=20, choices=RemovalState.choices)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.removal_id}: {self.from_state or '-'} -> {self.to_state}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("request events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("request events are append-only")

@@ -1,0 +1,49 @@
+from rest_framework import serializers
+
+from optout.models import Dataset
+from requests_app.models import ItemState, RemovalState
+
+
+class SignalsInput(serializers.Serializer):
+    phash = serializers.CharField(help_text="pHash, 16 hex digits (imagehash's string form).")
+    pdq = serializers.CharField(required=False, allow_blank=True, help_text="PDQ hash, 64 hex digits.")
+    pdq_quality = serializers.IntegerField(required=False, min_value=0, max_value=100)
+    sha256 = serializers.CharField(help_text="sha256 of the image file's bytes, 64 hex digits.")
+
+
+class CreateRemovalInput(serializers.Serializer):
+    urls = serializers.ListField(
+        child=serializers.CharField(max_length=100_000),
+        help_text="Image URLs: repeated fields, or one field with one URL per line.",
+    )
+    images = serializers.ListField(
+        child=serializers.FileField(), required=False, help_text="Reference images (multipart). Hashed, never stored."
+    )
+    signals = SignalsInput(many=True, required=False, help_text="Signals computed by the client instead of images.")
+    dataset = serializers.SlugRelatedField(
+        slug_field="name", queryset=Dataset.objects.all(), required=False, allow_null=True
+    )
+    email = serializers.EmailField(
+        required=False, allow_blank=True, help_text="Optional; deleted when the case closes."
+    )
+
+
+class CreateRemovalOutput(serializers.Serializer):
+    case = serializers.CharField()
+    secret = serializers.CharField(help_text="Shown once. Keep it: it is the only way to follow the case.")
+    state = serializers.ChoiceField(choices=RemovalState.choices)
+
+
+class CaseInput(serializers.Serializer):
+    case = serializers.CharField(max_length=40)
+    secret = serializers.CharField(max_length=100)
+
+
+class ItemStatusOutput(serializers.Serializer):
+    state = serializers.ChoiceField(choices=ItemState.choices)
+
+
+class RemovalStatusOutput(serializers.Serializer):
+    case = serializers.CharField()
+    state = serializers.ChoiceField(choices=RemovalState.choices)
+    items = ItemStatusOutput(many=True)

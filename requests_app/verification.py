@@ -1,0 +1,153 @@
+"""Verification of a removal request: compare each item with the reference signals.
+
+For each item: use the dataset row's stored signals when the URL is indexed,
+else fetch the live URL through the SSRF-safe fetcher and hash it. Then search
+the index for other rows near the reference signals. Idempotent: an item that
+has a verdict is never looked at again, so a redelivered task finishes the work
+a killed worker left and changes nothing else.
+"""
+
+import logging
+
+from django.conf import settings
+
+from optout import fetch, hashbits, matcher, signals
+from optout.models import DatasetRow
+from requests_app import services
+from requests_app.exceptions import TransitionError
+from requests_app.models import ItemState, RemovalItem, RemovalRequest, RemovalState
+
+log = logging.getLogger(__name__)
+
+_STRENGTH_TO_STATE = {"strong": ItemState.MATCH_STRONG, "weak": ItemState.MATCH_WEAK, None: ItemState.NO_MATCH}
+
+
+def reference_signals(removal: RemovalRequest) -> list[signals.ImageSignals]:
+    return [
+        signals.ImageSignals.from_dict(
+            {"phash": ref.phash, "pdq": ref.pdq or None, "pdq_quality": ref.pdq_quality or 0, "sha256": ref.sha256}
+        )
+        for ref in removal.references.all()
+    ]
+
+
+def row_signals(row: DatasetRow) -> signals.ImageSignals | None:
+    """The stored signals of a dataset row, or None when it has no perceptual hash yet."""
+    if row.phash is None:
+        return None
+    pdq = None
+    if row.pdq_0 is not None:
+        pdq = hashbits.pdq_from_words((row.pdq_0, row.pdq_1, row.pdq_2, row.pdq_3))
+    return signals.ImageSignals(
+        phash=hashbits.from_signed64(row.phash),
+        pdq=pdq,
+        pdq_quality=row.pdq_quality or 0,
+        # A row imported without its image sha256 gets one that no real file has.
+        sha256=row.sha256 or "0" * 64,
+    )
+
+
+def _evidence(comparison: "signals.Comparison", candidate: signals.ImageSignals) -> dict:
+    return {
+        "phash_distance": comparison.phash_distance,
+        "pdq_distance": comparison.pdq_distance,
+        "sha256_equal": comparison.sha256_equal,
+        "image_sha256": candidate.sha256,
+        "image_phash": hashbits.phash_to_hex(candidate.phash),
+        "image_pdq": hashbits.pdq_to_hex(candidate.pdq) if candidate.pdq is not None else "",
+        "image_pdq_quality": candidate.pdq_quality,
+    }
+
+
+def _compare(references, candidate) -> "signals.Comparison":
+    return signals.best_comparison(
+        references,
+        candidate,
+        phash_threshold=settings.OPTOUT_PHASH_THRESHOLD,
+        pdq_threshold=settings.OPTOUT_PDQ_THRESHOLD,
+    )
+
+
+def _indexed_row(item: RemovalItem, removal: RemovalRequest) -> DatasetRow | None:
+    rows = DatasetRow.objects.filter(url_sha256=item.url_sha256).exclude(phash=None)
+    if removal.dataset_id:
+        rows = rows.filter(dataset_id=removal.dataset_id)
+    return rows.order_by("id").first()
+
+
+def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[signals.ImageSignals]) -> None:
+    row = _indexed_row(item, removal)
+    candidate = row_signals(row) if row else None
+    if row:
+        RemovalItem.objects.filter(pk=item.pk).update(dataset_row=row)
+    if candidate is None:
+        try:
+            fetched = fetch.fetch_image(
+                item.url,
+                allow_loopback=settings.OPTOUT_FETCH_ALLOW_LOOPBACK,
+                timeout=settings.OPTOUT_FETCH_TIMEOUT,
+                max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES,
+            )
+            candidate = signals.compute_signals(
+                fetched.data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
+            )
+        except fetch.FetchError as exc:
+            services.record_item_verdict(item, state=exc.code, detail=exc.message[:200])
+            return
+        except signals.ImageRejected as exc:
+            services.record_item_verdict(item, state=ItemState.NOT_AN_IMAGE, detail=exc.message[:200])
+            return
+    comparison = _compare(references, candidate)
+    services.record_item_verdict(
+        item, state=_STRENGTH_TO_STATE[comparison.strength], **_evidence(comparison, candidate)
+    )
+
+
+def find_other_copies(removal: RemovalRequest, references: list[signals.ImageSignals]) -> int:
+    """Attach index rows near the reference signals as items "found by the system". Returns how many were added."""
+    dataset_id = removal.dataset_id
+    row_ids: set[int] = set()
+    for reference in references:
+        row_ids.update(
+            match.row_id
+            for match in matcher.phash_neighbours(
+                reference.phash, settings.OPTOUT_PHASH_THRESHOLD, dataset_id=dataset_id
+            )
+        )
+        if reference.pdq is not None:
+            row_ids.update(
+                match.row_id
+                for match in matcher.pdq_neighbours(reference.pdq, settings.OPTOUT_PDQ_THRESHOLD, dataset_id=dataset_id)
+            )
+    added = 0
+    for row in DatasetRow.objects.filter(pk__in=row_ids).order_by("id"):
+        candidate = row_signals(row)
+        comparison = _compare(references, candidate)
+        if comparison.strength is None:
+            continue
+        added += services.add_found_item(
+            removal, row, state=_STRENGTH_TO_STATE[comparison.strength], **_evidence(comparison, candidate)
+        )
+    return added
+
+
+def verify_removal(removal_id: int) -> None:
+    """Verify every pending item of a request and move it to review. A no-op once that is done."""
+    removal = RemovalRequest.objects.filter(pk=removal_id).first()
+    if removal is None:
+        return
+    if removal.state == RemovalState.RECEIVED:
+        try:
+            services.start_checking(removal)
+        except TransitionError:  # a duplicate delivery got there first: carry on in step with it
+            removal.refresh_from_db()
+    if removal.state != RemovalState.CHECKING:
+        return
+    references = reference_signals(removal)
+    for item in removal.items.filter(state=ItemState.PENDING).order_by("id"):
+        verify_item(item, removal, references)
+    find_other_copies(removal, references)
+    try:
+        services.finish_checking(removal)
+    except TransitionError:
+        log.info("request %s left checking meanwhile (withdrawn, or a duplicate run finished it)", removal_id)
