@@ -305,10 +305,10 @@ def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSig
     luma = _luma(flat)
 
     rows, cols = luma.shape
-    small = _lanczos_kernel(height, scale, rows) @ luma @ _lanczos_kernel(width, scale, cols).T
+    small = _resample(luma, _lanczos_kernel(height, scale, rows), _lanczos_kernel(width, scale, cols))
     phash_image = Image.fromarray(np.clip(np.rint(small), 0, 255).astype(np.uint8), "L")
     phash = int(str(imagehash.phash(phash_image, hash_size=_PHASH_SIZE, highfreq_factor=_PHASH_HIGHFREQ)), 16)
-    buffer64 = _jarosz_kernel(height, scale, rows) @ luma @ _jarosz_kernel(width, scale, cols).T
+    buffer64 = _resample(luma, _jarosz_kernel(height, scale, rows), _jarosz_kernel(width, scale, cols))
     pdq, quality = _pdq_from_buffer(buffer64)
     return ImageSignals(
         phash=phash,
@@ -358,15 +358,35 @@ def pdq_from_pdqhash_vector(vector) -> int:
 # full-resolution pixels) to the hash's grid, as the library's filter would on the full image.
 
 
-def _fold(kernel: np.ndarray, scale: int, n_reduced: int) -> np.ndarray:
-    """Integrate a full-resolution kernel over reduced pixels of ``scale`` source pixels each."""
+def _fold(kernel: np.ndarray, scale: int, n_reduced: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integrate a full-resolution kernel over reduced pixels of ``scale`` source pixels each.
+
+    Returned banded, as (indexes, weights), each (outputs, band): every output reads a short run of
+    inputs. Banded products also keep clear of BLAS, whose threads only slow such small products
+    down on a busy machine.
+    """
     # Decoders round the reduced size up (ceil(n / scale)): the last reduced pixel averages what is left.
     kernel = np.pad(kernel, ((0, 0), (0, n_reduced * scale - kernel.shape[1])))
-    return kernel.reshape(kernel.shape[0], n_reduced, scale).sum(axis=2).astype(np.float32)
+    kernel = kernel.reshape(kernel.shape[0], n_reduced, scale).sum(axis=2)
+    nonzero = np.abs(kernel) > 1e-9
+    first = nonzero.argmax(axis=1)
+    length = n_reduced - nonzero[:, ::-1].argmax(axis=1) - first
+    offsets = np.arange(length.max())[None, :]
+    indexes = np.minimum(first[:, None] + offsets, n_reduced - 1)
+    weights = np.where(offsets < length[:, None], np.take_along_axis(kernel, indexes, axis=1), 0.0)
+    return indexes, weights.astype(np.float32)
+
+
+def _resample(luma: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``rows_kernel @ luma @ cols_kernel.T`` with banded kernels."""
+    indexes, weights = rows
+    partial = np.einsum("ob,obk->ok", weights, luma[indexes])
+    indexes, weights = cols
+    return np.einsum("ob,obk->ok", weights, partial.T[indexes]).T
 
 
 @lru_cache(maxsize=256)
-def _lanczos_kernel(n: int, scale: int, n_reduced: int, out: int = _PHASH_SIZE * _PHASH_HIGHFREQ) -> np.ndarray:
+def _lanczos_kernel(n: int, scale: int, n_reduced: int, out: int = _PHASH_SIZE * _PHASH_HIGHFREQ):
     """Pillow's ``resize(..., LANCZOS)`` coefficients for n -> out (Resample.c precompute_coeffs)."""
     step = n / out
     filter_scale = max(step, 1.0)
@@ -383,7 +403,7 @@ def _lanczos_kernel(n: int, scale: int, n_reduced: int, out: int = _PHASH_SIZE *
 
 
 @lru_cache(maxsize=256)
-def _jarosz_kernel(n: int, scale: int, n_reduced: int) -> np.ndarray:
+def _jarosz_kernel(n: int, scale: int, n_reduced: int):
     """PDQ's two box-filter passes along one axis, sampled at the 64 decimation points.
 
     As ThreatExchange's box1DFloat: a window of w = ceil(n / 128) pixels, output i averaging
