@@ -36,6 +36,7 @@ class RemovalRequestForm(forms.Form):
         label="Links to the picture",
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off"}),
         help_text=f"The web address (URL) of the picture as the dataset lists it. One per line, at most {intake.MAX_URLS}.",
+        error_messages={"required": "Give at least one link (URL) to the picture."},
     )
     images = MultipleImageField(
         label="Your copy of the picture",

@@ -48,10 +48,13 @@ def client_key(request) -> str:
     except ValueError:
         network = "unknown"
     else:
-        if address.version == 6 and address.ipv4_mapped is None:
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is not None:
+            network = str(mapped)
+        elif address.version == 6:
             network = str(ipaddress.ip_network(f"{address}/64", strict=False))
         else:
-            network = str(address.ipv4_mapped or address)
+            network = str(address)
     key = hashlib.sha256(b"requests_app.client-key" + settings.SECRET_KEY.encode()).digest()
     return hmac.new(key, network.encode(), hashlib.sha256).hexdigest()[:32]
 

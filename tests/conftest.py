@@ -5,6 +5,7 @@ absent, except under ``REQUIRE_SERVICES=1`` (CI), where an absent service fails
 the run instead: a green CI must mean those tests ran.
 """
 
+import ipaddress
 import os
 import shutil
 import socket
@@ -13,6 +14,9 @@ from urllib.parse import urlparse
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+
+from optout import fetch
+from tests.servers import ImageServer
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 CHROMIUM = shutil.which("chromium")
@@ -71,3 +75,30 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def image_server():
+    """A started loopback ``ImageServer`` (see tests/servers.py)."""
+    with ImageServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def fetch_connections(monkeypatch):
+    """Every connection the fetcher opens, as (address, port); anything but loopback fails the test.
+
+    Tests never send traffic off this machine: a refused address must be refused
+    before connecting, and if a bug ever let one through, this stops it first.
+    """
+    opened: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]] = []
+    real_open_socket = fetch._open_socket
+
+    def guarded_open_socket(address, port, timeout):
+        opened.append((address, port))
+        if not address.is_loopback:
+            raise AssertionError(f"the fetcher tried to connect to {address}")
+        return real_open_socket(address, port, timeout)
+
+    monkeypatch.setattr(fetch, "_open_socket", guarded_open_socket)
+    return opened

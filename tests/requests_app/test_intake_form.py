@@ -1,0 +1,137 @@
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from requests_app.intake import MAX_URLS
+from requests_app.models import ReferenceSignal, RemovalRequest
+from tests import images
+
+URL = "https://images.example.org/private/photo.jpg"
+
+
+def upload(data: bytes, name: str = "copy.jpg", content_type: str = "image/jpeg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+def post(client, **fields):
+    data = {"urls": URL, "confirm": "on", "images": [upload(images.photo_jpeg())]}
+    data.update(fields)
+    return client.post("/requests/new/", data)
+
+
+@pytest.mark.django_db
+def test_the_form_page_is_served(client):
+    response = client.get("/requests/new/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'enctype="multipart/form-data"' in body
+    assert "never stored" in body
+
+
+@pytest.mark.django_db
+def test_a_valid_request_shows_its_case_and_secret_once(client):
+    response = post(client, contact_email="me@example.org")
+    assert response.status_code == 201
+    assert "no-store" in response["Cache-Control"].split(", ")
+    assert response["Referrer-Policy"] == "no-referrer"
+    removal = RemovalRequest.objects.get()
+    body = response.content.decode()
+    assert removal.case in body
+    secret = response.context["secret"]
+    assert secret in body
+    assert secret in response.context["receipt"]
+    assert removal.contact_email == "me@example.org"
+    reference = ReferenceSignal.objects.get(removal=removal)
+    assert reference.source == "upload"
+    assert len(reference.phash) == 16 and len(reference.sha256) == 64
+    # Shown once: nothing a later page could read holds it.
+    assert secret not in client.get("/requests/status/").content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"urls": ""}, "urls", "at least one link"),
+        ({"urls": "\n".join(f"https://example.org/{i}.jpg" for i in range(MAX_URLS + 1))}, "urls", "at most 20 links"),
+        ({"urls": "ftp://example.org/a.jpg"}, "urls", "starting with http"),
+        ({"urls": "javascript:alert(1)"}, "urls", "starting with http"),
+        ({"images": []}, "images", "Choose your copy"),
+        ({"images": [upload(images.pixel_bomb_png(), "bomb.png", "image/png")]}, "images", "pixels"),
+        ({"images": [upload(images.random_bytes(), "fake.jpg", "image/jpeg")]}, "images", "Picture 1"),
+        ({"images": [upload(images.svg_file(), "x.svg", "image/svg+xml")]}, "images", "Picture 1"),
+        ({"images": [upload(images.truncated_jpeg())]}, "images", "Picture 1"),
+        ({"images": [upload(images.photo_jpeg(size=(64, 48))) for _ in range(6)]}, "images", "at most 5"),
+        ({"confirm": ""}, "confirm", "confirm the statement"),
+        ({"contact_email": "not-an-address"}, "contact_email", "valid email"),
+    ],
+)
+def test_refusals_are_shown_next_to_the_field_and_in_a_summary(client, fields, field, message):
+    response = post(client, **fields)
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert field in errors
+    assert message.lower() in " ".join(errors[field]).lower()
+    body = response.content.decode()
+    assert 'class="error-summary"' in body
+    assert RemovalRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_other_input_is_kept_after_an_error(client):
+    response = post(client, confirm="", urls="https://example.org/keep-me.jpg", contact_email="keep@example.org")
+    body = response.content.decode()
+    assert "https://example.org/keep-me.jpg" in body
+    assert "keep@example.org" in body
+
+
+@pytest.mark.django_db
+def test_the_form_needs_its_csrf_token():
+    client = Client(enforce_csrf_checks=True)
+    response = post(client)
+    assert response.status_code == 403
+    assert RemovalRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_too_many_requests_from_one_client_get_429(client):
+    for _ in range(10):
+        assert post(client, images=[upload(images.photo_jpeg(size=(64, 48)))]).status_code == 201
+    response = post(client, images=[upload(images.photo_jpeg(size=(64, 48)))])
+    assert response.status_code == 429
+    assert "Too many attempts" in response.content.decode()
+    assert RemovalRequest.objects.count() == 10
+
+
+@pytest.mark.django_db
+def test_ipv6_clients_are_counted_per_64(client):
+    def from_address(address):
+        return client.post(
+            "/requests/new/",
+            {"urls": URL, "confirm": "on", "images": [upload(images.photo_jpeg(size=(64, 48)))]},
+            REMOTE_ADDR=address,
+        )
+
+    for host in range(10):
+        assert from_address(f"2001:db8:1:2::{host + 1:x}").status_code == 201
+    assert from_address("2001:db8:1:2:ffff::1").status_code == 429
+    assert from_address("2001:db8:1:3::1").status_code == 201
+
+
+@pytest.mark.django_db
+def test_an_oversized_body_is_refused_before_it_is_read(client, settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    response = post(client, images=[upload(images.photo_jpeg(size=(1600, 1200)))] * 5)
+    assert response.status_code == 413
+    assert RemovalRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_an_oversized_picture_is_refused_by_size(client, settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 20_000
+    data = images.photo_jpeg(size=(800, 600))
+    assert len(data) > 20_000
+    response = post(client, images=[upload(data)])
+    assert response.status_code == 400
+    assert "larger than" in " ".join(response.context["form"].errors["images"])
