@@ -1,0 +1,128 @@
+import pytest
+
+from optout import hashbits
+from optout.client.canonical import url_sha256
+from optout.models import Dataset, DatasetRow
+from optout.signals import compute_signals
+from requests_app import services, verification
+from requests_app.models import ItemState, RemovalRequest, RemovalState, RequestEvent
+from tests import images
+from tests.requests_app.builders import submit
+
+
+def signals_of(data: bytes):
+    return compute_signals(data, max_bytes=1 << 24, max_pixels=1 << 26)
+
+
+def reference_of(data: bytes) -> services.Reference:
+    s = signals_of(data)
+    return services.Reference(s.phash, s.pdq, s.pdq_quality, s.sha256, "test", "upload")
+
+
+def index_row(dataset: Dataset, url: str, data: bytes) -> DatasetRow:
+    s = signals_of(data)
+    words = hashbits.pdq_to_words(s.pdq) if s.pdq is not None else (None,) * 4
+    return DatasetRow.objects.create(
+        dataset=dataset,
+        url=url,
+        url_sha256=url_sha256(url),
+        sha256=s.sha256,
+        phash=hashbits.to_signed64(s.phash),
+        pdq_0=words[0],
+        pdq_1=words[1],
+        pdq_2=words[2],
+        pdq_3=words[3],
+        pdq_quality=s.pdq_quality,
+    )
+
+
+def states(removal) -> dict[str, str]:
+    return {item.url: item.state for item in removal.items.all()}
+
+
+@pytest.mark.django_db
+def test_each_item_gets_the_verdict_its_url_deserves(image_server, fetch_connections):
+    mine = images.photo_jpeg("astronaut", size=(800, 600))
+    image_server.add(
+        "/same.jpg", images.photo_jpeg("astronaut", size=(640, 480), quality=75), content_type="image/jpeg"
+    )
+    image_server.add("/other.jpg", images.photo_jpeg("coffee"), content_type="image/jpeg")
+    image_server.add("/page.jpg", b"<html>hello</html>", content_type="image/jpeg")
+    image_server.add("/gone.jpg", b"", status=404)
+    urls = {
+        image_server.url("/same.jpg"): ItemState.MATCH_STRONG,
+        image_server.url("/other.jpg"): ItemState.NO_MATCH,
+        image_server.url("/page.jpg"): ItemState.NOT_AN_IMAGE,
+        image_server.url("/gone.jpg"): ItemState.UNREACHABLE,
+        "http://10.0.0.7/private.jpg": ItemState.REFUSED,
+    }
+    removal, _ = submit(urls=list(urls), references=[[reference_of(mine)]])
+
+    verification.verify_removal(removal.pk)
+
+    removal.refresh_from_db()
+    assert removal.state == RemovalState.IN_REVIEW
+    assert states(removal) == urls
+    same = removal.items.get(url=image_server.url("/same.jpg"))
+    assert same.phash_distance <= 4 and same.pdq_distance <= 20
+    assert same.image_sha256 and len(same.image_phash) == 16
+    assert all(address.is_loopback for address, _ in fetch_connections)
+    assert [e.to_state for e in RequestEvent.objects.filter(removal=removal)] == ["received", "checking", "in_review"]
+
+
+@pytest.mark.django_db
+def test_an_indexed_url_is_judged_by_its_stored_signals_without_fetching(image_server):
+    dataset = Dataset.objects.create(name="laion-test")
+    image_server.add("/photo.jpg", images.photo_jpeg("coffee"), content_type="image/jpeg")
+    url = image_server.url("/photo.jpg")
+    index_row(dataset, url, images.photo_jpeg("astronaut"))
+    removal, _ = submit(urls=[url], references=[[reference_of(images.photo_jpeg("astronaut", size=(500, 400)))]])
+
+    verification.verify_removal(removal.pk)
+
+    item = removal.items.get(found_by_system=False)
+    assert item.state == ItemState.MATCH_STRONG
+    assert item.dataset_row.dataset == dataset
+    assert image_server.hits.get("/photo.jpg", 0) == 0
+
+
+@pytest.mark.django_db
+def test_other_copies_in_the_index_are_attached_as_found_by_the_system():
+    dataset = Dataset.objects.create(name="laion-test")
+    copy = index_row(dataset, "https://cdn.example.net/copy.jpg", images.photo_jpeg("astronaut", size=(300, 225)))
+    index_row(dataset, "https://cdn.example.net/unrelated.jpg", images.photo_jpeg("rocket"))
+    removal, _ = submit(
+        urls=["http://10.1.2.3/x.jpg"], references=[[reference_of(images.photo_jpeg("astronaut"))]], dataset=dataset
+    )
+
+    verification.verify_removal(removal.pk)
+
+    found = removal.items.get(found_by_system=True)
+    assert found.dataset_row == copy
+    assert found.state == ItemState.MATCH_STRONG
+    assert removal.items.count() == 2
+
+
+@pytest.mark.django_db
+def test_running_verification_twice_changes_nothing(image_server):
+    image_server.add("/same.jpg", images.photo_jpeg("chelsea"), content_type="image/jpeg")
+    removal, _ = submit(urls=[image_server.url("/same.jpg")], references=[[reference_of(images.photo_jpeg("chelsea"))]])
+    verification.verify_removal(removal.pk)
+    before = (list(removal.items.values()), RequestEvent.objects.filter(removal=removal).count())
+
+    verification.verify_removal(removal.pk)
+
+    assert (list(removal.items.values()), RequestEvent.objects.filter(removal=removal).count()) == before
+    assert image_server.hits["/same.jpg"] == 1
+
+
+@pytest.mark.django_db
+def test_a_withdrawn_request_is_not_verified(image_server):
+    image_server.add("/same.jpg", images.photo_jpeg("chelsea"), content_type="image/jpeg")
+    removal, _ = submit(urls=[image_server.url("/same.jpg")])
+    services.withdraw_removal(removal)
+
+    verification.verify_removal(removal.pk)
+
+    assert RemovalRequest.objects.get(pk=removal.pk).state == RemovalState.WITHDRAWN
+    assert image_server.hits.get("/same.jpg", 0) == 0
