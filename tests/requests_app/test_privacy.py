@@ -73,6 +73,25 @@ def test_reference_images_are_hashed_in_memory_and_never_written(client, written
 
 
 @pytest.mark.django_db
+def test_an_upload_over_the_cap_is_refused_without_touching_the_disk(client, written_files, settings):
+    # Django's stock handlers would spool this one to a temporary file.
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+    data = images.photo_png("astronaut", size=(2000, 1500))
+    response = client.post(
+        "/requests/new/",
+        {
+            "urls": "https://images.example.org/p.png",
+            "confirm": "on",
+            "images": [SimpleUploadedFile("me.png", data, "image/png")],
+        },
+    )
+    assert response.status_code == 400
+    assert "larger than" in " ".join(response.context["form"].errors["images"])
+    cache_dir = str(settings.CACHES["default"].get("LOCATION", ""))
+    assert [path for path in written_files if not (cache_dir and path.startswith(cache_dir))] == []
+
+
+@pytest.mark.django_db
 def test_the_database_holds_no_image_bytes(client):
     data = images.photo_png("coffee", size=(300, 200))
     client.post(
