@@ -10,6 +10,7 @@ admin.site.site_title = "Opt-out review"
 
 urlpatterns = [
     path("", include("requests_app.urls")),
+    path("", include("optout.urls")),
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

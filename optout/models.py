@@ -28,6 +28,22 @@ class WorkerHeartbeat(models.Model):
 # Hashes are stored as signed 64-bit integers (two's complement of the unsigned
 # value): pHash in one column, PDQ's 256 bits in four, most significant first.
 
+
+class HexField(models.CharField):
+    """Lower-case hex digests, compared byte-wise.
+
+    On PostgreSQL the column gets the "C" collation: a locale-aware collation
+    makes every index insertion and lookup pay for strcoll, for nothing. SQLite
+    compares bytes already (and has no collation named "C").
+    """
+
+    def db_parameters(self, connection):
+        parameters = super().db_parameters(connection)
+        if connection.vendor == "postgresql":
+            parameters["collation"] = "C"
+        return parameters
+
+
 PHASH_CHUNKS = ((42, 22), (21, 21), (0, 21))  # (shift, bits) of each chunk of a 64-bit word
 
 
@@ -69,17 +85,21 @@ class DatasetRow(models.Model):
         REFUSED = "refused", "refused (blocked address)"
 
     id = models.BigAutoField(primary_key=True)
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="rows")
+    # Indexed by the (url_sha256, dataset) and (dataset, hashed_at) indexes below; a third one
+    # would only slow bulk imports down.
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="rows", db_index=False)
     url = models.TextField(help_text="The URL as the dataset gives it.")
-    url_sha256 = models.CharField(max_length=64, help_text="sha256 (hex) of the canonical URL.")
-    sha256 = models.CharField(max_length=64, blank=True, help_text="sha256 (hex) of the image bytes.")
+    url_sha256 = HexField(max_length=64, help_text="sha256 (hex) of the canonical URL.")
+    sha256 = HexField(max_length=64, blank=True, help_text="sha256 (hex) of the image bytes.")
     phash = models.BigIntegerField(null=True, blank=True)
     pdq_0 = models.BigIntegerField(null=True, blank=True)
     pdq_1 = models.BigIntegerField(null=True, blank=True)
     pdq_2 = models.BigIntegerField(null=True, blank=True)
     pdq_3 = models.BigIntegerField(null=True, blank=True)
     pdq_quality = models.SmallIntegerField(null=True, blank=True)
-    descriptor = models.ForeignKey(HashDescriptor, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    descriptor = models.ForeignKey(
+        HashDescriptor, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     hashed_at = models.DateTimeField(null=True, blank=True, help_text="When the signals were computed from the URL.")
     hash_attempts = models.SmallIntegerField(default=0)
     fetch_error = models.CharField(max_length=20, choices=FetchError.choices, blank=True)
@@ -102,19 +122,35 @@ class DatasetRow(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["dataset", "url_sha256"], name="datasetrow_unique_url_per_dataset"),
+            # url_sha256 first: the same index answers "is this URL in any dataset?".
+            models.UniqueConstraint(fields=["url_sha256", "dataset"], name="datasetrow_unique_url_per_dataset"),
             models.CheckConstraint(
                 condition=models.Q(pdq_quality__isnull=True) | models.Q(pdq_quality__gte=0, pdq_quality__lte=100),
                 name="datasetrow_pdq_quality_range",
             ),
         ]
         indexes = [
-            models.Index(fields=["url_sha256"], name="datasetrow_url_sha256"),
             models.Index(fields=["sha256"], name="datasetrow_sha256", condition=~models.Q(sha256="")),
             models.Index(fields=["dataset", "hashed_at"], name="datasetrow_hash_queue"),
             # The chunk indexes carry the full hash so PostgreSQL can verify candidates from the index alone.
-            *[models.Index(fields=[f"ph_c{i}", "phash"], name=f"datasetrow_ph_c{i}") for i in range(3)],
-            *[models.Index(fields=[f"pdq_c{i}"], name=f"datasetrow_pdq_c{i}") for i in range(12)],
+            # Partial: rows without that hash (most of a freshly imported dataset) cost nothing, and
+            # `chunk = value` implies `chunk IS NOT NULL`, so the planner still uses them.
+            *[
+                models.Index(
+                    fields=[f"ph_c{i}", "phash"],
+                    name=f"datasetrow_ph_c{i}",
+                    condition=models.Q(**{f"ph_c{i}__isnull": False}),
+                )
+                for i in range(3)
+            ],
+            *[
+                models.Index(
+                    fields=[f"pdq_c{i}"],
+                    name=f"datasetrow_pdq_c{i}",
+                    condition=models.Q(**{f"pdq_c{i}__isnull": False}),
+                )
+                for i in range(12)
+            ],
         ]
 
     def __str__(self) -> str:

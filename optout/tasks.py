@@ -1,10 +1,19 @@
 from celery import shared_task
 from django.utils import timezone
 
-from optout.models import WorkerHeartbeat
+from optout import services
+from optout.models import DatasetRow, WorkerHeartbeat
 
 
 @shared_task(bind=True, ignore_result=True)
 def record_heartbeat(self) -> None:
     worker = self.request.hostname or "unknown"
     WorkerHeartbeat.objects.update_or_create(worker=worker, defaults={"seen_at": timezone.now()})
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def hash_rows(row_ids: list[int]) -> None:
+    """Fill in the signals of these dataset rows. Rows already done are skipped, so a rerun is harmless."""
+    descriptor = services.our_descriptor()
+    for row in DatasetRow.objects.filter(pk__in=row_ids, hashed_at__isnull=True).order_by("id"):
+        services.hash_row(row, descriptor=descriptor)

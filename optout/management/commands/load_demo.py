@@ -1,0 +1,54 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from optout import demo, services, signals
+from optout.client.canonical import url_sha256
+from optout.models import Dataset, DatasetRow
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo dataset (scikit-image's sample photographs and transformed copies, served by this app "
+        "at /demo/images/) with its signals. Does nothing if it exists, unless --reset."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--reset", action="store_true", help="Delete and recreate the demo dataset's rows.")
+
+    @transaction.atomic
+    def handle(self, *args, reset: bool, **options):
+        dataset, created = Dataset.objects.get_or_create(
+            name=demo.DATASET_NAME,
+            defaults={
+                "release": "1",
+                "description": "Sample photographs shipped with scikit-image, and resized, recompressed, cropped "
+                "and mirrored copies of them, served by this app.",
+            },
+        )
+        if not created and not reset:
+            self.stdout.write(f"The demo dataset is loaded already ({dataset.rows.count()} rows).")
+            return
+        dataset.rows.all().delete()
+        descriptor = services.our_descriptor()
+        base = settings.OPTOUT_PUBLIC_URL
+        rows = []
+        for name in demo.names():
+            url = f"{base}/demo/images/{name}.jpg"
+            computed = signals.compute_signals(
+                demo.image_bytes(name),
+                max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES,
+                max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS,
+            )
+            rows.append(
+                DatasetRow(
+                    dataset=dataset,
+                    url=url,
+                    url_sha256=url_sha256(url),
+                    descriptor=descriptor,
+                    **services.row_signal_fields(computed),
+                    hashed_at=dataset.created_at,
+                )
+            )
+        DatasetRow.objects.bulk_create(rows)
+        self.stdout.write(f"Loaded the demo dataset: {len(rows)} rows at {base}/demo/ .")
