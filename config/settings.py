@@ -267,6 +267,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RemovalStateEnum": "requests_app.models.RemovalState",
+        "ItemStateEnum": "requests_app.models.ItemState",
+    },
 }
 
 # --- The product ------------------------------------------------------------------
