@@ -1,4 +1,6 @@
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,19 +54,31 @@ class WorkerProcess:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches the pool's children too
         )
 
-    def stop(self, sig: int | None = None) -> None:
-        if self.process and self.process.poll() is None:
-            if sig is None:
-                self.process.terminate()
-            else:
-                self.process.send_signal(sig)
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Send sig to the worker's whole process group (SIGTERM: warm shutdown) and wait for it."""
+        if self.process is None:
+            return
+        group = self.process.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, sig)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            self.process.kill()
+            self.process.wait(timeout=10)
+        # Pool children may outlive the main process for a moment.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
