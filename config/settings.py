@@ -144,6 +144,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "optout.tasks.record_heartbeat", "schedule": 60.0},
+    "sweep-stuck-requests": {"task": "requests_app.tasks.sweep_stuck_requests", "schedule": 60.0},
 }
 
 # --- Storage ----------------------------------------------------------------
@@ -287,6 +288,12 @@ OPTOUT_MAX_IMAGE_PIXELS = env_int("OPTOUT_MAX_IMAGE_PIXELS", 50_000_000, minimum
 # recommends for its 256-bit hash; pHash's 8 of 64 bits is the usual near-duplicate cut.
 OPTOUT_PHASH_THRESHOLD = env_int("OPTOUT_PHASH_THRESHOLD", 8, minimum=0, maximum=12)
 OPTOUT_PDQ_THRESHOLD = env_int("OPTOUT_PDQ_THRESHOLD", 31, minimum=0, maximum=32)
+# Nothing lost: a request still `checking` past this many seconds is queued again by the sweeper,
+# one still `received` after the grace period too (its message may never have reached the broker),
+# and an item whose verification failed (or crashed) this many times is marked unreachable.
+OPTOUT_CHECK_DEADLINE_SECONDS = env_int("OPTOUT_CHECK_DEADLINE_SECONDS", 900, minimum=5)
+OPTOUT_RECEIVED_GRACE_SECONDS = env_int("OPTOUT_RECEIVED_GRACE_SECONDS", 120, minimum=0)
+OPTOUT_VERIFY_MAX_ATTEMPTS = env_int("OPTOUT_VERIFY_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
 
 LOGGING = {
     "version": 1,

@@ -48,6 +48,22 @@ class ItemState(models.TextChoices):
     REFUSED = "refused", "refused (blocked address)"
 
 
+class RejectReason(models.TextChoices):
+    NO_MATCH = "no_match", "The pictures do not match"
+    NOT_IN_DATASET = "not_in_dataset", "The links are not in any dataset we index"
+    INSUFFICIENT_EVIDENCE = "insufficient_evidence", "Not enough evidence that the requester holds the picture"
+    PUBLIC_INTEREST = "public_interest", "The picture is not private (e.g. a widely published work)"
+    ABUSE = "abuse", "The request looks like an abuse of the process"
+    DUPLICATE = "duplicate", "Another request covers the same links"
+    OTHER = "other", "Other (see the note)"
+
+
+class ItemDecision(models.TextChoices):
+    NONE = "", "follow the verdict"
+    APPROVE = "approve", "block"
+    REJECT = "reject", "do not block"
+
+
 class RemovalRequest(models.Model):
     case = models.CharField(max_length=32, unique=True, help_text="The case reference the requester keeps.")
     # HMAC-SHA256 of the secret under a server key (see requests_app/secrets.py); never the secret.
@@ -65,6 +81,8 @@ class RemovalRequest(models.Model):
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    decision_reason = models.CharField(max_length=30, choices=RejectReason.choices, blank=True)
+    decision_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -93,6 +111,9 @@ class RemovalItem(models.Model):
     verify_attempts = models.SmallIntegerField(default=0)
     verified_at = models.DateTimeField(null=True, blank=True)
     detail = models.CharField(max_length=200, blank=True, help_text="Why verification failed, for reviewers.")
+    # The reviewer's call on this item; without one, approval blocks exactly the matching items.
+    decision = models.CharField(max_length=10, choices=ItemDecision.choices, blank=True)
+    blocked = models.BooleanField(default=False, help_text="Put on the blocklist when the request was approved.")
 
     class Meta:
         ordering = ["found_by_system", "id"]
@@ -134,11 +155,17 @@ class ReferenceSignal(models.Model):
 class RequestEvent(models.Model):
     """One act on a removal request. Append-only: never edited, never deleted."""
 
+    class Action(models.TextChoices):
+        TRANSITION = "transition", "state change"
+        CLAIM = "claim", "assignment"
+        ITEM_DECISION = "item_decision", "decision on an item"
+
     removal = models.ForeignKey(RemovalRequest, on_delete=models.PROTECT, related_name="events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
     actor_label = models.CharField(max_length=150, help_text="requester, system, or the reviewer's user name.")
     from_state = models.CharField(max_length=20, choices=RemovalState.choices, blank=True)
     to_state = models.CharField(max_length=20, choices=RemovalState.choices)
+    action = models.CharField(max_length=20, choices=Action.choices, default=Action.TRANSITION)
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(db_index=True)
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from optout import hashbits
@@ -22,8 +24,10 @@ from requests_app.exceptions import TransitionError
 from requests_app.models import (
     ALLOWED_TRANSITIONS,
     CLOSED_STATES,
+    ItemDecision,
     ItemState,
     ReferenceSignal,
+    RejectReason,
     RemovalItem,
     RemovalRequest,
     RemovalState,
@@ -53,11 +57,10 @@ def _transition(
     actor: Actor,
     reason: str = "",
     now: datetime | None = None,
-    expected: str | None = None,
     **fields,
 ) -> RemovalRequest:
     now = now or timezone.now()
-    current = expected or removal.state
+    current = removal.state
     if to not in ALLOWED_TRANSITIONS[current]:
         raise TransitionError(
             f"Case {removal.case} is {RemovalState(current).label}; it cannot become {RemovalState(to).label}."
@@ -125,6 +128,8 @@ def submit_removal(
         contact_email=contact_email,
         created_at=now,
         state_changed_at=now,
+        # Picked up by a worker well before this, or queued again by the sweeper.
+        check_deadline=now + timedelta(seconds=settings.OPTOUT_RECEIVED_GRACE_SECONDS),
     )
     seen: set[str] = set()
     items = []
@@ -185,7 +190,7 @@ def _schedule_verification(removal: RemovalRequest) -> None:
 
 
 def check_deadline(now: datetime) -> datetime:
-    return now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT * 2)
+    return now + timedelta(seconds=settings.OPTOUT_CHECK_DEADLINE_SECONDS)
 
 
 @transaction.atomic
@@ -208,6 +213,32 @@ def finish_checking(removal: RemovalRequest) -> RemovalRequest:
     if removal.items.filter(state=ItemState.PENDING).exists():
         raise TransitionError(f"Case {removal.case} still has items waiting for verification.")
     return _transition(removal, RemovalState.IN_REVIEW, actor=Actor(SYSTEM), check_deadline=None)
+
+
+def count_verify_attempt(item: RemovalItem) -> int:
+    """Count an attempt at verifying an item before it starts, in its own commit, so that a
+    worker killed in the middle still counts. Returns the attempt number."""
+    RemovalItem.objects.filter(pk=item.pk).update(verify_attempts=F("verify_attempts") + 1)
+    item.verify_attempts = RemovalItem.objects.values_list("verify_attempts", flat=True).get(pk=item.pk)
+    return item.verify_attempts
+
+
+def requeue_stuck(now: datetime | None = None) -> list[int]:
+    """Ids of requests whose verification was lost: still received or checking past their deadline
+    (a message that never reached the broker, a worker killed mid-task). Each deadline is pushed
+    back, with a compare-and-swap, so a request is queued once per deadline and only if it did not
+    move on meanwhile."""
+    now = now or timezone.now()
+    stuck = RemovalRequest.objects.filter(
+        state__in=[RemovalState.RECEIVED, RemovalState.CHECKING], check_deadline__lt=now
+    ).values_list("pk", "check_deadline")
+    ids = []
+    for removal_id, deadline in stuck:
+        if RemovalRequest.objects.filter(pk=removal_id, check_deadline=deadline).update(
+            check_deadline=check_deadline(now)
+        ):
+            ids.append(removal_id)
+    return ids
 
 
 def record_item_verdict(item: RemovalItem, *, state: str, **evidence) -> bool:
@@ -237,13 +268,199 @@ def add_found_item(removal: RemovalRequest, row: DatasetRow, *, state: str, **ev
     return created
 
 
+# --- Review ---------------------------------------------------------------------
+
+REVIEW_PERMISSION = "requests_app.review_removalrequest"
+MATCH_STATES = (ItemState.MATCH_STRONG, ItemState.MATCH_WEAK)
+
+
+def _require_reviewer(reviewer) -> Actor:
+    if not reviewer.has_perm(REVIEW_PERMISSION):
+        raise PermissionDenied("Only reviewers can decide removal requests.")
+    return Actor.of(reviewer)
+
+
+def _log(removal: RemovalRequest, actor: Actor, action: str, reason: str) -> None:
+    RequestEvent.objects.create(
+        removal=removal,
+        actor=actor.user,
+        actor_label=actor.label,
+        from_state=removal.state,
+        to_state=removal.state,
+        action=action,
+        reason=reason,
+        created_at=timezone.now(),
+    )
+
+
+@transaction.atomic
+def claim_removal(removal: RemovalRequest, *, reviewer) -> RemovalRequest:
+    """Assign a request in review to this reviewer (taking it over if someone else had it)."""
+    actor = _require_reviewer(reviewer)
+    if removal.state != RemovalState.IN_REVIEW:
+        raise TransitionError(
+            f"Case {removal.case} is {RemovalState(removal.state).label}; only requests in review can be claimed."
+        )
+    previous = removal.assigned_to_id
+    if previous == reviewer.pk:
+        return removal
+    updated = RemovalRequest.objects.filter(
+        pk=removal.pk, state=RemovalState.IN_REVIEW, assigned_to_id=previous
+    ).update(assigned_to=reviewer)
+    if updated != 1:
+        raise TransitionError(f"Case {removal.case} was changed by someone else a moment ago. Reload it.")
+    removal.assigned_to = reviewer
+    _log(removal, actor, RequestEvent.Action.CLAIM, f"assigned to {actor.label}")
+    return removal
+
+
+@transaction.atomic
+def decide_item(item: RemovalItem, *, reviewer, decision: str) -> RemovalItem:
+    """Record a reviewer's per-item call: block it, do not block it, or follow its verdict ("")."""
+    actor = _require_reviewer(reviewer)
+    decision = ItemDecision(decision)
+    removal = item.removal
+    if removal.state != RemovalState.IN_REVIEW:
+        raise TransitionError(f"Case {removal.case} is not in review; its items cannot be decided now.")
+    updated = RemovalItem.objects.filter(
+        pk=item.pk, decision=item.decision, removal__state=RemovalState.IN_REVIEW
+    ).update(decision=decision)
+    if updated != 1:
+        raise TransitionError(f"Case {removal.case} was changed by someone else a moment ago. Reload it.")
+    item.decision = decision
+    _log(removal, actor, RequestEvent.Action.ITEM_DECISION, f"item {item.pk}: {decision.label}")
+    return item
+
+
+def items_to_block(removal: RemovalRequest):
+    """Matching items nobody rejected, plus items a reviewer approved one by one."""
+    return removal.items.filter(
+        Q(decision=ItemDecision.APPROVE) | Q(decision=ItemDecision.NONE, state__in=MATCH_STATES)
+    )
+
+
+@transaction.atomic
+def approve_removal(removal: RemovalRequest, *, reviewer, note: str = "") -> RemovalRequest:
+    """in_review -> approved: the items to block are put on the blocklist (published by the next release).
+
+    Raises PermissionDenied without the review permission, TransitionError when
+    the state does not allow it, another reviewer won, or nothing would be blocked.
+    """
+    actor = _require_reviewer(reviewer)
+    items = list(items_to_block(removal))
+    if removal.state == RemovalState.IN_REVIEW and not items:
+        raise TransitionError(
+            f"Case {removal.case} has no matching item to block. Approve items one by one, or reject the request."
+        )
+    _transition(
+        removal,
+        RemovalState.APPROVED,
+        actor=actor,
+        reason=note or f"{len(items)} item(s) to block",
+        decision_note=note,
+        assigned_to=reviewer,
+    )
+    RemovalItem.objects.filter(pk__in=[item.pk for item in items]).update(blocked=True)
+    for item in items:
+        _hold(item)
+    _notify_on_commit(removal, removal.contact_email)
+    return removal
+
+
+@transaction.atomic
+def reject_removal(removal: RemovalRequest, *, reviewer, reason: str, note: str = "") -> RemovalRequest:
+    """in_review -> rejected, with a reason code from RejectReason and optional free text."""
+    actor = _require_reviewer(reviewer)
+    email = removal.contact_email  # closing the case deletes it
+    if reason not in RejectReason.values:
+        raise TransitionError("Choose a reason for the rejection.")
+    if reason == RejectReason.OTHER and not note.strip():
+        raise TransitionError("Say why in the note when the reason is 'Other'.")
+    label = RejectReason(reason).label
+    _transition(
+        removal,
+        RemovalState.REJECTED,
+        actor=actor,
+        reason=f"{label}. {note}".strip(),
+        decision_reason=reason,
+        decision_note=note,
+        assigned_to=reviewer,
+    )
+    _notify_on_commit(removal, email)
+    return removal
+
+
+def _holder(item: RemovalItem) -> str:
+    return f"removal-item:{item.pk}"
+
+
+def _hold(item: RemovalItem) -> None:
+    from optout import blocklist
+
+    blocklist.hold(
+        holder=_holder(item),
+        url_sha256=item.url_sha256,
+        image_sha256=item.image_sha256,
+        phash=hashbits.phash_from_hex(item.image_phash) if item.image_phash else None,
+        pdq=hashbits.pdq_from_hex(item.image_pdq) if item.image_pdq else None,
+        pdq_quality=item.image_pdq_quality if item.image_pdq else None,
+    )
+
+
+def _release_holds(removal: RemovalRequest) -> None:
+    blocked = list(removal.items.filter(blocked=True))
+    if not blocked:
+        return
+    from optout import blocklist
+
+    for item in blocked:
+        blocklist.release_hold(holder=_holder(item))
+
+
+def _notify_on_commit(removal: RemovalRequest, email: str) -> None:
+    """Tell the requester, if they left an address, that their case moved. Never the secret."""
+    if not email:
+        return
+    from django.core.mail import send_mail
+
+    subject = f"Your removal request {removal.case}"
+    body = (
+        f"Your removal request {removal.case} is now {RemovalState(removal.state).label}.\n"
+        "Use your case reference and secret on the 'Follow a request' page for details."
+    )
+    transaction.on_commit(lambda: send_mail(subject, body, None, [email], fail_silently=True))
+
+
+def mark_published_for_holders(holders, *, release_version: int) -> int:
+    """approved -> published for requests whose blocked items are all held in a published release."""
+    item_ids = {int(h.split(":", 1)[1]) for h in holders if h.startswith("removal-item:")}
+    candidates = RemovalRequest.objects.filter(state=RemovalState.APPROVED, items__pk__in=item_ids).distinct()
+    moved = 0
+    for removal in candidates:
+        blocked = set(removal.items.filter(blocked=True).values_list("pk", flat=True))
+        if not blocked <= item_ids:
+            continue
+        try:
+            with transaction.atomic():
+                _transition(
+                    removal, RemovalState.PUBLISHED, actor=Actor(SYSTEM), reason=f"in release {release_version}"
+                )
+            moved += 1
+        except TransitionError:
+            continue  # withdrawn meanwhile
+    return moved
+
+
 # --- Requester acts -------------------------------------------------------------
 
 
 @transaction.atomic
 def withdraw_removal(removal: RemovalRequest, *, actor: Actor | None = None, reason: str = "") -> RemovalRequest:
-    """Any state -> withdrawn. Deletes the contact e-mail. Raises TransitionError if already withdrawn."""
-    return _transition(removal, RemovalState.WITHDRAWN, actor=actor or Actor(REQUESTER), reason=reason)
+    """Any state -> withdrawn. Deletes the contact e-mail and lifts any block the request put in place
+    (the next release carries tombstones). Raises TransitionError if already withdrawn."""
+    _transition(removal, RemovalState.WITHDRAWN, actor=actor or Actor(REQUESTER), reason=reason)
+    _release_holds(removal)
+    return removal
 
 
 def find_case(case: str, secret: str) -> RemovalRequest | None:

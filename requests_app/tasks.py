@@ -1,9 +1,30 @@
+import logging
+
 from celery import shared_task
+from django.conf import settings
 
-from requests_app import verification
+from requests_app import services, verification
+
+log = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def verify_removal(removal_id: int) -> None:
-    """Verify a removal request's items. Takes an id, re-checks state, safe to run twice."""
-    verification.verify_removal(removal_id)
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def verify_removal(self, removal_id: int) -> None:
+    """Verify a removal request's items. Takes an id, re-checks state, safe to run twice.
+
+    A transient failure (an unreachable URL) is retried with backoff; the
+    per-item attempt count ends the retries, and the sweeper re-queues anything
+    a lost message or a killed worker left behind.
+    """
+    if not verification.verify_removal(removal_id):
+        retries = self.request.retries or 0
+        if retries < settings.OPTOUT_VERIFY_MAX_ATTEMPTS:
+            raise self.retry(countdown=min(600, 15 * 2**retries))
+
+
+@shared_task(ignore_result=True)
+def sweep_stuck_requests() -> None:
+    """Beat task: queue again every request whose verification was lost."""
+    for removal_id in services.requeue_stuck():
+        log.info("re-queueing verification of request %s", removal_id)
+        verify_removal.delay(removal_id)

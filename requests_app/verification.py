@@ -75,7 +75,20 @@ def _indexed_row(item: RemovalItem, removal: RemovalRequest) -> DatasetRow | Non
     return rows.order_by("id").first()
 
 
-def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[signals.ImageSignals]) -> None:
+def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[signals.ImageSignals]) -> bool:
+    """Give the item its verdict. False when a transient failure leaves it pending for another attempt.
+
+    Attempts are counted before the work starts, so an item whose verification
+    kills the worker (or hangs past the time limit) is given up on after
+    OPTOUT_VERIFY_MAX_ATTEMPTS instead of looping forever.
+    """
+    attempt = services.count_verify_attempt(item)
+    last_attempt = attempt >= settings.OPTOUT_VERIFY_MAX_ATTEMPTS
+    if attempt > settings.OPTOUT_VERIFY_MAX_ATTEMPTS:
+        services.record_item_verdict(
+            item, state=ItemState.UNREACHABLE, detail=f"Verification did not finish in {attempt - 1} attempts."
+        )
+        return True
     row = _indexed_row(item, removal)
     candidate = row_signals(row) if row else None
     if row:
@@ -92,15 +105,18 @@ def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[sig
                 fetched.data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
             )
         except fetch.FetchError as exc:
+            if exc.code == ItemState.UNREACHABLE and not last_attempt:
+                return False  # perhaps a passing outage: try again later
             services.record_item_verdict(item, state=exc.code, detail=exc.message[:200])
-            return
+            return True
         except signals.ImageRejected as exc:
             services.record_item_verdict(item, state=ItemState.NOT_AN_IMAGE, detail=exc.message[:200])
-            return
+            return True
     comparison = _compare(references, candidate)
     services.record_item_verdict(
         item, state=_STRENGTH_TO_STATE[comparison.strength], **_evidence(comparison, candidate)
     )
+    return True
 
 
 def find_other_copies(removal: RemovalRequest, references: list[signals.ImageSignals]) -> int:
@@ -131,23 +147,32 @@ def find_other_copies(removal: RemovalRequest, references: list[signals.ImageSig
     return added
 
 
-def verify_removal(removal_id: int) -> None:
-    """Verify every pending item of a request and move it to review. A no-op once that is done."""
+def verify_removal(removal_id: int) -> bool:
+    """Verify every pending item of a request and move it to review. A no-op once that is done.
+
+    Returns False when an item is left pending after a transient failure: the
+    caller should try again later (the task retries with backoff; the sweeper
+    catches anything the retries miss).
+    """
     removal = RemovalRequest.objects.filter(pk=removal_id).first()
     if removal is None:
-        return
+        return True
     if removal.state == RemovalState.RECEIVED:
         try:
             services.start_checking(removal)
         except TransitionError:  # a duplicate delivery got there first: carry on in step with it
             removal.refresh_from_db()
     if removal.state != RemovalState.CHECKING:
-        return
+        return True
     references = reference_signals(removal)
-    for item in removal.items.filter(state=ItemState.PENDING).order_by("id"):
-        verify_item(item, removal, references)
+    done = [
+        verify_item(item, removal, references) for item in removal.items.filter(state=ItemState.PENDING).order_by("id")
+    ]
+    if not all(done):
+        return False
     find_other_copies(removal, references)
     try:
         services.finish_checking(removal)
     except TransitionError:
         log.info("request %s left checking meanwhile (withdrawn, or a duplicate run finished it)", removal_id)
+    return True

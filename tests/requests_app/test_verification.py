@@ -1,4 +1,5 @@
 import pytest
+from django.conf import settings
 
 from optout import hashbits
 from optout.client.canonical import url_sha256
@@ -58,8 +59,12 @@ def test_each_item_gets_the_verdict_its_url_deserves(image_server, fetch_connect
     }
     removal, _ = submit(urls=list(urls), references=[[reference_of(mine)]])
 
-    verification.verify_removal(removal.pk)
+    # The 404 may be a passing outage: it is tried again, up to the attempt limit.
+    runs = [verification.verify_removal(removal.pk) for _ in range(settings.OPTOUT_VERIFY_MAX_ATTEMPTS)]
 
+    assert runs == [False] * (settings.OPTOUT_VERIFY_MAX_ATTEMPTS - 1) + [True]
+    assert image_server.hits["/gone.jpg"] == settings.OPTOUT_VERIFY_MAX_ATTEMPTS
+    assert image_server.hits["/same.jpg"] == 1
     removal.refresh_from_db()
     assert removal.state == RemovalState.IN_REVIEW
     assert states(removal) == urls
@@ -126,3 +131,23 @@ def test_a_withdrawn_request_is_not_verified(image_server):
 
     assert RemovalRequest.objects.get(pk=removal.pk).state == RemovalState.WITHDRAWN
     assert image_server.hits.get("/same.jpg", 0) == 0
+
+
+@pytest.mark.django_db
+def test_an_item_whose_verification_keeps_crashing_is_given_up(image_server, monkeypatch):
+    image_server.add("/same.jpg", images.photo_jpeg("chelsea"), content_type="image/jpeg")
+    removal, _ = submit(urls=[image_server.url("/same.jpg")], references=[[reference_of(images.photo_jpeg("chelsea"))]])
+
+    def crash(*args, **kwargs):
+        raise SystemExit("worker killed")  # as if the process died mid-verification
+
+    monkeypatch.setattr(verification.signals, "compute_signals", crash)
+    for _ in range(settings.OPTOUT_VERIFY_MAX_ATTEMPTS):
+        with pytest.raises(SystemExit):
+            verification.verify_removal(removal.pk)
+
+    assert verification.verify_removal(removal.pk) is True
+    item = removal.items.get()
+    assert item.state == ItemState.UNREACHABLE
+    assert "did not finish" in item.detail
+    assert RemovalRequest.objects.get(pk=removal.pk).state == RemovalState.IN_REVIEW
