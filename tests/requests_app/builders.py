@@ -32,3 +32,23 @@ def force_state(removal: RemovalRequest, state: str) -> RemovalRequest:
     RemovalRequest.objects.filter(pk=removal.pk).update(state=state)
     removal.refresh_from_db()
     return removal
+
+
+def reviewer(username: str = "rita", *, can_review: bool = True):
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user(username=username, password="a-long-test-password", is_staff=True)
+    if can_review:
+        user.user_permissions.add(Permission.objects.get(codename="review_removalrequest"))
+    return User.objects.get(pk=user.pk)  # fresh: permissions are cached per instance
+
+
+def in_review(item_states: list[str], **kwargs) -> RemovalRequest:
+    """A request in review whose items have these verdicts."""
+    from requests_app.models import RemovalItem
+
+    urls = [f"https://images.example.org/{n}.jpg" for n in range(len(item_states))]
+    removal, _ = submit(urls=urls, **kwargs)
+    for item, state in zip(removal.items.order_by("id"), item_states, strict=True):
+        RemovalItem.objects.filter(pk=item.pk).update(state=state, image_sha256=f"{item.pk:064x}")
+    return force_state(removal, "in_review")
