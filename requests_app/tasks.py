@@ -23,8 +23,10 @@ def verify_removal(self, removal_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
-def sweep_stuck_requests() -> None:
-    """Beat task: queue again every request whose verification was lost."""
-    for removal_id in services.requeue_stuck():
+def sweep_stuck_requests() -> list[int]:
+    """Beat task: queue again every request whose verification was lost. Returns their ids."""
+    ids = services.requeue_stuck()
+    for removal_id in ids:
         log.info("re-queueing verification of request %s", removal_id)
         verify_removal.delay(removal_id)
+    return ids
