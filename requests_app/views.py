@@ -118,22 +118,30 @@ def status(request):
 @require_http_methods(["POST"])
 def withdraw(request):
     form = WithdrawForm(request.POST)
-    if not form.is_valid():
+    credentials = CaseForm(request.POST)
+    if not credentials.is_valid():
         return _private(
             render(request, "requests_app/status.html", {"form": CaseForm(), "not_found": NOT_FOUND}, status=400)
         )
-    removal, limited = _lookup(request, form)
+    removal, limited = _lookup(request, credentials)
     if limited:
         return _too_many(request, "requests_app/status.html", {"form": CaseForm()})
     if removal is None:
         return _private(
             render(request, "requests_app/status.html", {"form": CaseForm(), "not_found": NOT_FOUND}, status=404)
         )
+    secret = credentials.cleaned_data["secret"]
+    if not form.is_valid():
+        # The box was not ticked: show the case again, with the reason.
+        context = _status_context(removal, secret)
+        context["withdraw_form"] = form
+        context["message"] = form.errors["confirm"][0]
+        return _private(render(request, "requests_app/status.html", context, status=400))
     message = "Your request is withdrawn. If you gave an e-mail address, it has been deleted."
     try:
         services.withdraw_removal(removal)
     except TransitionError:
         message = "This request was already withdrawn."
-    context = _status_context(removal, form.cleaned_data["secret"])
+    context = _status_context(removal, secret)
     context["message"] = message
     return _private(render(request, "requests_app/status.html", context))
