@@ -50,7 +50,7 @@ class RemovalRequestForm(forms.Form):
     # Filled by the page's script when the picture is hashed on the device instead.
     signals = forms.CharField(required=False, widget=forms.HiddenInput)
     contact_email = forms.EmailField(
-        label="E-mail address (optional)",
+        label="E-mail address",
         required=False,
         help_text="Only if you want news of the case. It is deleted when the case closes.",
     )
