@@ -36,6 +36,10 @@ def _cases() -> list[tuple[str, str, bytes]]:
     for orientation, size in ((1, (1024, 768)), (3, (640, 480)), (6, (1024, 768)), (8, (3000, 2000))):
         data = images.photo_jpeg("rocket", size=size, exif_orientation=orientation)
         cases.append((f"rocket {size[0]}x{size[1]} JPEG EXIF {orientation}", ".jpg", data))
+    # Reductions by 8 and by 4 with blocks left over at the edges, turned by the EXIF tag.
+    cases.append(("retina 5000x4000 JPEG", ".jpg", images.photo_jpeg("retina", (5000, 4000), 85)))
+    cases.append(("coffee 2050x1550 JPEG EXIF 3", ".jpg", images.photo_jpeg("coffee", (2050, 1550), 85, 3)))
+    cases.append(("chelsea 1550x2050 PNG", ".png", images.photo_png("chelsea", (1550, 2050))))
     cases.append(
         ("motorcycle_left 1024x768 JPEG EXIF 6", ".jpg", images.photo_jpeg("motorcycle_left", (1024, 768), 80, 6))
     )
