@@ -288,6 +288,31 @@ OPTOUT_MAX_IMAGE_PIXELS = env_int("OPTOUT_MAX_IMAGE_PIXELS", 50_000_000, minimum
 # recommends for its 256-bit hash; pHash's 8 of 64 bits is the usual near-duplicate cut.
 OPTOUT_PHASH_THRESHOLD = env_int("OPTOUT_PHASH_THRESHOLD", 8, minimum=0, maximum=12)
 OPTOUT_PDQ_THRESHOLD = env_int("OPTOUT_PDQ_THRESHOLD", 31, minimum=0, maximum=32)
+
+# --- Blocklist releases and the feed (optout/releases.py, optout/feed.py) ---
+# The minisign secret key that signs releases; never in the repository or the
+# database. `python manage.py generate_signing_key` writes it (and a .pub beside it).
+OPTOUT_SIGNING_KEY_FILE = env_str("OPTOUT_SIGNING_KEY_FILE", str(VAR_DIR / "minisign.key"))
+OPTOUT_SIGNING_KEY_PASSWORD_FILE = env_str("OPTOUT_SIGNING_KEY_PASSWORD_FILE", "")
+# Key rotation: the next public key, announced in every manifest until it takes over.
+OPTOUT_SIGNING_NEXT_PUBLIC_KEY_FILE = env_str("OPTOUT_SIGNING_NEXT_PUBLIC_KEY_FILE", "")
+OPTOUT_FEED_NAME = env_str("OPTOUT_FEED_NAME", "optout")
+if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,60}", OPTOUT_FEED_NAME):
+    raise ImproperlyConfigured(f"OPTOUT_FEED_NAME={OPTOUT_FEED_NAME!r} must be lower-case letters, digits, '.' and '-'")
+# A release expires this long after it is made; builders' clients refuse an expired one.
+OPTOUT_RELEASE_TTL_HOURS = env_int("OPTOUT_RELEASE_TTL_HOURS", 48, minimum=1, maximum=24 * 30)
+# Celery beat publishes a release this often, re-signing the state even when nothing changed.
+OPTOUT_PUBLISH_INTERVAL_MINUTES = env_int("OPTOUT_PUBLISH_INTERVAL_MINUTES", 60, minimum=1)
+if OPTOUT_PUBLISH_INTERVAL_MINUTES * 2 > OPTOUT_RELEASE_TTL_HOURS * 60:
+    raise ImproperlyConfigured("OPTOUT_PUBLISH_INTERVAL_MINUTES must be at most half of OPTOUT_RELEASE_TTL_HOURS")
+# Partner-tier requests per token per hour, and blocklist lookups per client per hour.
+OPTOUT_PARTNER_REQUESTS_PER_HOUR = env_int("OPTOUT_PARTNER_REQUESTS_PER_HOUR", 600, minimum=1)
+OPTOUT_LOOKUP_REQUESTS_PER_HOUR = env_int("OPTOUT_LOOKUP_REQUESTS_PER_HOUR", 120, minimum=1)
+CELERY_BEAT_SCHEDULE["publish-blocklist"] = {
+    "task": "optout.tasks.publish_blocklist",
+    "schedule": OPTOUT_PUBLISH_INTERVAL_MINUTES * 60.0,
+}
+
 # Nothing lost: a request still `checking` past this many seconds is queued again by the sweeper,
 # one still `received` after the grace period too (its message may never have reached the broker),
 # and an item whose verification failed (or crashed) this many times is marked unreachable.

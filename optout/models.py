@@ -155,3 +155,135 @@ class DatasetRow(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+
+# --- The blocklist, its releases and the partner feed -------------------------------------
+#
+# One entry per canonical URL (its sha256), blocked while at least one hold is
+# on it. `hold`/`release_hold` in optout/blocklist.py are the only writers of
+# entries and holds; optout/releases.py is the only writer of releases. See
+# those modules for the locking that keeps a release consistent.
+
+
+class BlocklistState(models.Model):
+    """A single row that blocklist writers and publishers lock, so a release sees one consistent blocklist."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="blockliststate_singleton")]
+
+    def __str__(self) -> str:
+        return "blocklist state"
+
+
+class BlocklistEntry(models.Model):
+    url_sha256 = HexField(max_length=64, unique=True, help_text="sha256 (hex) of the canonical URL.")
+    sha256 = HexField(max_length=64, blank=True, help_text="sha256 (hex) of the image bytes, when known.")
+    phash = models.BigIntegerField(null=True, blank=True, help_text="pHash as a signed 64-bit integer.")
+    pdq = HexField(max_length=64, blank=True, help_text="PDQ (64 hex digits), when known.")
+    pdq_quality = models.SmallIntegerField(null=True, blank=True)
+    blocked = models.BooleanField(default=False, help_text="At least one approved item holds it.")
+    published = models.BooleanField(default=False, help_text="In the snapshot of the latest release.")
+    # Changed since the latest release (blocked or hashes): the next delta looks at these only.
+    dirty = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "blocklist entries"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(pdq_quality__isnull=True) | models.Q(pdq_quality__gte=0, pdq_quality__lte=100),
+                name="blocklistentry_pdq_quality_range",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["url_sha256"], name="blocklistentry_blocked", condition=models.Q(blocked=True)),
+            models.Index(fields=["url_sha256"], name="blocklistentry_dirty", condition=models.Q(dirty=True)),
+        ]
+
+    def __str__(self) -> str:
+        return self.url_sha256
+
+
+class BlocklistHold(models.Model):
+    """One approved item's claim on an entry; ``holder`` is an opaque name such as ``removal-item:123``."""
+
+    entry = models.ForeignKey(BlocklistEntry, on_delete=models.PROTECT, related_name="holds")
+    holder = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.holder} on {self.entry_id}"
+
+
+class Release(models.Model):
+    """An immutable, signed release of the blocklist (both tiers share its number).
+
+    The database keeps the numbers contiguous: ``previous`` points to the release
+    numbered one less (a check constraint), at most one release has a given
+    previous (unique), and only release 1 has none. Two publishers can therefore
+    neither both create version N nor skip one, whatever the code above does.
+    """
+
+    version = models.PositiveIntegerField(unique=True)
+    previous = models.OneToOneField(
+        "self", to_field="version", on_delete=models.PROTECT, null=True, blank=True, related_name="next"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    entries = models.PositiveIntegerField(help_text="Entries in the snapshot.")
+    added = models.PositiveIntegerField(help_text="Entries added or updated since the previous release.")
+    removed = models.PositiveIntegerField(help_text="Tombstones since the previous release.")
+    state_sha256 = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=16, help_text="The minisign key id that signed the manifests.")
+    public_key = models.CharField(max_length=64, help_text="That key, as minisign's base64 string.")
+    # Per tier: {"manifest_sha256": ..., "files": {name: {"sha256": ..., "bytes": ...}}}.
+    tiers = models.JSONField()
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(version=1, previous__isnull=True)
+                    # IS NOT NULL spelled out: a CHECK that evaluates to NULL passes.
+                    | models.Q(previous__isnull=False, previous=models.F("version") - 1)
+                ),
+                name="release_previous_is_version_minus_one",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"release {self.version}"
+
+
+class FeedConsumer(models.Model):
+    """A dataset builder allowed to pull the partner tier with a bearer token."""
+
+    name = models.CharField(max_length=200, unique=True)
+    contact = models.CharField(max_length=300, help_text="Who to reach about this consumer (e-mail or URL).")
+    # HMAC-SHA256 of the token under a key derived from SECRET_KEY; the token itself is shown once.
+    token_hmac = models.CharField(max_length=64, unique=True, editable=False)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FeedAccess(models.Model):
+    """One partner-tier request, for the access log."""
+
+    consumer = models.ForeignKey(FeedConsumer, on_delete=models.CASCADE, related_name="accesses")
+    path = models.CharField(max_length=200)
+    status = models.PositiveSmallIntegerField()
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name_plural = "feed accesses"
+        indexes = [models.Index(fields=["consumer", "-at"], name="feedaccess_consumer_at")]
+
+    def __str__(self) -> str:
+        return f"{self.consumer_id} {self.path} {self.status}"

@@ -17,3 +17,15 @@ def hash_rows(row_ids: list[int]) -> None:
     descriptor = services.our_descriptor()
     for row in DatasetRow.objects.filter(pk__in=row_ids, hashed_at__isnull=True).order_by("id"):
         services.hash_row(row, descriptor=descriptor)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def publish_blocklist() -> None:
+    """Publish the next blocklist release (beat runs it every OPTOUT_PUBLISH_INTERVAL_MINUTES).
+
+    A new release even when nothing changed: that re-signs the state with a fresh
+    expiry. Publishers take a lock, so a duplicate delivery only makes one more release.
+    """
+    from optout import releases  # imported here: the worker's other tasks need none of it
+
+    releases.publish_release()
