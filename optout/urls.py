@@ -1,10 +1,14 @@
 from django.urls import path
 
-from optout import views
+from optout import api, feed, views
 
 app_name = "optout"
 
 urlpatterns = [
     path("demo/", views.demo_index, name="demo"),
     path("demo/images/<slug:name>.jpg", views.demo_image, name="demo-image"),
+    path("feed/v1/public/<str:name>", feed.public_file, name="feed-public"),
+    path("feed/v1/partner/<str:name>", feed.partner_file, name="feed-partner"),
+    path(".well-known/optout/minisign.pub", feed.public_key, name="public-key"),
+    path("api/v1/blocklist/lookup/", api.BlocklistLookupView.as_view(), name="api-lookup"),
 ]
