@@ -20,13 +20,17 @@ const notice = document.getElementById("device-hashing");
 if (form && input && field && notice && canHashOnDevice()) {
   const status = notice.querySelector("[data-hashing-status]");
   const previews = notice.querySelector("[data-hashing-previews]");
+  const promise = notice.querySelector("[data-hashing-promise]");
   let work = null; // the promise of the current hashing run
   let run = 0; // a newer choice of files makes older runs stale
   let thumbnails = [];
+  // The server's pixel cap, when the page states it; signals.js has the default.
+  const maxPixels = Number(form.getAttribute("data-max-pixels")) || undefined;
 
   const say = (state, text) => {
     form.setAttribute("data-hashing", state);
     status.textContent = text;
+    promise.hidden = state === "failed"; // never promise what is not happening
   };
 
   const clearPreviews = () => {
@@ -49,7 +53,7 @@ if (form && input && field && notice && canHashOnDevice()) {
   const hash = async (files, thisRun) => {
     const results = [];
     for (const file of files) {
-      results.push(await computeSignals(file));
+      results.push(await computeSignals(file, { maxPixels }));
       if (thisRun !== run) return;
     }
     field.value = JSON.stringify(results);

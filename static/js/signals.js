@@ -16,10 +16,16 @@
 // Canvas resampling is never used: its filters differ between browsers and from Pillow's.
 //
 // Output: {phash: hex16, pdq: hex64 | null, pdq_quality: int, sha256: hex64}, ImageSignals.to_dict().
+//
+// Browsers: needs module scripts, Web Crypto (a secure context: HTTPS, or http://127.0.0.1 and
+// localhost), createImageBitmap and a 2-D canvas; canHashOnDevice() says whether they are there.
+// EXIF orientation is applied by createImageBitmap(..., {imageOrientation: "from-image"}) in current
+// Chromium, Firefox and Safari; where a browser does not (appliesExifOrientation() probes it), a JPEG
+// with an orientation tag is not hashed here but uploaded, and the server applies the tag.
 
 export const REDUCE_MIN_SIDE = 384;
 export const PDQ_QUALITY_FLOOR = 50;
-export const MAX_PIXELS = 50_000_000; // the server's default pixel cap; larger pictures are not decoded here
+export const MAX_PIXELS = 50_000_000; // the server's default pixel cap (OPTOUT_MAX_IMAGE_PIXELS)
 
 const F = Math.fround;
 const LUMA_R = F(0.299);
@@ -73,10 +79,16 @@ export function canHashOnDevice() {
 
 // The signals of one picture (a File or Blob). Throws CannotHash (or a decoder error) when this
 // browser cannot produce signals the server would agree with; the caller then uploads the file.
-export async function computeSignals(file) {
+export async function computeSignals(file, { maxPixels = MAX_PIXELS } = {}) {
   const bytes = new Uint8Array(await file.arrayBuffer());
+  const format = sniffFormat(bytes);
+  if (format === null) {
+    // The server's allow-list: anything else (HEIC, TIFF, SVG...) goes to the server, which refuses it
+    // with its own words, rather than being hashed here into signals the server could not reproduce.
+    throw new CannotHash("not a JPEG, PNG, WebP or GIF file");
+  }
   const sha256 = await sha256Hex(bytes);
-  const jpeg = isJpeg(bytes) ? readJpegHeader(bytes) : null;
+  const jpeg = format === "JPEG" ? readJpegHeader(bytes) : null;
   const orientation = jpeg ? jpeg.orientation : 1;
   if (orientation !== 1 && !(await appliesExifOrientation())) {
     throw new CannotHash("this browser does not apply EXIF orientation");
@@ -88,7 +100,7 @@ export async function computeSignals(file) {
   try {
     const { width, height } = bitmap;
     if (!width || !height) throw new CannotHash("empty picture");
-    if (width * height > MAX_PIXELS) throw new CannotHash("too many pixels to decode here");
+    if (width * height > maxPixels) throw new CannotHash("more pixels than the server accepts");
     const scale = reductionScale(width, height, jpeg !== null);
     const reduced = reduceToLuma(bitmap, scale, anchorsFor(orientation));
     return signalsFromLuma(reduced, { width, height, scale, sha256 });
@@ -119,8 +131,14 @@ export async function sha256Hex(bytes) {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function isJpeg(bytes) {
-  return bytes.length > 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
+// The formats the server decodes (signals.ALLOWED_FORMATS), told apart by their first bytes.
+export function sniffFormat(bytes) {
+  const ascii = (start, length) => (bytes.length >= start + length ? readAscii(bytes, start, length) : "");
+  if (bytes.length > 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "JPEG";
+  if (ascii(0, 8) === "\x89PNG\r\n\x1a\n") return "PNG";
+  if (ascii(0, 4) === "RIFF" && ascii(8, 4) === "WEBP") return "WEBP";
+  if (ascii(0, 6) === "GIF87a" || ascii(0, 6) === "GIF89a") return "GIF";
+  return null;
 }
 
 // The EXIF orientation of a JPEG (1 when absent or unreadable), as Pillow's getexif() reads it.
@@ -268,6 +286,9 @@ function reduceToLuma(bitmap, scale, anchors) {
 
 // Integrate full-resolution kernel rows (each of length n) over reduced pixels of `scale` source pixels,
 // the last one averaging what is left. Returned banded: for each output, the first input and weights.
+// As the server's _fold, this assumes the short block is the last one even when an EXIF orientation
+// has turned it to the first (reduceToLuma builds the same blocks as the server); if the server ever
+// shifts its kernels for that case, shift them here too, or the hashes of such pictures part.
 function fold(kernel, n, scale, reducedCount) {
   return kernel.map((full) => {
     const folded = new Float64Array(reducedCount);

@@ -8,7 +8,9 @@ path still works.
 
 import hashlib
 import json
+import time
 from collections import Counter
+from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
@@ -58,11 +60,49 @@ def _server_signals(data: bytes) -> signals.ImageSignals:
 def _choose(page, path) -> list[dict]:
     """Pick a file in the form and wait for the page's own signals."""
     page.get_by_label("Your copy of the picture").set_input_files(str(path))
-    page.wait_for_selector("#removal-form[data-hashing=done], #removal-form[data-hashing=failed]", timeout=60_000)
-    assert page.locator("#removal-form").get_attribute("data-hashing") == "done", page.locator(
-        "#device-hashing"
-    ).inner_text()
+    page.wait_for_selector(
+        "#removal-form[data-hashing=done], #removal-form[data-hashing=failed]", state="attached", timeout=60_000
+    )
+    state = page.locator("#removal-form").get_attribute("data-hashing")
+    assert state == "done", page.locator("#device-hashing").inner_text()
     return json.loads(page.locator("#id_signals").input_value())
+
+
+@dataclass
+class Agreement:
+    label: str
+    size: int
+    milliseconds: int
+    browser: dict
+    server: signals.ImageSignals
+    naive: signals.ImageSignals
+
+    def distances(self, other: signals.ImageSignals) -> tuple[int, int | None]:
+        client = signals.ImageSignals.from_dict(self.browser)  # the server takes the browser's dict as it is
+        pdq = None if client.pdq is None or other.pdq is None else hamming(client.pdq, other.pdq)
+        return hamming(client.phash, other.phash), pdq
+
+
+def _print_table(rows: list[Agreement]) -> None:
+    print()
+    print("Browser (static/js/signals.js in Chromium) against the server's compute_signals on the same file;")
+    print("'naive' is the reference pipeline (full decode, imagehash.phash, pdqhash.compute), for scale.")
+    print(
+        f"{'image':<38} {'bytes':>9} {'ms':>5} {'pHash d':>7} {'PDQ d':>5} {'quality b/s':>11} {'sha256':>6}  naive pHash/PDQ d"
+    )
+    for row in rows:
+        phash_d, pdq_d = row.distances(row.server)
+        naive_phash_d, naive_pdq_d = row.distances(row.naive)
+        quality = f"{row.browser['pdq_quality']}/{row.server.pdq_quality}"
+        same = "equal" if row.browser["sha256"] == row.server.sha256 else "DIFF"
+        print(
+            f"{row.label:<38} {row.size:>9} {row.milliseconds:>5} {phash_d:>7} {pdq_d if pdq_d is not None else '-':>5}"
+            f" {quality:>11} {same:>6}  {naive_phash_d}/{naive_pdq_d if naive_pdq_d is not None else '-'}"
+        )
+    phash_counts = Counter(row.distances(row.server)[0] for row in rows)
+    pdq_counts = Counter(row.distances(row.server)[1] for row in rows)
+    print(f"pHash distance to the server (bits: files): {dict(sorted(phash_counts.items()))}")
+    print(f"PDQ distance to the server (bits: files):   {dict(sorted(pdq_counts.items(), key=str))}")
 
 
 @pytest.mark.browser
@@ -71,43 +111,32 @@ def test_browser_signals_agree_with_the_server(live_server, tmp_path):
     rows = []
     with chromium_page() as page:
         page.goto(f"{live_server.url}/requests/new/")
-        page.wait_for_selector("#removal-form[data-hashing=idle]")
+        page.wait_for_selector("#removal-form[data-hashing=idle]", state="attached")
         assert page.locator("#device-hashing").is_visible()
         assert "Your picture stays on this device." in page.locator("#device-hashing").inner_text()
         for number, (label, suffix, data) in enumerate(_cases()):
             path = tmp_path / f"picture-{number}{suffix}"
             path.write_bytes(data)
+            started = time.monotonic()
             (browser,) = _choose(page, path)
-            server = _server_signals(data)
+            milliseconds = round((time.monotonic() - started) * 1000)
             assert set(browser) == {"phash", "pdq", "pdq_quality", "sha256"}
-            # The server takes the browser's dict as it is.
-            client = signals.ImageSignals.from_dict(browser)
-            phash_d = hamming(client.phash, server.phash)
-            pdq_d = None if client.pdq is None or server.pdq is None else hamming(client.pdq, server.pdq)
-            rows.append((label, len(data), phash_d, pdq_d, browser["pdq_quality"], server.pdq_quality, browser, server))
+            naive = signals.compute_signals_naive(data)
+            rows.append(Agreement(label, len(data), milliseconds, browser, _server_signals(data), naive))
             if number == 0:
                 # The local preview and the notice are on the page now: still accessible.
                 assert page.locator("img.device-preview").count() == 1
                 assert page.locator("img.device-preview").get_attribute("src").startswith("blob:")
                 assert axe_violations(page) == []
 
-    print()
-    print(f"{'image':<40} {'bytes':>9} {'pHash d':>7} {'PDQ d':>5} {'quality b/s':>11}  sha256")
-    for label, size, phash_d, pdq_d, quality_b, quality_s, browser, server in rows:
-        same = "equal" if browser["sha256"] == server.sha256 else "DIFFERENT"
-        pdq_text = "-" if pdq_d is None else str(pdq_d)
-        print(f"{label:<40} {size:>9} {phash_d:>7} {pdq_text:>5} {quality_b:>5}/{quality_s:<5}  {same}")
-    phash_counts = Counter(row[2] for row in rows)
-    pdq_counts = Counter(row[3] for row in rows if row[3] is not None)
-    print("pHash distance distribution (bits: files):", dict(sorted(phash_counts.items())))
-    print("PDQ distance distribution (bits: files):  ", dict(sorted(pdq_counts.items())))
-
-    for label, _size, phash_d, pdq_d, quality_b, quality_s, browser, server in rows:
-        assert browser["sha256"] == server.sha256, label
-        assert phash_d <= PHASH_TOLERANCE, label
-        assert server.pdq is not None and pdq_d is not None, label  # real photos: PDQ above the floor
-        assert pdq_d <= PDQ_TOLERANCE, label
-        assert abs(quality_b - quality_s) <= 2, label
+    _print_table(rows)
+    for row in rows:
+        phash_d, pdq_d = row.distances(row.server)
+        assert row.browser["sha256"] == row.server.sha256, row.label
+        assert phash_d <= PHASH_TOLERANCE, row.label
+        assert row.server.pdq is not None and pdq_d is not None, row.label  # real photos: PDQ above the floor
+        assert pdq_d <= PDQ_TOLERANCE, row.label
+        assert abs(row.browser["pdq_quality"] - row.server.pdq_quality) <= 2, row.label
 
 
 @pytest.mark.browser
@@ -118,7 +147,7 @@ def test_form_serves_its_own_scripts_only(live_server):
         policy = response.headers["content-security-policy"]
         directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
         assert directives["script-src"].split() == ["'self'"]
-        page.wait_for_selector("#removal-form[data-hashing=idle]")  # the module ran under that policy
+        page.wait_for_selector("#removal-form[data-hashing=idle]", state="attached")  # the module ran under that policy
         sources = page.eval_on_selector_all("script", "nodes => nodes.map(n => [n.src, n.textContent.trim()])")
         assert sources, "the form has its script"
         for src, inline in sources:
@@ -138,12 +167,13 @@ def test_a_file_the_browser_cannot_decode_is_uploaded_instead(live_server, tmp_p
     with chromium_page() as page:
         page.on("request", lambda r: posts.append(r) if r.method == "POST" else None)
         page.goto(f"{live_server.url}/requests/new/")
-        page.wait_for_selector("#removal-form[data-hashing=idle]")
+        page.wait_for_selector("#removal-form[data-hashing=idle]", state="attached")
         page.get_by_label("Links to the picture").fill("https://example.com/a.jpg")
         page.get_by_label("Your copy of the picture").set_input_files(str(path))
-        page.wait_for_selector("#removal-form[data-hashing=failed]")
+        page.wait_for_selector("#removal-form[data-hashing=failed]", state="attached")
         assert page.locator("#id_signals").input_value() == ""
         assert "could not read the picture" in page.locator("#device-hashing").inner_text()
+        assert "stays on this device" not in page.locator("#device-hashing").inner_text()
         assert page.get_by_label("Your copy of the picture").is_enabled()
         page.get_by_label("I confirm").check()
         page.get_by_role("button", name="Send the request").click()
@@ -151,6 +181,94 @@ def test_a_file_the_browser_cannot_decode_is_uploaded_instead(live_server, tmp_p
         assert "Picture 1: The file is not a JPEG, PNG, WebP or GIF image." in page.content()
     assert len(posts) == 1
     assert RemovalRequest.objects.count() == 0
+
+
+def _post_bodies(page) -> list:
+    bodies = []
+    page.on("request", lambda r: bodies.append(r.post_data_buffer) if r.method == "POST" else None)
+    return bodies
+
+
+def _assert_no_file_sent(body: bytes, photo: bytes) -> dict:
+    """The request body carries the signals and no file part; returns the one signals dict sent."""
+    assert body is not None and b'name="signals"' in body
+    assert b"filename=" not in body and b'name="images"' not in body
+    assert photo[:4096] not in body and photo[-4096:] not in body
+    (sent,) = json.loads(body.split(b'name="signals"\r\n\r\n', 1)[1].split(b"\r\n--", 1)[0])
+    return sent
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_sending_while_the_picture_is_hashed_waits_for_the_fingerprints(live_server, tmp_path):
+    photo = images.photo_jpeg("retina", (5000, 4000), 85)  # 20 megapixels: long enough to click meanwhile
+    path = tmp_path / "big.jpg"
+    path.write_bytes(photo)
+    with chromium_page() as page:
+        bodies = _post_bodies(page)
+        page.goto(f"{live_server.url}/requests/new/")
+        page.get_by_label("Links to the picture").fill("https://example.com/a.jpg")
+        page.get_by_label("I confirm").check()
+        page.get_by_label("Your copy of the picture").set_input_files(str(path))
+        assert page.locator("#removal-form").get_attribute("data-hashing") == "pending"
+        page.get_by_role("button", name="Send the request").click()
+        page.wait_for_selector("#secret")
+    (body,) = bodies
+    sent = _assert_no_file_sent(body, photo)
+    assert sent["sha256"] == hashlib.sha256(photo).hexdigest()
+    (reference,) = ReferenceSignal.objects.all()
+    assert reference.source == ReferenceSignal.Source.CLIENT and reference.phash == sent["phash"]
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_fingerprints_are_kept_when_the_form_comes_back_with_an_error(live_server, tmp_path):
+    photo = images.photo_webp("coffee", (1024, 768))
+    path = tmp_path / "mine.webp"
+    path.write_bytes(photo)
+    with chromium_page() as page:
+        bodies = _post_bodies(page)
+        page.goto(f"{live_server.url}/requests/new/")
+        page.get_by_label("Links to the picture").fill("not a link")
+        page.get_by_label("I confirm").check()
+        (computed,) = _choose(page, path)
+        page.get_by_role("button", name="Send the request").click()
+        page.wait_for_selector(".errorlist")
+        # The page came back without the file, but with the fingerprints, and says so.
+        page.wait_for_selector("#removal-form[data-hashing=done]", state="attached")
+        assert "from your last try are kept" in page.locator("#device-hashing").inner_text()
+        assert json.loads(page.locator("#id_signals").input_value()) == [computed]
+        assert page.get_by_label("Your copy of the picture").is_enabled()
+        assert axe_violations(page) == []
+        page.get_by_label("Links to the picture").fill("https://example.com/a.jpg")
+        page.get_by_label("I confirm").check()
+        page.get_by_role("button", name="Send the request").click()
+        page.wait_for_selector("#secret")
+    assert len(bodies) == 2
+    for body in bodies:
+        assert _assert_no_file_sent(body, photo) == computed
+    (reference,) = ReferenceSignal.objects.all()
+    assert reference.sha256 == hashlib.sha256(photo).hexdigest()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_several_pictures_each_get_their_signals_in_order(live_server, tmp_path):
+    photos = [images.photo_png("astronaut", (640, 480)), images.photo_jpeg("rocket", (800, 600), exif_orientation=8)]
+    paths = [tmp_path / "one.png", tmp_path / "two.jpg"]
+    for path, photo in zip(paths, photos, strict=True):
+        path.write_bytes(photo)
+    with chromium_page() as page:
+        page.goto(f"{live_server.url}/requests/new/")
+        page.get_by_label("Your copy of the picture").set_input_files([str(path) for path in paths])
+        page.wait_for_selector("#removal-form[data-hashing=done]", state="attached")
+        computed = json.loads(page.locator("#id_signals").input_value())
+        assert page.locator("img.device-preview").count() == 2
+    assert [item["sha256"] for item in computed] == [hashlib.sha256(photo).hexdigest() for photo in photos]
+    for item, photo in zip(computed, photos, strict=True):
+        server = _server_signals(photo)
+        assert hamming(phash_from_hex(item["phash"]), server.phash) <= PHASH_TOLERANCE
+        assert hamming(pdq_from_hex(item["pdq"]), server.pdq) <= PDQ_TOLERANCE
 
 
 def _file_and_served_copy(image_server, tmp_path):
@@ -172,15 +290,13 @@ def test_request_filed_either_way_is_verified_alike(
 ):
     my_copy = _file_and_served_copy(image_server, tmp_path)
     photo = my_copy.read_bytes()
-    bodies = []
-
     with chromium_page(java_script_enabled=javascript) as page:
-        page.on("request", lambda r: bodies.append(r.post_data_buffer) if r.method == "POST" else None)
+        bodies = _post_bodies(page)
         page.goto(f"{live_server.url}/requests/new/")
         page.get_by_label("Links to the picture").fill(image_server.url("/holiday.jpg"))
         page.get_by_label("Your copy of the picture").set_input_files(str(my_copy))
         if javascript:
-            page.wait_for_selector("#removal-form[data-hashing=done]")
+            page.wait_for_selector("#removal-form[data-hashing=done]", state="attached")
             assert page.locator("#device-hashing").is_visible()
             assert axe_violations(page) == []
         else:
@@ -209,19 +325,14 @@ def test_request_filed_either_way_is_verified_alike(
     assert len(bodies) == 1
     if javascript:
         (body,) = bodies
-        assert body is not None and b'name="signals"' in body
-        assert b"filename=" not in body and b'name="images"' not in body
-        assert photo[:4096] not in body and photo[-4096:] not in body
+        sent = _assert_no_file_sent(body, photo)
         assert reference.source == ReferenceSignal.Source.CLIENT
-        sent = json.loads(body.split(b'name="signals"\r\n\r\n', 1)[1].split(b"\r\n--", 1)[0])
-        assert sent == [
-            {
-                "phash": reference.phash,
-                "pdq": reference.pdq,
-                "pdq_quality": reference.pdq_quality,
-                "sha256": reference.sha256,
-            }
-        ]
+        assert sent == {
+            "phash": reference.phash,
+            "pdq": reference.pdq,
+            "pdq_quality": reference.pdq_quality,
+            "sha256": reference.sha256,
+        }
     else:
         assert reference.source == ReferenceSignal.Source.UPLOAD
         assert reference.phash == f"{server.phash:016x}"  # the server's own hash of the upload
