@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from config.admin import staff_login
 from config.views import healthz
 
 admin.site.site_header = "Opt-out review"
@@ -14,5 +15,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    # Ahead of the admin's own login URL: the same page, rate-limited (config/admin.py).
+    path(f"{settings.ADMIN_PATH}login/", staff_login, name="staff-login"),
     path(settings.ADMIN_PATH, admin.site.urls),
 ]

@@ -1,0 +1,211 @@
+"""The reviewer's page for one removal request, and the preview of each item's picture.
+
+Both are extra admin URLs of ``RemovalRequestAdmin`` (``get_urls`` +
+``admin_site.admin_view``). Seeing the page needs the view permission; acting
+on it and seeing the pictures' URLs and previews need the review permission.
+Every act calls the same service as everything else, so the services' own
+permission check and compare-and-swap apply; a refused act comes back as an
+admin message, after a redirect (post/redirect/get).
+"""
+
+from dataclasses import dataclass
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from requests_app import services
+from requests_app.exceptions import TransitionError
+from requests_app.models import ItemDecision, RejectReason, RemovalItem, RemovalRequest, RemovalState
+from requests_app.preview import PreviewUnavailable, preview_of_url
+
+REVIEW_TEMPLATE = "admin/requests_app/removalrequest/review.html"
+
+
+class ApproveForm(forms.Form):
+    note = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Note (optional)",
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+    )
+
+
+class RejectForm(forms.Form):
+    reason = forms.ChoiceField(
+        choices=[("", "Choose a reason…"), *RejectReason.choices],
+        error_messages={"required": "Choose a reason for the rejection."},
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=2000,
+        label="Note (required for 'Other')",
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+    )
+
+
+class DecideForm(forms.Form):
+    item = forms.IntegerField(widget=forms.HiddenInput)
+    decision = forms.ChoiceField(choices=ItemDecision.choices, required=False, label="Decision")
+
+
+@dataclass
+class ItemRow:
+    item: RemovalItem
+    will_block: bool
+    preview_url: str
+    decide_form: DecideForm
+
+
+def _form_error(form: forms.Form) -> str:
+    return " ".join(str(error) for errors in form.errors.values() for error in errors)
+
+
+class ReviewPages:
+    """Mixed into ``RemovalRequestAdmin``: the review page and the item previews."""
+
+    def has_review_permission(self, request) -> bool:
+        return request.user.has_perm(services.REVIEW_PERMISSION)
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("<int:object_id>/review/", self.admin_site.admin_view(self.review_view), name=f"{name}_review"),
+            path(
+                "<int:object_id>/items/<int:item_id>/preview.jpg",
+                self.admin_site.admin_view(self.preview_view),
+                name=f"{name}_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    # --- The page ---------------------------------------------------------------
+
+    def review_view(self, request, object_id: int):
+        removal = RemovalRequest.objects.select_related("dataset", "assigned_to").filter(pk=object_id).first()
+        if removal is None:
+            raise Http404("No such removal request.")
+        if not self.has_view_permission(request, removal):
+            raise PermissionDenied
+        if request.method == "POST":
+            return self._act(request, removal)
+        return TemplateResponse(request, REVIEW_TEMPLATE, self._review_context(request, removal))
+
+    def _review_context(self, request, removal: RemovalRequest) -> dict:
+        can_review = self.has_review_permission(request)
+        to_block = set(services.items_to_block(removal).values_list("pk", flat=True))
+        rows = [
+            ItemRow(
+                item=item,
+                will_block=item.pk in to_block,
+                preview_url=reverse("admin:requests_app_removalrequest_preview", args=[removal.pk, item.pk]),
+                decide_form=DecideForm(
+                    initial={"item": item.pk, "decision": item.decision}, auto_id=f"id_item{item.pk}_%s"
+                ),
+            )
+            for item in removal.items.select_related("dataset_row__dataset")
+        ]
+        references = list(removal.references.values_list("image_index", "source"))
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Review {removal.case}",
+            "removal": removal,
+            "rows": rows,
+            "events": removal.events.all(),
+            "reference_images": len({index for index, _source in references}),
+            "reference_sources": sorted({source for _index, source in references}),
+            "can_review": can_review,
+            "in_review": removal.state == RemovalState.IN_REVIEW,
+            "assigned_to_me": removal.assigned_to_id == request.user.pk,
+            "to_block_count": len(to_block),
+            "approve_form": ApproveForm(),
+            "reject_form": RejectForm(),
+            "phash_threshold": settings.OPTOUT_PHASH_THRESHOLD,
+            "pdq_threshold": settings.OPTOUT_PDQ_THRESHOLD,
+            "change_url": reverse("admin:requests_app_removalrequest_change", args=[removal.pk]),
+            "changelist_url": reverse("admin:requests_app_removalrequest_changelist"),
+        }
+
+    # --- Acts -------------------------------------------------------------------
+
+    def _act(self, request, removal: RemovalRequest):
+        # The services check the permission too; refusing here first means a
+        # non-reviewer gets the same 403 whatever the form holds.
+        if not self.has_review_permission(request):
+            raise PermissionDenied("Only reviewers can decide removal requests.")
+        acts = {"claim": self._claim, "approve": self._approve, "reject": self._reject, "decide": self._decide}
+        act = acts.get(request.POST.get("action", ""))
+        if act is None:
+            messages.error(request, "Unknown action.")
+        else:
+            try:
+                done = act(request, removal)
+            except TransitionError as exc:
+                messages.error(request, str(exc))
+            else:
+                if done:
+                    messages.success(request, done)
+        return HttpResponseRedirect(reverse("admin:requests_app_removalrequest_review", args=[removal.pk]))
+
+    def _claim(self, request, removal: RemovalRequest) -> str:
+        services.claim_removal(removal, reviewer=request.user)
+        return f"You are now the reviewer of {removal.case}."
+
+    def _approve(self, request, removal: RemovalRequest) -> str:
+        form = ApproveForm(request.POST)
+        if not form.is_valid():
+            raise TransitionError(_form_error(form))
+        services.approve_removal(removal, reviewer=request.user, note=form.cleaned_data["note"])
+        blocked = removal.items.filter(blocked=True).count()
+        return f"{removal.case} is approved: {blocked} item(s) go on the blocklist with the next release."
+
+    def _reject(self, request, removal: RemovalRequest) -> str:
+        form = RejectForm(request.POST)
+        if not form.is_valid():
+            raise TransitionError(_form_error(form))
+        services.reject_removal(
+            removal, reviewer=request.user, reason=form.cleaned_data["reason"], note=form.cleaned_data["note"]
+        )
+        return f"{removal.case} is rejected."
+
+    def _decide(self, request, removal: RemovalRequest) -> str:
+        form = DecideForm(request.POST)
+        if not form.is_valid():
+            raise TransitionError(_form_error(form))
+        item = removal.items.filter(pk=form.cleaned_data["item"]).first()
+        if item is None:
+            raise TransitionError("That item is not part of this request.")
+        decision = form.cleaned_data["decision"]
+        if decision == item.decision:
+            return ""
+        services.decide_item(item, reviewer=request.user, decision=decision)
+        return f"Item {item.pk}: {ItemDecision(decision).label}."
+
+    # --- The preview ------------------------------------------------------------
+
+    def preview_view(self, request, object_id: int, item_id: int):
+        """The picture at the item's URL as a small JPEG, fetched now by the server; reviewers only."""
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD"])
+        if not self.has_review_permission(request):
+            raise PermissionDenied
+        item = RemovalItem.objects.filter(pk=item_id, removal_id=object_id).only("pk", "url").first()
+        if item is None:
+            raise Http404("No such item.")
+        try:
+            response = HttpResponse(preview_of_url(item.url), content_type="image/jpeg")
+            response["Content-Disposition"] = 'inline; filename="preview.jpg"'
+        except PreviewUnavailable as exc:
+            response = HttpResponse(f"No preview: {exc}", status=502, content_type="text/plain; charset=utf-8")
+        # A private picture: never cached by the browser or anything in between,
+        # never sniffed as something else, never able to run anything if opened on its own.
+        response["Cache-Control"] = "no-store, private"
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cross-Origin-Resource-Policy"] = "same-origin"
+        return response

@@ -1,0 +1,66 @@
+"""The reviewer's preview of the picture at an item's URL: fetched by our server, shrunk, re-encoded.
+
+The reviewer's browser never contacts the host of the URL (that would hand the
+reviewer's address to whoever posted the picture, and run whatever the host
+serves): the fetch goes through the SSRF-safe fetcher, the bytes are checked by
+the same decoder as every other image (format allow-list, byte and pixel caps,
+no truncated files), and what reaches the browser is a fresh JPEG of at most
+``PREVIEW_SIDE`` pixels with no metadata. Nothing is stored.
+"""
+
+import io
+
+from django.conf import settings
+from PIL import Image, ImageOps
+
+from optout.fetch import FetchError, fetch_image
+from optout.signals import ALLOWED_FORMATS, ImageRejected, compute_signals
+
+PREVIEW_SIDE = 512
+_WHITE = (255, 255, 255)
+
+
+class PreviewUnavailable(Exception):
+    """No preview for this URL now. The message is safe to show a reviewer."""
+
+
+def thumbnail_jpeg(data: bytes, *, max_bytes: int, max_pixels: int, side: int = PREVIEW_SIDE) -> bytes:
+    """A JPEG of at most ``side`` x ``side`` pixels of ``data``, upright, on white, without metadata.
+
+    Raises ``ImageRejected`` for anything ``optout.signals`` would not decode.
+    """
+    # The signals pipeline is the one place that decides what we decode: format
+    # allow-list, caps checked before decoding, damaged files refused. Only
+    # bytes it accepted are opened again here.
+    compute_signals(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+    image.draft("RGB", (side, side))  # JPEG: let libjpeg decode at a reduced scale
+    image = ImageOps.exif_transpose(image)
+    image.thumbnail((side, side))
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, _WHITE)
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=80)  # no exif/icc passed on: metadata is dropped
+    return out.getvalue()
+
+
+def preview_of_url(url: str) -> bytes:
+    """Fetch ``url`` under the fetcher's rules and return its preview JPEG; raises ``PreviewUnavailable``."""
+    try:
+        fetched = fetch_image(
+            url,
+            allow_loopback=settings.OPTOUT_FETCH_ALLOW_LOOPBACK,
+            timeout=settings.OPTOUT_FETCH_TIMEOUT,
+            max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES,
+        )
+        return thumbnail_jpeg(
+            fetched.data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
+        )
+    except FetchError as exc:
+        raise PreviewUnavailable(exc.message) from None
+    except ImageRejected as exc:
+        raise PreviewUnavailable(exc.message) from None
