@@ -43,7 +43,7 @@ class RemovalRequestForm(forms.Form):
         required=False,
         help_text=(
             f"JPEG, PNG, WebP or GIF, at most {intake.MAX_IMAGES} files. "
-            "We compute short fingerprints (hashes) of it in memory to compare with the picture at the link; "
+            "Only short fingerprints (hashes) of it are used to compare with the picture at the link; "
             "the picture itself is never stored."
         ),
     )
