@@ -1,0 +1,5 @@
+import sys
+
+from optout.client.cli import main
+
+sys.exit(main())

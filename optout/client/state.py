@@ -1,0 +1,317 @@
+"""The client's state directory: the last verified release, kept until a better one is verified.
+
+Layout::
+
+    STATE/current.json          which generation is current, and what was verified about it
+    STATE/lock                  held by ``pull`` while it works
+    STATE/v000042-<random>/     one generation: the release as accepted
+        manifest.json, manifest.json.minisig   the exact bytes that were verified
+        entries.jsonl           the entries, sorted by key, one JSON object a line
+        urls.bin                the keys (url_sha256) as sorted 32-byte digests
+        sha256.bin              the image sha256 values, sorted, unique, 32 bytes each
+        phash.bin               the pHashes (partner tier), sorted, unique, 8 bytes little-endian each
+
+A generation is written in a temporary directory, renamed, and only then named
+by ``current.json`` (itself replaced atomically), so a crash at any point leaves
+the last good state in place. ``load`` trusts nothing on disk: it checks the
+files against the sha256 values ``current.json`` records, the manifest's
+signature against the key in use, the expiry, and recomputes ``state_sha256``
+from the keys.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from optout.client import minisign
+
+FORMAT = 1
+CURRENT = "current.json"
+FILES = ("manifest.json", "manifest.json.minisig", "entries.jsonl", "urls.bin", "sha256.bin", "phash.bin")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+
+
+class StateError(Exception):
+    """A state that is missing, unreadable, tampered with or expired: the client cannot answer."""
+
+
+def default_state_dir() -> Path:
+    try:
+        import platformdirs
+    except ImportError:  # platformdirs is a small dependency, but the client should still run without it
+        return Path.home() / ".cache" / "optout-client"
+    return Path(platformdirs.user_cache_dir("optout-client", appauthor=False))
+
+
+def parse_time(text) -> datetime:
+    if not isinstance(text, str):
+        raise ValueError("not a time")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("a time without a time zone")
+    return moment
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+@dataclass
+class Current:
+    """What ``current.json`` says: the accepted release and the keys it trusts."""
+
+    generation: str
+    feed_url: str
+    feed: str
+    tier: str
+    version: int
+    manifest_sha256: str
+    created: str
+    expires: str
+    accepted_at: str
+    entries: int
+    state_sha256: str
+    key_id: str
+    public_key: str  # base64 minisign key that signed the accepted manifest
+    anchor_key: str  # the key given to the first pull
+    next_key: dict | None = None  # {"key_id", "public_key"} announced by the accepted manifest
+    files: dict = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"format": FORMAT, **self.__dict__}, sort_keys=True, indent=1).encode() + b"\n"
+
+    @property
+    def expires_at(self) -> datetime:
+        return parse_time(self.expires)
+
+
+def read_current(state_dir: Path) -> Current | None:
+    """The recorded state, or None when there is none yet; raises ``StateError`` when it is unreadable."""
+    path = Path(state_dir) / CURRENT
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read {path}: {exc}") from None
+    try:
+        data = json.loads(raw)
+        if data.pop("format") != FORMAT:
+            raise ValueError("unknown format")
+        return Current(**data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StateError(f"{path} is damaged ({exc}); pull into a fresh --state directory") from None
+
+
+class EntryWriter:
+    """Writes one generation's entry files from entries given in strictly increasing key order.
+
+    Checks each entry's form and computes ``state_sha256`` on the way.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._entries = open(directory / "entries.jsonl", "wb")  # noqa: SIM115  (closed in finish)
+        self._urls = open(directory / "urls.bin", "wb")  # noqa: SIM115
+        self._sha256: set[bytes] = set()
+        self._phash: set[int] = set()
+        self._state = hashlib.sha256()
+        self._last = ""
+        self.count = 0
+
+    def add(self, line: dict) -> None:
+        key = line.get("key")
+        if not isinstance(key, str) or not _HEX64.fullmatch(key):
+            raise ValueError(f"an entry key is not 64 lower-case hex digits: {key!r}")
+        if key <= self._last:
+            raise ValueError(f"entries are not sorted by key (or repeat one) at {key}")
+        if line.get("url_sha256") != key:
+            raise ValueError(f"entry {key}: url_sha256 differs from the key")
+        entry = {"key": key, "url_sha256": key}
+        sha256 = line.get("sha256")
+        if sha256 is not None:
+            if not isinstance(sha256, str) or not _HEX64.fullmatch(sha256):
+                raise ValueError(f"entry {key}: sha256 is not 64 lower-case hex digits")
+            self._sha256.add(bytes.fromhex(sha256))
+        entry["sha256"] = sha256
+        for name in ("phash", "pdq", "pdq_quality"):
+            if name in line:
+                entry[name] = line[name]
+        phash = line.get("phash")
+        if phash is not None:
+            if not isinstance(phash, str) or not _HEX16.fullmatch(phash):
+                raise ValueError(f"entry {key}: phash is not 16 lower-case hex digits")
+            self._phash.add(int(phash, 16))
+        self._entries.write(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+        self._urls.write(bytes.fromhex(key))
+        self._state.update(key.encode("ascii") + b"\n")
+        self._last = key
+        self.count += 1
+
+    def finish(self) -> str:
+        """Close the files; returns ``state_sha256``."""
+        self._entries.close()
+        self._urls.close()
+        (self.directory / "sha256.bin").write_bytes(b"".join(sorted(self._sha256)))
+        (self.directory / "phash.bin").write_bytes(
+            b"".join(value.to_bytes(8, "little") for value in sorted(self._phash))
+        )
+        return self._state.hexdigest()
+
+    def abort(self) -> None:
+        self._entries.close()
+        self._urls.close()
+
+
+def read_entries(directory: Path):
+    """The entries of a generation, in key order."""
+    with open(directory / "entries.jsonl", "rb") as handle:
+        for line in handle:
+            yield json.loads(line)
+
+
+def new_generation(state_dir: Path, version: int) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=state_dir, prefix=f".tmp-v{version:06d}-"))
+
+
+def commit_generation(state_dir: Path, temporary: Path, current: Current) -> None:
+    """Make ``temporary`` the current generation: rename it, then switch ``current.json`` to it."""
+    for name in FILES:
+        with open(temporary / name, "rb") as handle:
+            os.fsync(handle.fileno())
+    current.files = {name: sha256_file(temporary / name) for name in FILES}
+    final = state_dir / temporary.name.removeprefix(".tmp-")
+    os.replace(temporary, final)
+    current.generation = final.name
+    write_atomic(state_dir / CURRENT, current.to_json())
+    # Older generations are no longer named by anything.
+    for child in state_dir.iterdir():
+        if (
+            child.is_dir()
+            and child.name != final.name
+            and (child.name.startswith("v") or child.name.startswith(".tmp-"))
+        ):
+            shutil.rmtree(child, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(state_dir: Path):
+    """Hold the state's lock (one ``pull`` at a time); POSIX only, a no-op elsewhere."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(state_dir / "lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateError(f"another pull is running on {state_dir}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class Blocklist:
+    """A loaded, verified state, ready for lookups."""
+
+    current: Current
+    manifest: dict
+    urls: set[bytes]
+    sha256s: set[bytes]
+    phash_bytes: bytes
+    expired: bool
+
+    def phashes(self):
+        """The pHashes as a numpy uint64 array (numpy is needed only for distance filtering)."""
+        import numpy as np
+
+        return np.frombuffer(self.phash_bytes, dtype="<u8").astype(np.uint64)
+
+
+def load(state_dir: Path, *, allow_expired: bool = False, now: datetime | None = None) -> Blocklist:
+    """The verified blocklist in ``state_dir``; raises ``StateError`` (missing, tampered with, or expired)."""
+    state_dir = Path(state_dir)
+    current = read_current(state_dir)
+    if current is None:
+        raise StateError(f"no blocklist in {state_dir}: run `python -m optout.client pull` first")
+    directory = state_dir / current.generation
+    if "/" in current.generation or current.generation.startswith("."):
+        raise StateError(f"{state_dir / CURRENT} names a bad generation")
+    try:
+        for name in FILES:
+            if sha256_file(directory / name) != current.files.get(name):
+                raise StateError(f"{directory / name} changed since it was verified; pull again")
+        body = (directory / "manifest.json").read_bytes()
+        signature = (directory / "manifest.json.minisig").read_text(encoding="utf-8")
+        keys = (directory / "urls.bin").read_bytes()
+        sha256s = (directory / "sha256.bin").read_bytes()
+        phash_bytes = (directory / "phash.bin").read_bytes()
+    except OSError as exc:
+        raise StateError(f"cannot read the state in {directory}: {exc}") from None
+    except UnicodeDecodeError:
+        raise StateError(f"{directory / 'manifest.json.minisig'} is damaged") from None
+    if hashlib.sha256(body).hexdigest() != current.manifest_sha256:
+        raise StateError("the stored manifest is not the one that was accepted")
+    try:
+        minisign.verify(body, minisign.parse_signature(signature), minisign.parse_public_key(current.public_key))
+        manifest = json.loads(body)
+    except (minisign.BadKey, minisign.BadSignature, ValueError) as exc:
+        raise StateError(f"the stored manifest does not verify: {exc}") from None
+    if len(keys) % 32 or len(sha256s) % 32 or len(phash_bytes) % 8:
+        raise StateError("the stored entry files are damaged")
+    state = hashlib.sha256(b"".join(keys[i : i + 32].hex().encode() + b"\n" for i in range(0, len(keys), 32)))
+    if state.hexdigest() != manifest.get("state_sha256") or manifest.get("version") != current.version:
+        raise StateError("the stored entries do not match the signed manifest; pull again")
+    try:
+        expires = parse_time(manifest.get("expires"))
+    except ValueError:
+        raise StateError("the stored manifest has no valid expiry") from None
+    expired = expires <= (now or datetime.now(UTC))
+    if expired and not allow_expired:
+        raise StateError(
+            f"the blocklist (version {current.version}) expired at {iso(expires)}: pull a fresh one "
+            "(an expired list may miss recent removals)"
+        )
+    return Blocklist(
+        current=current,
+        manifest=manifest,
+        urls={keys[i : i + 32] for i in range(0, len(keys), 32)},
+        sha256s={sha256s[i : i + 32] for i in range(0, len(sha256s), 32)},
+        phash_bytes=phash_bytes,
+        expired=expired,
+    )
