@@ -256,3 +256,14 @@ def test_concurrent_publishers_never_share_or_skip_a_number(feed_files, signing_
             (state.add if line["op"] == "add" else state.discard)(line["key"])
     snapshot = manifest(feed_files, "public", 2 * rounds)["snapshot"]["path"]  # may be an earlier release's file
     assert sorted(state) == [line["key"] for line in lines(feed_files, "public", snapshot)]
+
+
+def test_beat_publishes_on_a_schedule_and_the_task_publishes(feed_files, signing_key, settings):
+    from optout.tasks import publish_blocklist
+
+    entry = settings.CELERY_BEAT_SCHEDULE["publish-blocklist"]
+    assert entry["task"] == "optout.tasks.publish_blocklist"
+    assert entry["schedule"] == settings.OPTOUT_PUBLISH_INTERVAL_MINUTES * 60
+    publish_blocklist()
+    publish_blocklist()  # nothing changed: still a new, freshly signed release
+    assert list(Release.objects.order_by("version").values_list("version", flat=True)) == [1, 2]
