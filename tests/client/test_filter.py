@@ -1,0 +1,323 @@
+"""``filter``, ``check``, ``hash-url`` and ``status`` on a pulled blocklist; and failing closed without one."""
+
+import csv
+import gzip
+import io
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from optout import blocklist
+from optout.client import canonical, state
+from optout.client.pull import pull
+
+pytestmark = pytest.mark.django_db
+
+BLOCKED_URL = "https://images.example.org/private/a.jpg"
+# The same resource, written differently: every one canonicalises to BLOCKED_URL.
+BLOCKED_SPELLINGS = [
+    "HTTPS://Images.Example.ORG:443/private/./a.jpg#top",
+    "https://images.example.org/private//a%2Ejpg",
+    "https://user@images.example.org./public/../private/a.jpg",
+]
+SHA_BLOCKED = "ab" * 32
+PHASH_BLOCKED = 0xF0F0_F0F0_0F0F_0F0F
+CLEAN = ["https://cdn.example.net/ok/1.jpg", "https://cdn.example.net/ok/2.jpg", "https://cdn.example.net/ok/3.jpg"]
+
+
+def rows() -> list[dict]:
+    """Three rows blocked by URL, one by image sha256, one by nothing (but a near pHash), two clean, one bad URL."""
+    out = [
+        {"url": url, "sha256": "", "phash": "", "caption": f"blocked {i}"} for i, url in enumerate(BLOCKED_SPELLINGS)
+    ]
+    out.append(
+        {
+            "url": "https://mirror.example.com/copy.jpg",
+            "sha256": SHA_BLOCKED.upper(),
+            "phash": "",
+            "caption": "same bytes",
+        }
+    )
+    out.append(
+        {"url": CLEAN[0], "sha256": "cd" * 32, "phash": f"{PHASH_BLOCKED ^ 0b111:016x}", "caption": "near, 3 bits"}
+    )
+    out.append({"url": CLEAN[1], "sha256": "", "phash": f"{PHASH_BLOCKED ^ 0xFFFF:016x}", "caption": "far, 16 bits"})
+    out.append({"url": CLEAN[2], "sha256": "", "phash": "", "caption": 'quote " and, comma'})
+    out.append({"url": "http:///no-host", "sha256": "", "phash": "", "caption": "bad"})
+    return out
+
+
+@pytest.fixture
+def pulled(mirror, publish, client, signing_key):
+    blocklist.hold(
+        holder="item:1",
+        url_sha256=canonical.url_sha256(BLOCKED_URL),
+        image_sha256=SHA_BLOCKED,
+        phash=PHASH_BLOCKED,
+    )
+    publish()
+    mirror.sync()
+
+    def pull_tier(tier: str = "public"):
+        code, out, err = client("pull", "--feed", mirror.base(tier), "--pubkey", signing_key.public_key.to_base64())
+        assert code == 0, err
+
+    return pull_tier
+
+
+def write_csv(path, data, *, gz=False):
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(data[0]))
+    writer.writeheader()
+    writer.writerows(data)
+    raw = text.getvalue().encode()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def read_csv(path, *, gz=False):
+    raw = path.read_bytes()
+    return list(csv.DictReader(io.StringIO((gzip.decompress(raw) if gz else raw).decode(), newline="")))
+
+
+def write_jsonl(path, data, *, gz=False):
+    raw = b"".join(json.dumps(row).encode() + b"\n" for row in data)
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def read_jsonl(path, *, gz=False):
+    raw = path.read_bytes()
+    return [json.loads(line) for line in (gzip.decompress(raw) if gz else raw).splitlines()]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_filter_csv_drops_blocked_urls_in_any_spelling_and_blocked_bytes(pulled, client, tmp_path, gz):
+    pulled()
+    suffix = ".csv.gz" if gz else ".csv"
+    write_csv(tmp_path / f"in{suffix}", rows(), gz=gz)
+    code, out, err = client(
+        "filter",
+        tmp_path / f"in{suffix}",
+        "--out",
+        tmp_path / f"out{suffix}",
+        "--sha256-column",
+        "sha256",
+        "--batch-rows",
+        "3",
+    )
+    assert code == 0, err
+    assert [row["url"] for row in read_csv(tmp_path / f"out{suffix}", gz=gz)] == CLEAN
+    assert read_csv(tmp_path / f"out{suffix}", gz=gz)[2]["caption"] == 'quote " and, comma'
+    assert out.startswith("8 rows read, 3 kept, 5 dropped (url 3, sha256 1, phash 0, bad_url 1, bad_row 0)")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_filter_jsonl_keeps_lines_as_they_were(pulled, client, tmp_path, gz):
+    pulled()
+    suffix = ".jsonl.gz" if gz else ".jsonl"
+    data = rows()
+    write_jsonl(tmp_path / f"in{suffix}", data, gz=gz)
+    code, out, err = client(
+        "filter", tmp_path / f"in{suffix}", "--out", tmp_path / f"out{suffix}", "--sha256-column", "sha256"
+    )
+    assert code == 0, err
+    assert read_jsonl(tmp_path / f"out{suffix}", gz=gz) == [row for row in data if row["url"] in CLEAN]
+    assert "3 kept, 5 dropped" in out
+
+
+def test_filter_parquet_streams_batches_and_keeps_the_schema(pulled, client, tmp_path):
+    pulled()
+    data = rows() * 10
+    table = pa.Table.from_pylist(data)
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=7)
+    code, out, err = client(
+        "filter",
+        tmp_path / "in.parquet",
+        "--out",
+        tmp_path / "out.parquet",
+        "--sha256-column",
+        "sha256",
+        "--batch-rows",
+        "4",
+    )
+    assert code == 0, err
+    result = pq.read_table(tmp_path / "out.parquet")
+    assert result.schema == table.schema
+    assert result.column("url").to_pylist() == CLEAN * 10
+    assert out.startswith("80 rows read, 30 kept, 50 dropped")
+
+
+def test_without_the_sha256_column_only_urls_are_checked(pulled, client, tmp_path):
+    pulled()
+    write_csv(tmp_path / "in.csv", rows())
+    code, out, _ = client("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv")
+    assert code == 0
+    assert "mirror.example.com" in (tmp_path / "out.csv").read_text()
+
+
+def test_partner_data_drops_rows_within_the_phash_distance(pulled, client, tmp_path):
+    pulled("partner")
+    pq.write_table(pa.Table.from_pylist(rows()), tmp_path / "in.parquet")
+    code, out, err = client(
+        "filter",
+        tmp_path / "in.parquet",
+        "--out",
+        tmp_path / "out.parquet",
+        "--phash-column",
+        "phash",
+        "--max-distance",
+        "8",
+        "--sha256-column",
+        "sha256",
+    )
+    assert code == 0, err
+    assert pq.read_table(tmp_path / "out.parquet").column("url").to_pylist() == CLEAN[1:]
+    assert "phash 1" in out
+
+
+def test_an_int64_phash_column_works_too(pulled, client, tmp_path):
+    pulled("partner")
+    table = pa.table({"url": CLEAN[:2], "phash": pa.array([PHASH_BLOCKED - (1 << 64), 1], type=pa.int64())})
+    pq.write_table(table, tmp_path / "in.parquet")
+    args = ["--phash-column", "phash", "--max-distance", "0"]
+    assert client("filter", tmp_path / "in.parquet", "--out", tmp_path / "out.parquet", *args)[0] == 0
+    assert pq.read_table(tmp_path / "out.parquet").column("url").to_pylist() == CLEAN[1:2]
+
+
+def test_distance_filtering_needs_partner_data(pulled, client, tmp_path):
+    pulled("public")
+    write_csv(tmp_path / "in.csv", rows())
+    code, _, err = client(
+        "filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv", "--phash-column", "phash", "--max-distance", "4"
+    )
+    assert code == 1 and "partner feed" in err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_missing_column_writes_nothing(pulled, client, tmp_path):
+    pulled()
+    write_csv(tmp_path / "in.csv", rows())
+    code, _, err = client("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv", "--url-column", "URL")
+    assert code == 1 and "no column 'URL'" in err
+    assert list(tmp_path.glob("out*")) == [] and list(tmp_path.glob(".out*")) == []
+
+
+# --- Fail closed ----------------------------------------------------------------------------------------
+
+
+def test_filter_and_check_refuse_without_a_state(client, tmp_path):
+    write_csv(tmp_path / "in.csv", rows())
+    code, out, err = client("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv")
+    assert (code, out) == (1, "") and "no blocklist in" in err
+    assert not (tmp_path / "out.csv").exists()
+    code, out, err = client("check", CLEAN[0])
+    assert (code, out) == (1, "") and "no blocklist in" in err
+    code, out, err = client("status")
+    assert code == 1 and "run `python -m optout.client pull` first" in err
+
+
+@pytest.fixture
+def expired(mirror, publish, client, signing_key, settings):
+    """A state whose release has expired since it was pulled."""
+    settings.OPTOUT_RELEASE_TTL_HOURS = -1
+    blocklist.hold(holder="item:1", url_sha256=canonical.url_sha256(BLOCKED_URL))
+    publish()
+    mirror.sync()
+    pubkey = signing_key.public_key.to_base64()
+    pull(mirror.base(), state_dir=client.state_dir, pubkey=pubkey, now=datetime.now(UTC) - timedelta(hours=3))
+
+
+def test_filter_refuses_an_expired_state_unless_told_loudly(expired, client, tmp_path):
+    write_csv(tmp_path / "in.csv", rows())
+    code, out, err = client("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv")
+    assert (code, out) == (1, "") and "expired at" in err
+    assert not (tmp_path / "out.csv").exists()
+    code, out, err = client("check", CLEAN[0])
+    assert code == 1 and "expired at" in err
+
+    code, out, err = client(
+        "filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv", "--i-accept-an-expired-blocklist"
+    )
+    assert code == 0
+    assert "WARNING" in err and "EXPIRED" in err
+    assert [row["url"] for row in read_csv(tmp_path / "out.csv")] == ["https://mirror.example.com/copy.jpg", *CLEAN]
+
+    code, out, _ = client("status")
+    assert code == 1 and "expired: filter and check refuse it" in out
+
+
+def test_a_state_changed_on_disk_is_refused(pulled, client, tmp_path):
+    pulled()
+    current = state.read_current(client.state_dir)
+    (client.state_dir / current.generation / "sha256.bin").write_bytes(b"")
+    code, out, err = client("check", CLEAN[0])
+    assert (code, out) == (1, "") and "changed since it was verified" in err
+
+
+def test_a_state_whose_keys_differ_from_the_signed_manifest_is_refused(pulled, client, tmp_path):
+    pulled()
+    current = state.read_current(client.state_dir)
+    urls = client.state_dir / current.generation / "urls.bin"
+    urls.write_bytes(b"\0" * 32)
+    current.files["urls.bin"] = state.sha256_file(urls)  # as if current.json had been rewritten too
+    state.write_atomic(client.state_dir / state.CURRENT, current.to_json())
+    code, _, err = client("check", CLEAN[0])
+    assert code == 1 and "do not match the signed manifest" in err
+
+
+# --- check, hash-url, status ----------------------------------------------------------------------------
+
+
+def test_check_says_which_urls_are_blocked(pulled, client):
+    pulled()
+    code, out, err = client("check", BLOCKED_SPELLINGS[0], CLEAN[0])
+    assert code == 3
+    assert out == f"blocked\t{BLOCKED_SPELLINGS[0]}\nnot blocked\t{CLEAN[0]}\n"
+    code, out, _ = client("check", CLEAN[1])
+    assert (code, out) == (0, f"not blocked\t{CLEAN[1]}\n")
+
+
+def test_hash_url_prints_the_shared_canonical_form(client):
+    code, out, err = client("hash-url", *BLOCKED_SPELLINGS)
+    assert code == 0
+    expected = canonical.url_sha256(BLOCKED_URL)
+    assert out == f"{expected}  {BLOCKED_URL}\n" * 3
+    code, out, err = client("hash-url", "http:///x")
+    assert code == 1 and "not a URL" in err
+
+
+def test_status_describes_the_state(pulled, client, signing_key):
+    pulled()
+    code, out, err = client("status")
+    assert code == 0, err
+    assert "feed:     optout-public at http://127.0.0.1:" in out
+    assert "version:  1 (created " in out
+    assert "entries:  1\n" in out
+    assert f"key id:   {signing_key.public_key.key_id_hex}\n" in out
+    assert "verified: yes\n" in out
+
+
+def test_the_client_imports_without_django():
+    code = (
+        "import sys, optout.client.__main__ as m, optout.client.cli, optout.client.pull, optout.client.filter; "
+        "bad = sorted(n for n in sys.modules if n.startswith('django') or (n.startswith('optout.') and not n.startswith('optout.client'))); "
+        "print(bad)"
+    )
+    # Importing __main__ runs main(): give it --help so it exits after importing everything.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code.replace("optout.client.__main__ as m, ", "")
+            + "; sys.argv=['x','--help']; import optout.client.__main__",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.stdout.splitlines()[0] == "[]", result.stderr
+    assert "pull" in result.stdout
