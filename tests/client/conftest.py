@@ -59,8 +59,8 @@ def mirror(image_server, feed_files, signing_key):  # noqa: F811
 
 
 @pytest.fixture
-def client(capsys, tmp_path):
-    """Run the client's command line in-process: ``code, out, err = client("status")``.
+def builder(capsys, tmp_path):
+    """Run the client's command line in-process: ``code, out, err = builder("status")``.
 
     ``--state`` defaults to one temporary directory per test.
     """

@@ -53,7 +53,7 @@ def rows() -> list[dict]:
 
 
 @pytest.fixture
-def pulled(mirror, publish, client, signing_key):
+def pulled(mirror, publish, builder, signing_key):
     blocklist.hold(
         holder="item:1",
         url_sha256=canonical.url_sha256(BLOCKED_URL),
@@ -64,7 +64,7 @@ def pulled(mirror, publish, client, signing_key):
     mirror.sync()
 
     def pull_tier(tier: str = "public"):
-        code, out, err = client("pull", "--feed", mirror.base(tier), "--pubkey", signing_key.public_key.to_base64())
+        code, out, err = builder("pull", "--feed", mirror.base(tier), "--pubkey", signing_key.public_key.to_base64())
         assert code == 0, err
 
     return pull_tier
@@ -95,11 +95,11 @@ def read_jsonl(path, *, gz=False):
 
 
 @pytest.mark.parametrize("gz", [False, True])
-def test_filter_csv_drops_blocked_urls_in_any_spelling_and_blocked_bytes(pulled, client, tmp_path, gz):
+def test_filter_csv_drops_blocked_urls_in_any_spelling_and_blocked_bytes(pulled, builder, tmp_path, gz):
     pulled()
     suffix = ".csv.gz" if gz else ".csv"
     write_csv(tmp_path / f"in{suffix}", rows(), gz=gz)
-    code, out, err = client(
+    code, out, err = builder(
         "filter",
         tmp_path / f"in{suffix}",
         "--out",
@@ -116,12 +116,12 @@ def test_filter_csv_drops_blocked_urls_in_any_spelling_and_blocked_bytes(pulled,
 
 
 @pytest.mark.parametrize("gz", [False, True])
-def test_filter_jsonl_keeps_lines_as_they_were(pulled, client, tmp_path, gz):
+def test_filter_jsonl_keeps_lines_as_they_were(pulled, builder, tmp_path, gz):
     pulled()
     suffix = ".jsonl.gz" if gz else ".jsonl"
     data = rows()
     write_jsonl(tmp_path / f"in{suffix}", data, gz=gz)
-    code, out, err = client(
+    code, out, err = builder(
         "filter", tmp_path / f"in{suffix}", "--out", tmp_path / f"out{suffix}", "--sha256-column", "sha256"
     )
     assert code == 0, err
@@ -129,12 +129,12 @@ def test_filter_jsonl_keeps_lines_as_they_were(pulled, client, tmp_path, gz):
     assert "3 kept, 5 dropped" in out
 
 
-def test_filter_parquet_streams_batches_and_keeps_the_schema(pulled, client, tmp_path):
+def test_filter_parquet_streams_batches_and_keeps_the_schema(pulled, builder, tmp_path):
     pulled()
     data = rows() * 10
     table = pa.Table.from_pylist(data)
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=7)
-    code, out, err = client(
+    code, out, err = builder(
         "filter",
         tmp_path / "in.parquet",
         "--out",
@@ -151,18 +151,18 @@ def test_filter_parquet_streams_batches_and_keeps_the_schema(pulled, client, tmp
     assert out.startswith("80 rows read, 30 kept, 50 dropped")
 
 
-def test_without_the_sha256_column_only_urls_are_checked(pulled, client, tmp_path):
+def test_without_the_sha256_column_only_urls_are_checked(pulled, builder, tmp_path):
     pulled()
     write_csv(tmp_path / "in.csv", rows())
-    code, out, _ = client("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv")
+    code, out, _ = builder("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv")
     assert code == 0
     assert "mirror.example.com" in (tmp_path / "out.csv").read_text()
 
 
-def test_partner_data_drops_rows_within_the_phash_distance(pulled, client, tmp_path):
+def test_partner_data_drops_rows_within_the_phash_distance(pulled, builder, tmp_path):
     pulled("partner")
     pq.write_table(pa.Table.from_pylist(rows()), tmp_path / "in.parquet")
-    code, out, err = client(
+    code, out, err = builder(
         "filter",
         tmp_path / "in.parquet",
         "--out",
@@ -179,29 +179,29 @@ def test_partner_data_drops_rows_within_the_phash_distance(pulled, client, tmp_p
     assert "phash 1" in out
 
 
-def test_an_int64_phash_column_works_too(pulled, client, tmp_path):
+def test_an_int64_phash_column_works_too(pulled, builder, tmp_path):
     pulled("partner")
     table = pa.table({"url": CLEAN[:2], "phash": pa.array([PHASH_BLOCKED - (1 << 64), 1], type=pa.int64())})
     pq.write_table(table, tmp_path / "in.parquet")
     args = ["--phash-column", "phash", "--max-distance", "0"]
-    assert client("filter", tmp_path / "in.parquet", "--out", tmp_path / "out.parquet", *args)[0] == 0
+    assert builder("filter", tmp_path / "in.parquet", "--out", tmp_path / "out.parquet", *args)[0] == 0
     assert pq.read_table(tmp_path / "out.parquet").column("url").to_pylist() == CLEAN[1:2]
 
 
-def test_distance_filtering_needs_partner_data(pulled, client, tmp_path):
+def test_distance_filtering_needs_partner_data(pulled, builder, tmp_path):
     pulled("public")
     write_csv(tmp_path / "in.csv", rows())
-    code, _, err = client(
+    code, _, err = builder(
         "filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv", "--phash-column", "phash", "--max-distance", "4"
     )
     assert code == 1 and "partner feed" in err
     assert not (tmp_path / "out.csv").exists()
 
 
-def test_a_missing_column_writes_nothing(pulled, client, tmp_path):
+def test_a_missing_column_writes_nothing(pulled, builder, tmp_path):
     pulled()
     write_csv(tmp_path / "in.csv", rows())
-    code, _, err = client("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv", "--url-column", "URL")
+    code, _, err = builder("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv", "--url-column", "URL")
     assert code == 1 and "no column 'URL'" in err
     assert list(tmp_path.glob("out*")) == [] and list(tmp_path.glob(".out*")) == []
 
@@ -209,90 +209,90 @@ def test_a_missing_column_writes_nothing(pulled, client, tmp_path):
 # --- Fail closed ----------------------------------------------------------------------------------------
 
 
-def test_filter_and_check_refuse_without_a_state(client, tmp_path):
+def test_filter_and_check_refuse_without_a_state(builder, tmp_path):
     write_csv(tmp_path / "in.csv", rows())
-    code, out, err = client("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv")
+    code, out, err = builder("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv")
     assert (code, out) == (1, "") and "no blocklist in" in err
     assert not (tmp_path / "out.csv").exists()
-    code, out, err = client("check", CLEAN[0])
+    code, out, err = builder("check", CLEAN[0])
     assert (code, out) == (1, "") and "no blocklist in" in err
-    code, out, err = client("status")
+    code, out, err = builder("status")
     assert code == 1 and "run `python -m optout.client pull` first" in err
 
 
 @pytest.fixture
-def expired(mirror, publish, client, signing_key, settings):
+def expired(mirror, publish, builder, signing_key, settings):
     """A state whose release has expired since it was pulled."""
     settings.OPTOUT_RELEASE_TTL_HOURS = -1
     blocklist.hold(holder="item:1", url_sha256=canonical.url_sha256(BLOCKED_URL))
     publish()
     mirror.sync()
     pubkey = signing_key.public_key.to_base64()
-    pull(mirror.base(), state_dir=client.state_dir, pubkey=pubkey, now=datetime.now(UTC) - timedelta(hours=3))
+    pull(mirror.base(), state_dir=builder.state_dir, pubkey=pubkey, now=datetime.now(UTC) - timedelta(hours=3))
 
 
-def test_filter_refuses_an_expired_state_unless_told_loudly(expired, client, tmp_path):
+def test_filter_refuses_an_expired_state_unless_told_loudly(expired, builder, tmp_path):
     write_csv(tmp_path / "in.csv", rows())
-    code, out, err = client("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv")
+    code, out, err = builder("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv")
     assert (code, out) == (1, "") and "expired at" in err
     assert not (tmp_path / "out.csv").exists()
-    code, out, err = client("check", CLEAN[0])
+    code, out, err = builder("check", CLEAN[0])
     assert code == 1 and "expired at" in err
 
-    code, out, err = client(
+    code, out, err = builder(
         "filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv", "--i-accept-an-expired-blocklist"
     )
     assert code == 0
     assert "WARNING" in err and "EXPIRED" in err
     assert [row["url"] for row in read_csv(tmp_path / "out.csv")] == ["https://mirror.example.com/copy.jpg", *CLEAN]
 
-    code, out, _ = client("status")
+    code, out, _ = builder("status")
     assert code == 1 and "expired: filter and check refuse it" in out
 
 
-def test_a_state_changed_on_disk_is_refused(pulled, client, tmp_path):
+def test_a_state_changed_on_disk_is_refused(pulled, builder, tmp_path):
     pulled()
-    current = state.read_current(client.state_dir)
-    (client.state_dir / current.generation / "sha256.bin").write_bytes(b"")
-    code, out, err = client("check", CLEAN[0])
+    current = state.read_current(builder.state_dir)
+    (builder.state_dir / current.generation / "sha256.bin").write_bytes(b"")
+    code, out, err = builder("check", CLEAN[0])
     assert (code, out) == (1, "") and "changed since it was verified" in err
 
 
-def test_a_state_whose_keys_differ_from_the_signed_manifest_is_refused(pulled, client, tmp_path):
+def test_a_state_whose_keys_differ_from_the_signed_manifest_is_refused(pulled, builder, tmp_path):
     pulled()
-    current = state.read_current(client.state_dir)
-    urls = client.state_dir / current.generation / "urls.bin"
+    current = state.read_current(builder.state_dir)
+    urls = builder.state_dir / current.generation / "urls.bin"
     urls.write_bytes(b"\0" * 32)
     current.files["urls.bin"] = state.sha256_file(urls)  # as if current.json had been rewritten too
-    state.write_atomic(client.state_dir / state.CURRENT, current.to_json())
-    code, _, err = client("check", CLEAN[0])
+    state.write_atomic(builder.state_dir / state.CURRENT, current.to_json())
+    code, _, err = builder("check", CLEAN[0])
     assert code == 1 and "do not match the signed manifest" in err
 
 
 # --- check, hash-url, status ----------------------------------------------------------------------------
 
 
-def test_check_says_which_urls_are_blocked(pulled, client):
+def test_check_says_which_urls_are_blocked(pulled, builder):
     pulled()
-    code, out, err = client("check", BLOCKED_SPELLINGS[0], CLEAN[0])
+    code, out, err = builder("check", BLOCKED_SPELLINGS[0], CLEAN[0])
     assert code == 3
     assert out == f"blocked\t{BLOCKED_SPELLINGS[0]}\nnot blocked\t{CLEAN[0]}\n"
-    code, out, _ = client("check", CLEAN[1])
+    code, out, _ = builder("check", CLEAN[1])
     assert (code, out) == (0, f"not blocked\t{CLEAN[1]}\n")
 
 
-def test_hash_url_prints_the_shared_canonical_form(client):
-    code, out, err = client("hash-url", *BLOCKED_SPELLINGS)
+def test_hash_url_prints_the_shared_canonical_form(builder):
+    code, out, err = builder("hash-url", *BLOCKED_SPELLINGS)
     assert code == 0
     expected = canonical.url_sha256(BLOCKED_URL)
     assert out == f"{expected}  {BLOCKED_URL}\n" * 3
-    code, out, err = client("hash-url", "http:///x")
+    code, out, err = builder("hash-url", "http:///x")
     assert code == 1 and "not a URL" in err
 
 
-def test_status_describes_the_state(pulled, client, signing_key):
+def test_status_describes_the_state(pulled, builder, signing_key):
     pulled()
-    code, out, err = client("status")
+    code, out, err = builder("status")
     assert code == 0, err
     assert "feed:     optout-public at http://127.0.0.1:" in out
     assert "version:  1 (created " in out
