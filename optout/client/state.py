@@ -37,6 +37,7 @@ CURRENT = "current.json"
 FILES = ("manifest.json", "manifest.json.minisig", "entries.jsonl", "urls.bin", "sha256.bin", "phash.bin")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
+_GENERATION = re.compile(r"(?:\.tmp-)?v[0-9]{6,}-[A-Za-z0-9_]+")
 
 
 class StateError(Exception):
@@ -215,13 +216,10 @@ def commit_generation(state_dir: Path, temporary: Path, current: Current) -> Non
     os.replace(temporary, final)
     current.generation = final.name
     write_atomic(state_dir / CURRENT, current.to_json())
-    # Older generations are no longer named by anything.
+    # Older generations are no longer named by anything. Only our own names are touched: --state may
+    # point to a directory that holds other things.
     for child in state_dir.iterdir():
-        if (
-            child.is_dir()
-            and child.name != final.name
-            and (child.name.startswith("v") or child.name.startswith(".tmp-"))
-        ):
+        if child.is_dir() and child.name != final.name and _GENERATION.fullmatch(child.name):
             shutil.rmtree(child, ignore_errors=True)
 
 
@@ -270,7 +268,7 @@ def load(state_dir: Path, *, allow_expired: bool = False, now: datetime | None =
     if current is None:
         raise StateError(f"no blocklist in {state_dir}: run `python -m optout.client pull` first")
     directory = state_dir / current.generation
-    if "/" in current.generation or current.generation.startswith("."):
+    if not _GENERATION.fullmatch(current.generation) or current.generation.startswith("."):
         raise StateError(f"{state_dir / CURRENT} names a bad generation")
     try:
         for name in FILES:

@@ -72,9 +72,12 @@ def test_second_pull_applies_the_delta(first, builder, mirror, publish):
     hold(3, URL_C)
     publish()
     mirror.sync()
+    (builder.state_dir / "vacation").mkdir()  # --state may hold other things: they stay
     code, out, err = builder("pull", "--feed", mirror.base())
     assert code == 0, err
     assert "pulled version 2 (delta): 2 entries" in out
+    generations = sorted(path.name for path in builder.state_dir.iterdir() if path.is_dir())
+    assert generations == sorted(["vacation", state.read_current(builder.state_dir).generation])
     assert mirror.server.hits["/feed/v1/public/delta-000002.jsonl.gz"] == 1
     assert mirror.server.hits["/feed/v1/public/snapshot-000002.jsonl.gz"] == 0
     assert keys_in_state(builder) == {url_sha256(URL_A), url_sha256(URL_C)}
