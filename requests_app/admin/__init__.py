@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
@@ -34,7 +35,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(RemovalRequest)
 class RemovalRequestAdmin(ReviewPages, ReadOnlyAdmin):
-    list_display = ("case_link", "state", "dataset", "evidence", "item_count", "assigned_to", "created_at", "age")
+    list_display = ("case_link", "state", "dataset", "evidence", "item_count", "assigned_to", "received")
     list_display_links = None  # the case links to the review page instead of the (read-only) change form
     list_filter = ("state", EvidenceFilter, "dataset", AgeFilter, AssignedFilter)
     list_select_related = ("dataset", "assigned_to")
@@ -59,6 +60,10 @@ class RemovalRequestAdmin(ReviewPages, ReadOnlyAdmin):
         "check_deadline",
     )
     readonly_fields = fields
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        # Whoever may decide requests may see them.
+        return super().has_view_permission(request, obj) or self.has_review_permission(request)
 
     def get_queryset(self, request):
         items = RemovalItem.objects.filter(removal=OuterRef("pk"))
@@ -117,9 +122,13 @@ class RemovalRequestAdmin(ReviewPages, ReadOnlyAdmin):
     def item_count(self, removal: RemovalRequest) -> int:
         return removal.item_count
 
-    @admin.display(description="age", ordering="created_at")
-    def age(self, removal: RemovalRequest) -> str:
-        return timesince(removal.created_at, depth=1)
+    @admin.display(description="received", ordering="created_at")
+    def received(self, removal: RemovalRequest) -> str:
+        return format_html(
+            '{}<br><span class="review-quiet">{} ago</span>',
+            f"{timezone.localtime(removal.created_at):%Y-%m-%d %H:%M}",
+            timesince(removal.created_at, depth=1),
+        )
 
     # --- Actions ------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from django.urls import path, reverse
 
 from requests_app import services
 from requests_app.exceptions import TransitionError
-from requests_app.models import ItemDecision, RejectReason, RemovalItem, RemovalRequest, RemovalState
+from requests_app.models import ItemDecision, ItemState, RejectReason, RemovalItem, RemovalRequest, RemovalState
 from requests_app.preview import PreviewUnavailable, preview_of_url
 
 REVIEW_TEMPLATE = "admin/requests_app/removalrequest/review.html"
@@ -53,11 +53,15 @@ class DecideForm(forms.Form):
     decision = forms.ChoiceField(choices=ItemDecision.choices, required=False, label="Decision")
 
 
+# Verdicts after which there is nothing to preview: verification got no image at this address.
+NO_IMAGE_STATES = frozenset({ItemState.UNREACHABLE, ItemState.NOT_AN_IMAGE, ItemState.REFUSED})
+
+
 @dataclass
 class ItemRow:
     item: RemovalItem
     will_block: bool
-    preview_url: str
+    preview_url: str  # empty: no preview
     decide_form: DecideForm
 
 
@@ -102,7 +106,9 @@ class ReviewPages:
             ItemRow(
                 item=item,
                 will_block=item.pk in to_block,
-                preview_url=reverse("admin:requests_app_removalrequest_preview", args=[removal.pk, item.pk]),
+                preview_url=""
+                if item.state in NO_IMAGE_STATES
+                else reverse("admin:requests_app_removalrequest_preview", args=[removal.pk, item.pk]),
                 decide_form=DecideForm(
                     initial={"item": item.pk, "decision": item.decision}, auto_id=f"id_item{item.pk}_%s"
                 ),

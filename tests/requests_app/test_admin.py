@@ -447,3 +447,13 @@ def test_preview_of_an_item_of_another_request_is_not_found(reviewer_client):
     one = in_review([STRONG])
     other_item = in_review([STRONG]).items.get()
     assert reviewer_client.get(f"{CHANGELIST}{one.pk}/items/{other_item.pk}/preview.jpg").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_review_permission_alone_is_enough_to_see_and_decide(client):
+    removal = in_review([STRONG])
+    client.force_login(reviewer("rita"))  # only requests_app.review_removalrequest
+    assert client.get(CHANGELIST).status_code == 200
+    assert client.get(review_url(removal)).status_code == 200
+    client.post(review_url(removal), {"action": "approve"})
+    assert RemovalRequest.objects.get(pk=removal.pk).state == RemovalState.APPROVED
