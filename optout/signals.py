@@ -49,7 +49,7 @@ from optout.hashbits import BadHash, hamming, pdq_from_hex, pdq_to_hex, phash_fr
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 PDQ_QUALITY_FLOOR = 50  # below this PDQ is noise (Meta's recommendation): the hash is discarded
 REDUCE_MIN_SIDE = 384  # the decoder may shrink an image, but not its shorter side below this
-PIPELINE_VERSION = 1  # bump when a change here changes hashes
+PIPELINE_VERSION = 2  # bump when a change here changes hashes
 
 _PHASH_SIZE = 8
 _PHASH_HIGHFREQ = 4
@@ -65,6 +65,18 @@ _ORIENTATION = {
     6: Image.Transpose.ROTATE_270,
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
+}
+# The picture is reduced as stored, then turned upright. Per upright axis (x, y): whether the turn
+# reversed it, which moves the stored picture's short last reduction block to the front.
+_SHORT_BLOCK_FIRST = {
+    1: (False, False),
+    2: (True, False),
+    3: (True, True),
+    4: (False, True),
+    5: (False, False),
+    6: (True, False),
+    7: (True, True),
+    8: (False, True),
 }
 # warnings.catch_warnings swaps process-wide state; serialise our use of it.
 _OPEN_LOCK = threading.Lock()
@@ -305,10 +317,13 @@ def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSig
     luma = _luma(flat)
 
     rows, cols = luma.shape
-    small = _resample(luma, _lanczos_kernel(height, scale, rows), _lanczos_kernel(width, scale, cols))
+    short_x, short_y = _SHORT_BLOCK_FIRST[orientation]
+    small = _resample(luma, _lanczos_kernel(height, scale, rows, short_y), _lanczos_kernel(width, scale, cols, short_x))
     phash_image = Image.fromarray(np.clip(np.rint(small), 0, 255).astype(np.uint8), "L")
     phash = int(str(imagehash.phash(phash_image, hash_size=_PHASH_SIZE, highfreq_factor=_PHASH_HIGHFREQ)), 16)
-    buffer64 = _resample(luma, _jarosz_kernel(height, scale, rows), _jarosz_kernel(width, scale, cols))
+    buffer64 = _resample(
+        luma, _jarosz_kernel(height, scale, rows, short_y), _jarosz_kernel(width, scale, cols, short_x)
+    )
     pdq, quality = _pdq_from_buffer(buffer64)
     return ImageSignals(
         phash=phash,
@@ -358,15 +373,17 @@ def pdq_from_pdqhash_vector(vector) -> int:
 # full-resolution pixels) to the hash's grid, as the library's filter would on the full image.
 
 
-def _fold(kernel: np.ndarray, scale: int, n_reduced: int) -> tuple[np.ndarray, np.ndarray]:
+def _fold(kernel: np.ndarray, scale: int, n_reduced: int, short_first: bool) -> tuple[np.ndarray, np.ndarray]:
     """Integrate a full-resolution kernel over reduced pixels of ``scale`` source pixels each.
 
     Returned banded, as (indexes, weights), each (outputs, band): every output reads a short run of
     inputs. Banded products also keep clear of BLAS, whose threads only slow such small products
     down on a busy machine.
     """
-    # Decoders round the reduced size up (ceil(n / scale)): the last reduced pixel averages what is left.
-    kernel = np.pad(kernel, ((0, 0), (0, n_reduced * scale - kernel.shape[1])))
+    # Decoders round the reduced size up (ceil(n / scale)): the last reduced pixel of the stored
+    # picture averages what is left. An EXIF turn that reverses this axis puts that short pixel first.
+    pad = n_reduced * scale - kernel.shape[1]
+    kernel = np.pad(kernel, ((0, 0), (pad, 0) if short_first else (0, pad)))
     kernel = kernel.reshape(kernel.shape[0], n_reduced, scale).sum(axis=2)
     nonzero = np.abs(kernel) > 1e-9
     first = nonzero.argmax(axis=1)
@@ -386,7 +403,7 @@ def _resample(luma: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple
 
 
 @lru_cache(maxsize=256)
-def _lanczos_kernel(n: int, scale: int, n_reduced: int, out: int = _PHASH_SIZE * _PHASH_HIGHFREQ):
+def _lanczos_kernel(n: int, scale: int, n_reduced: int, short_first: bool, out: int = _PHASH_SIZE * _PHASH_HIGHFREQ):
     """Pillow's ``resize(..., LANCZOS)`` coefficients for n -> out (Resample.c precompute_coeffs)."""
     step = n / out
     filter_scale = max(step, 1.0)
@@ -399,11 +416,11 @@ def _lanczos_kernel(n: int, scale: int, n_reduced: int, out: int = _PHASH_SIZE *
         x = (np.arange(lo, hi) - center + 0.5) / filter_scale
         weights = np.where(np.abs(x) < 3.0, np.sinc(x) * np.sinc(x / 3.0), 0.0)
         kernel[i, lo:hi] = weights / weights.sum()
-    return _fold(kernel, scale, n_reduced)
+    return _fold(kernel, scale, n_reduced, short_first)
 
 
 @lru_cache(maxsize=256)
-def _jarosz_kernel(n: int, scale: int, n_reduced: int):
+def _jarosz_kernel(n: int, scale: int, n_reduced: int, short_first: bool):
     """PDQ's two box-filter passes along one axis, sampled at the 64 decimation points.
 
     As ThreatExchange's box1DFloat: a window of w = ceil(n / 128) pixels, output i averaging
@@ -425,7 +442,7 @@ def _jarosz_kernel(n: int, scale: int, n_reduced: int):
         weight = 1.0 / (hi - lo + 1) / (inner_hi - inner_lo + 1)
         np.add.at(kernel[row], inner_lo, weight)
         np.add.at(kernel[row], inner_hi + 1, -weight)
-    return _fold(np.cumsum(kernel, axis=1)[:, :n], scale, n_reduced)
+    return _fold(np.cumsum(kernel, axis=1)[:, :n], scale, n_reduced, short_first)
 
 
 @lru_cache(maxsize=1)

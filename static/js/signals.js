@@ -102,8 +102,9 @@ export async function computeSignals(file, { maxPixels = MAX_PIXELS } = {}) {
     if (!width || !height) throw new CannotHash("empty picture");
     if (width * height > maxPixels) throw new CannotHash("more pixels than the server accepts");
     const scale = reductionScale(width, height, jpeg !== null);
-    const reduced = reduceToLuma(bitmap, scale, anchorsFor(orientation));
-    return signalsFromLuma(reduced, { width, height, scale, sha256 });
+    const anchors = anchorsFor(orientation);
+    const reduced = reduceToLuma(bitmap, scale, anchors);
+    return signalsFromLuma(reduced, { width, height, scale, sha256, anchors });
   } finally {
     bitmap.close();
   }
@@ -111,10 +112,15 @@ export async function computeSignals(file, { maxPixels = MAX_PIXELS } = {}) {
 
 // The pure part: from the reduced luma image (float32, row-major) and the full-size dimensions
 // (after orientation) to the wire format.
-export function signalsFromLuma({ luma, cols, rows }, { width, height, scale, sha256 }) {
-  const small = resample(luma, rows, cols, lanczosKernel(height, scale, rows), lanczosKernel(width, scale, cols));
+export function signalsFromLuma(
+  { luma, cols, rows },
+  { width, height, scale, sha256, anchors = { x: false, y: false } },
+) {
+  const [rowsLanczos, colsLanczos] = [lanczosKernel(height, scale, rows, anchors.y), lanczosKernel(width, scale, cols, anchors.x)];
+  const small = resample(luma, rows, cols, rowsLanczos, colsLanczos);
   const phash = phashFromSmall(small);
-  const buffer64 = resample(luma, rows, cols, jaroszKernel(height, scale, rows), jaroszKernel(width, scale, cols));
+  const [rowsJarosz, colsJarosz] = [jaroszKernel(height, scale, rows, anchors.y), jaroszKernel(width, scale, cols, anchors.x)];
+  const buffer64 = resample(luma, rows, cols, rowsJarosz, colsJarosz);
   const { hex: pdq, quality } = pdqFromBuffer(buffer64);
   return {
     phash,
@@ -285,14 +291,14 @@ function reduceToLuma(bitmap, scale, anchors) {
 // --- Resampling geometry (optout/signals.py: _fold, _lanczos_kernel, _jarosz_kernel) ----------
 
 // Integrate full-resolution kernel rows (each of length n) over reduced pixels of `scale` source pixels,
-// the last one averaging what is left. Returned banded: for each output, the first input and weights.
-// As the server's _fold, this assumes the short block is the last one even when an EXIF orientation
-// has turned it to the first (reduceToLuma builds the same blocks as the server); if the server ever
-// shifts its kernels for that case, shift them here too, or the hashes of such pictures part.
-function fold(kernel, n, scale, reducedCount) {
+// the last one of the stored picture averaging what is left; when an EXIF turn reversed this axis, that
+// short block comes first (shortFirst), as in reduceToLuma and the server's _fold.
+// Returned banded: for each output, the first input and weights.
+function fold(kernel, n, scale, reducedCount, shortFirst) {
+  const offset = shortFirst ? (scale - (n % scale)) % scale : 0;
   return kernel.map((full) => {
     const folded = new Float64Array(reducedCount);
-    for (let i = 0; i < n; i++) folded[Math.floor(i / scale)] += full[i];
+    for (let i = 0; i < n; i++) folded[Math.floor((i + offset) / scale)] += full[i];
     let first = 0;
     while (first < reducedCount && !(Math.abs(folded[first]) > 1e-9)) first++;
     let last = reducedCount - 1;
@@ -318,8 +324,8 @@ function sinc(x) {
 }
 
 // Pillow's resize(..., LANCZOS) coefficients for n -> 32 (Resample.c precompute_coeffs).
-function lanczosKernel(n, scale, reducedCount, out = 32) {
-  return cached(`l${n},${scale},${reducedCount}`, () => {
+function lanczosKernel(n, scale, reducedCount, shortFirst, out = 32) {
+  return cached(`l${n},${scale},${reducedCount},${shortFirst}`, () => {
     const step = n / out;
     const filterScale = Math.max(step, 1);
     const support = 3 * filterScale;
@@ -339,14 +345,14 @@ function lanczosKernel(n, scale, reducedCount, out = 32) {
       for (let j = lo; j < hi; j++) row[j] /= total;
       kernel.push(row);
     }
-    return fold(kernel, n, scale, reducedCount);
+    return fold(kernel, n, scale, reducedCount, shortFirst);
   });
 }
 
 // PDQ's two box-filter passes along one axis, sampled at the 64 decimation points (ThreatExchange's
 // box1DFloat with window ceil(n / 128), then decimateFloat at int((k + 0.5) * n / 64)).
-function jaroszKernel(n, scale, reducedCount) {
-  return cached(`j${n},${scale},${reducedCount}`, () => {
+function jaroszKernel(n, scale, reducedCount, shortFirst) {
+  return cached(`j${n},${scale},${reducedCount},${shortFirst}`, () => {
     const window = Math.floor((n + 127) / 128);
     const half = Math.floor((window + 2) / 2);
     const lower = (i) => Math.max(i - (window - half), 0);
@@ -372,7 +378,7 @@ function jaroszKernel(n, scale, reducedCount) {
       }
       kernel.push(row);
     }
-    return fold(kernel, n, scale, reducedCount);
+    return fold(kernel, n, scale, reducedCount, shortFirst);
   });
 }
 
