@@ -56,18 +56,26 @@ def record_row_failure(row: DatasetRow, code: str) -> None:
     )
 
 
+def fetch_signals(url: str) -> signals.ImageSignals:
+    """The signals of the image at a URL a stranger gave us, under the configured fetch and image limits.
+
+    Raises ``fetch.FetchError`` (its ``code`` is an item verdict) or ``signals.ImageRejected``.
+    """
+    fetched = fetch.fetch_image(
+        url,
+        allow_loopback=settings.OPTOUT_FETCH_ALLOW_LOOPBACK,
+        timeout=settings.OPTOUT_FETCH_TIMEOUT,
+        max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES,
+    )
+    return signals.compute_signals(
+        fetched.data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
+    )
+
+
 def hash_row(row: DatasetRow, *, descriptor: HashDescriptor) -> None:
     """Fetch a row's URL through the SSRF-safe fetcher and store its signals, or the reason it failed."""
     try:
-        fetched = fetch.fetch_image(
-            row.url,
-            allow_loopback=settings.OPTOUT_FETCH_ALLOW_LOOPBACK,
-            timeout=settings.OPTOUT_FETCH_TIMEOUT,
-            max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES,
-        )
-        computed = signals.compute_signals(
-            fetched.data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
-        )
+        computed = fetch_signals(row.url)
     except fetch.FetchError as exc:
         record_row_failure(row, exc.code)
         return

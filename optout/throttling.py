@@ -1,8 +1,9 @@
-"""Fixed-window request counters in the shared cache, for the feed and the lookup API.
+"""Fixed-window request counters in the shared cache: the feed, the lookup API, and (through
+requests_app/limits.py) the requester side and the staff login.
 
-The same scheme as ``requests_app/limits.py`` (which ``optout`` must not
-import): clients are counted by a keyed hash of their IPv4 address or IPv6 /64,
-never the address itself, and nothing outlives the window.
+Clients are counted by a keyed hash of their IPv4 address or IPv6 /64, never
+the address itself (one household or host usually owns a whole /64), and
+nothing outlives the window.
 """
 
 import hashlib

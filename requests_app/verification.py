@@ -12,6 +12,7 @@ import logging
 from django.conf import settings
 
 from optout import fetch, hashbits, matcher, signals
+from optout import services as optout_services
 from optout.models import DatasetRow
 from requests_app import services
 from requests_app.exceptions import TransitionError
@@ -95,15 +96,7 @@ def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[sig
         RemovalItem.objects.filter(pk=item.pk).update(dataset_row=row)
     if candidate is None:
         try:
-            fetched = fetch.fetch_image(
-                item.url,
-                allow_loopback=settings.OPTOUT_FETCH_ALLOW_LOOPBACK,
-                timeout=settings.OPTOUT_FETCH_TIMEOUT,
-                max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES,
-            )
-            candidate = signals.compute_signals(
-                fetched.data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
-            )
+            candidate = optout_services.fetch_signals(item.url)
         except fetch.FetchError as exc:
             if exc.code == ItemState.UNREACHABLE and not last_attempt:
                 return False  # perhaps a passing outage: try again later
