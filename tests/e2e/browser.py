@@ -5,6 +5,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.db import connections
+
 CHROMIUM = "/usr/bin/chromium"
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM_ARGS = [
@@ -31,6 +33,9 @@ def chromium_page(**context_options):
             context = browser.new_context(**context_options)
             yield context.new_page()
         finally:
+            # Database queries made inside this block get connections of their own (Playwright runs an
+            # event loop here, and Django keeps connections per context): close them, or they outlive the test.
+            connections.close_all()
             browser.close()
 
 
