@@ -6,6 +6,7 @@ two concurrent actors exactly one wins, appends a RequestEvent, and schedules
 side effects with ``transaction.on_commit``.
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,8 @@ from requests_app.models import (
     RemovalState,
     RequestEvent,
 )
+
+log = logging.getLogger(__name__)
 
 REQUESTER = "requester"
 SYSTEM = "system"
@@ -179,9 +182,7 @@ def _schedule_verification(removal: RemovalRequest) -> None:
         try:
             verify_removal.delay(removal_id)
         except Exception:  # noqa: BLE001 (any broker failure)
-            import logging
-
-            logging.getLogger(__name__).warning("could not enqueue verification of request %s", removal_id)
+            log.warning("could not enqueue verification of request %s; the sweeper will", removal_id)
 
     transaction.on_commit(send)
 
