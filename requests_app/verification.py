@@ -115,7 +115,11 @@ def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[sig
 def find_other_copies(removal: RemovalRequest, references: list[signals.ImageSignals]) -> int:
     """Attach index rows near the reference signals as items "found by the system". Returns how many were added."""
     dataset_id = removal.dataset_id
-    row_ids: set[int] = set()
+    # Byte-identical copies first (the sha256 index), then perceptual neighbours (the matcher).
+    same_bytes = DatasetRow.objects.filter(sha256__in=[reference.sha256 for reference in references])
+    if dataset_id:
+        same_bytes = same_bytes.filter(dataset_id=dataset_id)
+    row_ids: set[int] = set(same_bytes.values_list("id", flat=True))
     for reference in references:
         row_ids.update(
             match.row_id
@@ -131,6 +135,11 @@ def find_other_copies(removal: RemovalRequest, references: list[signals.ImageSig
     added = 0
     for row in DatasetRow.objects.filter(pk__in=row_ids).order_by("id"):
         candidate = row_signals(row)
+        if candidate is None:  # only its bytes' sha256 is known, and it equals a reference's
+            added += services.add_found_item(
+                removal, row, state=ItemState.MATCH_STRONG, sha256_equal=True, image_sha256=row.sha256
+            )
+            continue
         comparison = _compare(references, candidate)
         if comparison.strength is None:
             continue

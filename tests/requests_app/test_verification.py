@@ -151,3 +151,23 @@ def test_an_item_whose_verification_keeps_crashing_is_given_up(image_server, mon
     assert item.state == ItemState.UNREACHABLE
     assert "did not finish" in item.detail
     assert RemovalRequest.objects.get(pk=removal.pk).state == RemovalState.IN_REVIEW
+
+
+@pytest.mark.django_db
+def test_a_byte_identical_copy_is_found_even_without_perceptual_hashes():
+    dataset = Dataset.objects.create(name="laion-test")
+    data = images.photo_jpeg("rocket")
+    row = DatasetRow.objects.create(
+        dataset=dataset,
+        url="https://cdn.example.net/same-bytes.jpg",
+        url_sha256=url_sha256("https://cdn.example.net/same-bytes.jpg"),
+        sha256=signals_of(data).sha256,
+    )
+    removal, _ = submit(urls=["http://10.1.2.3/x.jpg"], references=[[reference_of(data)]])
+
+    verification.verify_removal(removal.pk)
+
+    found = removal.items.get(found_by_system=True)
+    assert found.dataset_row == row
+    assert found.sha256_equal is True
+    assert found.state == ItemState.MATCH_STRONG
