@@ -2,10 +2,16 @@
 releases and the partner access log. Entries change only through ``optout.blocklist``."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import path
 
-from optout import consumers
+from optout import consumers, releases
 from optout.models import BlocklistEntry, BlocklistHold, FeedAccess, FeedConsumer, Release
+
+PUBLISH_PERMISSION = "optout.publish_blocklist"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -90,6 +96,33 @@ class BlocklistEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(Release)
 class ReleaseAdmin(ReadOnlyAdmin):
+    change_list_template = "admin/optout/release/change_list.html"
     list_display = ["version", "created_at", "expires_at", "entries", "added", "removed", "key_id"]
+
+    def get_urls(self):
+        publish = path("publish/", self.admin_site.admin_view(self.publish_view), name="optout_release_publish")
+        return [publish, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_publish": request.user.has_perm(PUBLISH_PERMISSION)}
+        return super().changelist_view(request, extra_context)
+
+    def publish_view(self, request):
+        """Publish a release now (publishers only); the schedule does the same every interval."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(PUBLISH_PERMISSION):
+            raise PermissionDenied("Only publishers can publish releases.")
+        try:
+            release = releases.publish_release()
+        except releases.PublishError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request,
+                f"Published release {release.version}: {release.entries} entries (+{release.added} -{release.removed}).",
+            )
+        return redirect("admin:optout_release_changelist")
+
     exclude = ["tiers"]
     readonly_fields = ["previous"]

@@ -244,6 +244,7 @@ class Release(models.Model):
 
     class Meta:
         ordering = ["-version"]
+        permissions = [("publish_blocklist", "Can publish blocklist releases")]
         constraints = [
             models.CheckConstraint(
                 condition=(

@@ -2,8 +2,7 @@
 
 reviewer: sees removal requests, their items, references and events, and decides them
 (``review_removalrequest``). publisher: sees the same, and publishes blocklist releases
-(``optout.publish_blocklist``, if that permission exists when this runs; a later optout
-migration that adds it should grant it too). Re-running adds what is missing and
+(``optout.publish_blocklist``, from the admin's release list). Re-running adds what is missing and
 removes nothing, so a group an administrator extended keeps its extra permissions.
 """
 
@@ -62,6 +61,7 @@ def create_groups(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("requests_app", "0002_events_append_only"),
+        ("optout", "0003_publish_permission"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

@@ -96,6 +96,8 @@ def test_the_migration_creates_the_groups_idempotently():
     publisher = permissions_of(publisher_group)
     assert views <= publisher
     assert "requests_app.review_removalrequest" not in publisher
+    assert "optout.publish_blocklist" in publisher
+    assert "optout.publish_blocklist" not in permissions_of(reviewer_group)
     assert not any(codename.split(".")[1].startswith(("add_", "change_", "delete_")) for codename in publisher)
     assert Group.objects.filter(name__in=["reviewer", "publisher"]).count() == 2
 
