@@ -96,7 +96,11 @@ class RemovalItem(models.Model):
     removal = models.ForeignKey(RemovalRequest, on_delete=models.CASCADE, related_name="items")
     url = models.TextField()
     url_sha256 = models.CharField(max_length=64, help_text="sha256 (hex) of the canonical URL.")
-    dataset_row = models.ForeignKey(DatasetRow, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # No database constraint: on PostgreSQL dataset rows live in a table partitioned by dataset, whose
+    # `id` alone cannot carry the unique index a foreign key needs. Django still applies SET_NULL.
+    dataset_row = models.ForeignKey(
+        DatasetRow, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
     found_by_system = models.BooleanField(default=False, help_text="Found in the index by the reference signals.")
     state = models.CharField(max_length=20, choices=ItemState.choices, default=ItemState.PENDING, db_index=True)
     # Evidence: the best comparison against the reference signals.

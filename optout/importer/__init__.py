@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from optout.importer._reading import _Source
 from optout.importer._summary import DEFAULT_BATCH_SIZE, FORMATS, Columns, DatasetImportError, ImportSummary
-from optout.importer._writing import _descriptor_id, _writer_for
+from optout.importer._writing import _dataset_lock, _descriptor_id, _writer_for
 from optout.models import Dataset
 
 __all__ = ["DEFAULT_BATCH_SIZE", "FORMATS", "Columns", "DatasetImportError", "ImportSummary", "import_files"]
@@ -105,8 +105,10 @@ def import_files(
     descriptor_id = _descriptor_id(columns)
 
     summary = ImportSummary(dataset=name)
-    writer = _writer_for(dataset.pk)
     with ExitStack() as stack:
+        stack.enter_context(_dataset_lock(dataset.pk))
+        # A new dataset on PostgreSQL loads a partition of its own (see _writing._PartitionLoader).
+        writer = _writer_for(dataset.pk)
         for source in sources:
             stack.enter_context(source)
         bar = stack.enter_context(
@@ -124,10 +126,13 @@ def import_files(
         for prepared in _read_ahead(batches):
             summary.rows_read += prepared.rows
             if prepared.table is not None and prepared.table.num_rows:
-                inserted = writer(prepared.table)
+                inserted = writer.write(prepared.table)
                 summary.inserted += inserted
                 summary.already_present += prepared.table.num_rows - inserted
             bar.update(prepared.progress)
+        repeated = writer.finish()
+        summary.inserted -= repeated
+        summary.already_present += repeated
     summary.elapsed = time.monotonic() - started
     return summary
 
