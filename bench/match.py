@@ -114,7 +114,9 @@ def _secondary_indexes(cursor) -> tuple[list[str], list[str]]:
     indexes = cursor.fetchall()
     drop = [f'ALTER TABLE {TABLE} DROP CONSTRAINT "{name}"' for name, _ in constraints]
     drop += [f'DROP INDEX "{name}"' for name, _ in indexes]
-    create = [definition for _, definition in indexes]
+    # pg_get_indexdef says "ON ONLY" for an index of a partitioned table, which would not recurse
+    # into the partitions: rebuild it on all of them.
+    create = [definition.replace(" ON ONLY ", " ON ", 1) for _, definition in indexes]
     create += [f'ALTER TABLE {TABLE} ADD CONSTRAINT "{name}" {definition}' for name, definition in constraints]
     return create, drop
 
@@ -224,14 +226,19 @@ def bench_size(n_rows: int, args, rng: np.random.Generator) -> None:
             flush=True,
         )
     with connection.cursor() as cursor:
+        # Summed over the partitions (the table itself may be partitioned and hold nothing).
+        leaves = "SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf"
         cursor.execute(
-            "SELECT pg_relation_size(%s::regclass), pg_total_relation_size(%s::regclass), pg_indexes_size(%s::regclass)",
-            [TABLE, TABLE, TABLE],
+            f"SELECT sum(pg_relation_size(relid)), sum(pg_total_relation_size(relid)), sum(pg_indexes_size(relid))"
+            f" FROM ({leaves}) t",
+            [TABLE],
         )
         heap, total, indexes = cursor.fetchone()
         cursor.execute(
-            "SELECT i.relname, pg_relation_size(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-            "WHERE x.indrelid = %s::regclass ORDER BY i.relname",
+            "SELECT p.relname, sum(pg_relation_size(i.indexrelid)) FROM pg_partition_tree(%s::regclass) t"
+            " JOIN pg_index i ON i.indrelid = t.relid"
+            " JOIN pg_inherits h ON h.inhrelid = i.indexrelid JOIN pg_class p ON p.oid = h.inhparent"
+            " WHERE t.isleaf GROUP BY p.relname ORDER BY p.relname",
             [TABLE],
         )
         sizes = cursor.fetchall()
