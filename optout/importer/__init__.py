@@ -7,7 +7,8 @@ file is. Per batch:
    scheme, hex syntax, hex -> signed 64-bit words) -- only the URL canonicalisation runs per row in Python;
 2. writes the good rows: on PostgreSQL by ``COPY`` into a temporary table followed by
    ``INSERT ... SELECT ... ON CONFLICT (dataset_id, url_sha256) DO NOTHING``; elsewhere (SQLite) by
-   ``bulk_create(ignore_conflicts=True)``. One transaction per batch.
+   ``bulk_create(ignore_conflicts=True)``. One transaction per batch. A dataset with no rows yet is loaded,
+   on PostgreSQL, into a bare table that is attached as its partition at the end (``_writing._PartitionLoader``).
 
 Reading and checking run in a helper thread one batch ahead of the writer, so Python work on the next batch
 overlaps with the database working on this one (psycopg2 releases the GIL while it waits for the server).
