@@ -85,15 +85,15 @@ class CreateRemovalView(APIView):
         except DjangoValidationError as exc:
             errors["urls"] = exc.messages
         references = []
-        try:
-            references += intake.hash_uploads(values.get("images", []))
-            references += intake.parse_client_signals(values.get("signals", []))
-            if not references:
-                raise DjangoValidationError("Send at least one reference image, or its signals.")
-            if len(references) > intake.MAX_IMAGES:
-                raise DjangoValidationError(f"Send at most {intake.MAX_IMAGES} reference images.")
-        except DjangoValidationError as exc:
-            errors["images"] = exc.messages
+        for field, read in (("images", intake.hash_uploads), ("signals", intake.parse_client_signals)):
+            try:
+                references += read(values.get(field, []))
+            except DjangoValidationError as exc:
+                errors[field] = exc.messages
+        if not references and not ("images" in errors or "signals" in errors):
+            errors["images"] = ["Send at least one reference image, or its signals."]
+        elif len(references) > intake.MAX_IMAGES:
+            errors["images"] = [f"Send at most {intake.MAX_IMAGES} reference images."]
         if errors:
             raise DRFValidationError(errors)
         removal, secret = services.submit_removal(

@@ -6,8 +6,13 @@ from requests_app.models import ItemState, RemovalState
 
 class SignalsInput(serializers.Serializer):
     phash = serializers.CharField(help_text="pHash, 16 hex digits (imagehash's string form).")
-    pdq = serializers.CharField(required=False, allow_blank=True, help_text="PDQ hash, 64 hex digits.")
-    pdq_quality = serializers.IntegerField(required=False, min_value=0, max_value=100)
+    pdq = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="PDQ hash, 64 hex digits; null when its quality is below 50 (it is discarded then).",
+    )
+    pdq_quality = serializers.IntegerField(required=False, default=0, min_value=0, max_value=100)
     sha256 = serializers.CharField(help_text="sha256 of the image file's bytes, 64 hex digits.")
 
 
