@@ -145,7 +145,7 @@ class ImageSignals:
     phash: int
     pdq: int | None
     pdq_quality: int
-    sha256: str
+    sha256: str | None  # None for a dataset row whose image bytes were never seen
     width: int | None = None
     height: int | None = None
     descriptor: str = _DESCRIPTOR_KEY
@@ -161,7 +161,7 @@ class ImageSignals:
             raise BadHash("pdq_quality: not between 0 and 100")
         if self.pdq is not None and self.pdq_quality < PDQ_QUALITY_FLOOR:
             raise BadHash(f"pdq: kept although its quality is below {PDQ_QUALITY_FLOOR}")
-        if sha256_from_hex(self.sha256) != self.sha256:
+        if self.sha256 is not None and sha256_from_hex(self.sha256) != self.sha256:
             raise BadHash("sha256: not 64 lower-case hexadecimal digits")
 
     def to_dict(self) -> dict:
@@ -514,7 +514,7 @@ def compare(
         pdq_d = pdq_distance(reference.pdq, candidate.pdq)
     phash_match = phash_d <= phash_threshold
     pdq_match = pdq_d is not None and pdq_d <= pdq_threshold
-    sha256_equal = reference.sha256 == candidate.sha256
+    sha256_equal = reference.sha256 is not None and reference.sha256 == candidate.sha256
     if sha256_equal or (phash_match and pdq_match):
         strength = "strong"
     elif phash_match or pdq_match:

@@ -43,8 +43,7 @@ def row_signals(row: DatasetRow) -> signals.ImageSignals | None:
         phash=hashbits.from_signed64(row.phash),
         pdq=pdq,
         pdq_quality=row.pdq_quality or 0,
-        # A row imported without its image sha256 gets one that no real file has.
-        sha256=row.sha256 or "0" * 64,
+        sha256=row.sha256 or None,  # unknown: never "equal" to anything
     )
 
 
@@ -53,7 +52,7 @@ def _evidence(comparison: "signals.Comparison", candidate: signals.ImageSignals)
         "phash_distance": comparison.phash_distance,
         "pdq_distance": comparison.pdq_distance,
         "sha256_equal": comparison.sha256_equal,
-        "image_sha256": candidate.sha256,
+        "image_sha256": candidate.sha256 or "",
         "image_phash": hashbits.phash_to_hex(candidate.phash),
         "image_pdq": hashbits.pdq_to_hex(candidate.pdq) if candidate.pdq is not None else "",
         "image_pdq_quality": candidate.pdq_quality,

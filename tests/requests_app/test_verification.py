@@ -171,3 +171,19 @@ def test_a_byte_identical_copy_is_found_even_without_perceptual_hashes():
     assert found.dataset_row == row
     assert found.sha256_equal is True
     assert found.state == ItemState.MATCH_STRONG
+
+
+@pytest.mark.django_db
+def test_a_row_without_a_known_sha256_never_counts_as_identical_bytes(image_server):
+    """A client may send any sha256, e.g. all zeros: it must not match rows whose bytes we never saw."""
+    dataset = Dataset.objects.create(name="laion-test")
+    url = "https://cdn.example.net/unhashed.jpg"
+    row = index_row(dataset, url, images.photo_jpeg("rocket"))
+    DatasetRow.objects.filter(pk=row.pk).update(sha256="")
+    forged = services.Reference(phash=0, pdq=None, pdq_quality=0, sha256="0" * 64, descriptor_key="t", source="client")
+    removal, _ = submit(urls=[url], references=[[forged]])
+
+    verification.verify_removal(removal.pk)
+
+    item = removal.items.get()
+    assert (item.state, item.sha256_equal) == (ItemState.NO_MATCH, False)
