@@ -44,7 +44,7 @@ def _find(request) -> "services.RemovalRequest":
     data = CaseInput(data=request.data)
     data.is_valid(raise_exception=True)
     _check(limits.LOOKUP_PER_CLIENT, limits.client_key(request))
-    _check(limits.LOOKUP_PER_CASE, data.validated_data["case"].upper())
+    _check(limits.LOOKUP_PER_CASE, limits.case_key(data.validated_data["case"]))
     removal = services.find_case(data.validated_data["case"], data.validated_data["secret"])
     if removal is None:
         raise NotFound(NOT_FOUND)

@@ -7,6 +7,7 @@ Clients are counted by a keyed hash of their address, never the address itself
 from dataclasses import dataclass
 
 from optout import throttling
+from requests_app import cases
 
 
 @dataclass(frozen=True)
@@ -30,3 +31,9 @@ client_key = throttling.client_key
 def hit(limit: Limit, ident: str) -> bool:
     """Count one attempt. True if it is within the limit, False if it must be refused."""
     return throttling.hit(limit.scope, ident, count=limit.count, seconds=limit.seconds) == 0
+
+
+def case_key(case: str) -> str:
+    """The per-case counter's key: the normalised reference, so spelling a case differently
+    (lower case, spaces, O for 0) does not buy another round of guesses."""
+    return cases.normalise_case_reference(case) or case.strip().upper()

@@ -78,7 +78,7 @@ def _lookup(request, form):
     if not limits.hit(limits.LOOKUP_PER_CLIENT, limits.client_key(request)):
         return None, True
     case = form.cleaned_data["case"]
-    if not limits.hit(limits.LOOKUP_PER_CASE, case.upper()):
+    if not limits.hit(limits.LOOKUP_PER_CASE, limits.case_key(case)):
         return None, True
     return services.find_case(case, form.cleaned_data["secret"]), False
 
