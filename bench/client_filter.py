@@ -3,7 +3,7 @@
     .venv/bin/python bench/client_filter.py [--rows 1000000] [--entries 100000]
 
 Needs no database: it writes a release (gzip JSON Lines snapshot, manifest and
-minisign signature, as ``optout.releases`` lays them out) into a temporary
+minisign signature, as ``optout.blocklist.releases`` lays them out) into a temporary
 folder, serves it with ``http.server`` on loopback, pulls it with the client,
 and filters an img2dataset-like Parquet file (url, caption, sha256) where 5% of
 the rows are blocked by URL (written in a non-canonical spelling) and 1% by
@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from optout import minisign  # noqa: E402  (pure: no Django)
+from optout.blocklist import signing  # noqa: E402  (pure: no Django)
 from optout.client import cli  # noqa: E402
 from optout.client.canonical import url_sha256  # noqa: E402
 
@@ -38,7 +38,7 @@ def canonical_json(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_release(folder: Path, entries: list[dict], key: minisign.SigningKey) -> None:
+def write_release(folder: Path, entries: list[dict], key: signing.SigningKey) -> None:
     entries.sort(key=lambda entry: entry["key"])
     lines = b"".join(canonical_json(entry) + b"\n" for entry in entries)
     snapshot = gzip.compress(lines, compresslevel=6, mtime=0)
@@ -101,7 +101,7 @@ def main() -> None:
             entries.append({"key": fake, "op": "add", "url_sha256": fake, "sha256": None})
         for i in blocked_by_url[::2]:  # half the blocked rows spelled differently from the canonical form
             urls[i] = urls[i].replace("https://", "HTTPS://").replace(".com/", ".com:443/")
-        write_release(feed, entries, key := minisign.generate())
+        write_release(feed, entries, key := signing.generate())
         table = pa.table({"url": urls, "caption": [f"a photo {i}" for i in range(args.rows)], "sha256": sha256s})
         pq.write_table(table, root / "in.parquet", row_group_size=100_000)
         del table, urls, sha256s

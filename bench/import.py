@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/optout_importbench .venv/bin/python bench/import.py
 
 Generates an img2dataset-like Parquet file (url, caption, status, sha256, phash, width, height) in a temporary
-directory, imports it through ``optout.importer.import_files`` (the code path of the management command), then
+directory, imports it through ``optout.index.importer.import_files`` (the code path of the management command), then
 imports it again to time the idempotent re-import. The target is at least 100,000 rows/s.
 
 It empties the dataset index of the database it runs on, so it refuses a database whose name has no "bench".
@@ -31,7 +31,7 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 
-from optout.importer import Columns, import_files  # noqa: E402
+from optout.index.importer import Columns, import_files  # noqa: E402
 
 HOST_WORDS = "cdn img images static media photos shop blog news assets pics upload content files store".split()
 SITES = "pinimg shopify wordpress blogspot flickr etsystatic alicdn squarespace wixstatic tumblr ebayimg".split()

@@ -38,7 +38,7 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 
-from optout import matcher  # noqa: E402
+from optout.index import matcher  # noqa: E402
 from optout.models import Dataset, DatasetRow  # noqa: E402
 
 TABLE = DatasetRow._meta.db_table

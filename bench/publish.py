@@ -33,7 +33,12 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from optout import blocklist, hashbits, minisign, releases  # noqa: E402
+from optout.blocklist import (  # noqa: E402
+    holds,  # noqa: E402
+    releases,
+    signing,
+)
+from optout.imaging import hashbits  # noqa: E402
 from optout.models import BlocklistEntry, BlocklistHold, FeedAccess, Release  # noqa: E402
 
 
@@ -93,19 +98,19 @@ def main() -> None:
     started = time.perf_counter()
     fill(args.entries, rng)
     print(f"{connection.vendor}: filled {args.entries:,} entries in {time.perf_counter() - started:.1f} s")
-    key = minisign.generate()
+    key = signing.generate()
     with tempfile.TemporaryDirectory() as tmp:
         storage = FileSystemStorage(location=tmp)
         timed("first release", storage, key)
         changes = args.entries // 100
         for i in range(changes):
-            blocklist.hold(holder=f"bench:new:{i}", url_sha256=f"{rng.getrandbits(256):064x}", image_sha256="ab" * 32)
+            holds.hold(holder=f"bench:new:{i}", url_sha256=f"{rng.getrandbits(256):064x}", image_sha256="ab" * 32)
         for holder in (
             BlocklistHold.objects.filter(holder__startswith="bench:")
             .exclude(holder__startswith="bench:new")
             .values_list("holder", flat=True)[: changes // 2]
         ):
-            blocklist.release_hold(holder=holder)
+            holds.release_hold(holder=holder)
         timed("after 1% changed", storage, key)
         timed("nothing changed (re-sign)", storage, key)
 

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from optout.signals import compute_signals, compute_signals_naive, descriptor_key  # noqa: E402
+from optout.imaging import compute_signals, compute_signals_naive, descriptor_key  # noqa: E402
 from tests.images import PHOTOS, photo  # noqa: E402
 
 NAMES = [

@@ -8,7 +8,8 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from optout import consumers, releases
+from optout.blocklist import releases
+from optout.feed import consumers
 from optout.models import BlocklistEntry, BlocklistHold, FeedAccess, FeedConsumer, Release
 
 PUBLISH_PERMISSION = "optout.publish_blocklist"

@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.utils import timezone
 
-from optout import services
+from optout.index import hashing
 from optout.models import DatasetRow, WorkerHeartbeat
 
 
@@ -14,9 +14,9 @@ def record_heartbeat(self) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def hash_rows(row_ids: list[int]) -> None:
     """Fill in the signals of these dataset rows. Rows already done are skipped, so a rerun is harmless."""
-    descriptor = services.our_descriptor()
+    descriptor = hashing.our_descriptor()
     for row in DatasetRow.objects.filter(pk__in=row_ids, hashed_at__isnull=True).order_by("id"):
-        services.hash_row(row, descriptor=descriptor)
+        hashing.hash_row(row, descriptor=descriptor)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -26,6 +26,6 @@ def publish_blocklist() -> None:
     A new release even when nothing changed: that re-signs the state with a fresh
     expiry. Publishers take a lock, so a duplicate delivery only makes one more release.
     """
-    from optout import releases  # imported here: the worker's other tasks need none of it
+    from optout.blocklist import releases  # imported here: the worker's other tasks need none of it
 
     releases.publish_release()

@@ -1,6 +1,8 @@
 from django.urls import path
 
-from optout import api, feed, views
+from optout import views
+from optout.feed import api
+from optout.feed import views as feed
 
 app_name = "optout"
 

@@ -2,7 +2,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from optout import demo
+from optout.index import demo
 from optout.models import Dataset
 
 

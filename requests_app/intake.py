@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from optout import signals
+from optout import imaging
 from optout.client.canonical import BadURL, canonical_url
 from requests_app.models import ReferenceSignal
 from requests_app.services import Reference
@@ -86,10 +86,10 @@ def hash_uploads(files) -> list[list[Reference]]:
             )
         data = upload.read()
         try:
-            computed = signals.compute_signals(
+            computed = imaging.compute_signals(
                 data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
             )
-        except signals.ImageRejected as exc:
+        except imaging.ImageRejected as exc:
             raise ValidationError(f"Picture {number}: {exc.message}", code=exc.code) from None
         finally:
             del data
@@ -106,19 +106,19 @@ def parse_client_signals(items: Iterable[dict]) -> list[list[Reference]]:
     references = []
     for number, item in enumerate(items, start=1):
         try:
-            computed = signals.ImageSignals.from_dict(item)
+            computed = imaging.ImageSignals.from_dict(item)
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"Signals of picture {number} are not valid: {exc}", code="bad_signals") from None
         references.append([_reference(computed, ReferenceSignal.Source.CLIENT)])
     return references
 
 
-def _reference(computed: "signals.ImageSignals", source: str) -> Reference:
+def _reference(computed: "imaging.ImageSignals", source: str) -> Reference:
     return Reference(
         phash=computed.phash,
         pdq=computed.pdq,
         pdq_quality=computed.pdq_quality,
         sha256=computed.sha256,
-        descriptor_key=signals.descriptor_key(),
+        descriptor_key=imaging.descriptor_key(),
         source=source,
     )

@@ -6,7 +6,7 @@ Clients are counted by a keyed hash of their address, never the address itself
 
 from dataclasses import dataclass
 
-from optout import throttling
+from optout.feed import throttling
 from requests_app import cases
 
 

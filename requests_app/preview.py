@@ -14,7 +14,7 @@ from django.conf import settings
 from PIL import Image, ImageOps
 
 from optout.fetch import FetchError, fetch_image
-from optout.signals import ALLOWED_FORMATS, ImageRejected, compute_signals
+from optout.imaging import ALLOWED_FORMATS, ImageRejected, compute_signals
 
 PREVIEW_SIDE = 512
 _WHITE = (255, 255, 255)
@@ -27,7 +27,7 @@ class PreviewUnavailable(Exception):
 def thumbnail_jpeg(data: bytes, *, max_bytes: int, max_pixels: int, side: int = PREVIEW_SIDE) -> bytes:
     """A JPEG of at most ``side`` x ``side`` pixels of ``data``, upright, on white, without metadata.
 
-    Raises ``ImageRejected`` for anything ``optout.signals`` would not decode.
+    Raises ``ImageRejected`` for anything ``optout.imaging`` would not decode.
     """
     # The signals pipeline is the one place that decides what we decode: format
     # allow-list, caps checked before decoding, damaged files refused. Only

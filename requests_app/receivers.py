@@ -2,7 +2,7 @@
 
 from django.dispatch import receiver
 
-from optout.events import release_published
+from optout.blocklist.events import release_published
 from requests_app import services
 
 

@@ -17,8 +17,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from optout import hashbits
 from optout.client.canonical import url_sha256
+from optout.imaging import hashbits
 from optout.models import Dataset, DatasetRow
 from requests_app import cases
 from requests_app.exceptions import TransitionError
@@ -396,9 +396,9 @@ def _holder(item: RemovalItem) -> str:
 
 
 def _hold(item: RemovalItem) -> None:
-    from optout import blocklist
+    from optout.blocklist import holds
 
-    blocklist.hold(
+    holds.hold(
         holder=_holder(item),
         url_sha256=item.url_sha256,
         image_sha256=item.image_sha256,
@@ -412,10 +412,10 @@ def _release_holds(removal: RemovalRequest) -> None:
     blocked = list(removal.items.filter(blocked=True))
     if not blocked:
         return
-    from optout import blocklist
+    from optout.blocklist import holds
 
     for item in blocked:
-        blocklist.release_hold(holder=_holder(item))
+        holds.release_hold(holder=_holder(item))
 
 
 def _notify_on_commit(removal: RemovalRequest, email: str) -> None:

@@ -11,8 +11,9 @@ import logging
 
 from django.conf import settings
 
-from optout import fetch, hashbits, matcher, signals
-from optout import services as optout_services
+from optout import fetch, imaging
+from optout.imaging import hashbits
+from optout.index import hashing, matcher
 from optout.models import DatasetRow
 from requests_app import services
 from requests_app.exceptions import TransitionError
@@ -23,23 +24,23 @@ log = logging.getLogger(__name__)
 _STRENGTH_TO_STATE = {"strong": ItemState.MATCH_STRONG, "weak": ItemState.MATCH_WEAK, None: ItemState.NO_MATCH}
 
 
-def reference_signals(removal: RemovalRequest) -> list[signals.ImageSignals]:
+def reference_signals(removal: RemovalRequest) -> list[imaging.ImageSignals]:
     return [
-        signals.ImageSignals.from_dict(
+        imaging.ImageSignals.from_dict(
             {"phash": ref.phash, "pdq": ref.pdq or None, "pdq_quality": ref.pdq_quality or 0, "sha256": ref.sha256}
         )
         for ref in removal.references.all()
     ]
 
 
-def row_signals(row: DatasetRow) -> signals.ImageSignals | None:
+def row_signals(row: DatasetRow) -> imaging.ImageSignals | None:
     """The stored signals of a dataset row, or None when it has no perceptual hash yet."""
     if row.phash is None:
         return None
     pdq = None
     if row.pdq_0 is not None:
         pdq = hashbits.pdq_from_words((row.pdq_0, row.pdq_1, row.pdq_2, row.pdq_3))
-    return signals.ImageSignals(
+    return imaging.ImageSignals(
         phash=hashbits.from_signed64(row.phash),
         pdq=pdq,
         pdq_quality=row.pdq_quality or 0,
@@ -47,7 +48,7 @@ def row_signals(row: DatasetRow) -> signals.ImageSignals | None:
     )
 
 
-def _evidence(comparison: "signals.Comparison", candidate: signals.ImageSignals) -> dict:
+def _evidence(comparison: "imaging.Comparison", candidate: imaging.ImageSignals) -> dict:
     return {
         "phash_distance": comparison.phash_distance,
         "pdq_distance": comparison.pdq_distance,
@@ -59,8 +60,8 @@ def _evidence(comparison: "signals.Comparison", candidate: signals.ImageSignals)
     }
 
 
-def _compare(references, candidate) -> "signals.Comparison":
-    return signals.best_comparison(
+def _compare(references, candidate) -> "imaging.Comparison":
+    return imaging.best_comparison(
         references,
         candidate,
         phash_threshold=settings.OPTOUT_PHASH_THRESHOLD,
@@ -75,7 +76,7 @@ def _indexed_row(item: RemovalItem, removal: RemovalRequest) -> DatasetRow | Non
     return rows.order_by("id").first()
 
 
-def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[signals.ImageSignals]) -> bool:
+def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[imaging.ImageSignals]) -> bool:
     """Give the item its verdict. False when a transient failure leaves it pending for another attempt.
 
     Attempts are counted before the work starts, so an item whose verification
@@ -95,13 +96,13 @@ def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[sig
         RemovalItem.objects.filter(pk=item.pk).update(dataset_row=row)
     if candidate is None:
         try:
-            candidate = optout_services.fetch_signals(item.url)
+            candidate = hashing.fetch_signals(item.url)
         except fetch.FetchError as exc:
             if exc.code == ItemState.UNREACHABLE and not last_attempt:
                 return False  # perhaps a passing outage: try again later
             services.record_item_verdict(item, state=exc.code, detail=exc.message[:200])
             return True
-        except signals.ImageRejected as exc:
+        except imaging.ImageRejected as exc:
             services.record_item_verdict(item, state=ItemState.NOT_AN_IMAGE, detail=exc.message[:200])
             return True
     comparison = _compare(references, candidate)
@@ -111,7 +112,7 @@ def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[sig
     return True
 
 
-def find_other_copies(removal: RemovalRequest, references: list[signals.ImageSignals]) -> int:
+def find_other_copies(removal: RemovalRequest, references: list[imaging.ImageSignals]) -> int:
     """Attach index rows near the reference signals as items "found by the system". Returns how many were added."""
     dataset_id = removal.dataset_id
     # Byte-identical copies first (the sha256 index), then perceptual neighbours (the matcher).

@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from optout import fetch
+from optout.fetch import connection
 from tests.servers import ImageServer
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -92,7 +92,7 @@ def fetch_connections(monkeypatch):
     before connecting, and if a bug ever let one through, this stops it first.
     """
     opened: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]] = []
-    real_open_socket = fetch._open_socket
+    real_open_socket = connection.open_socket
 
     def guarded_open_socket(address, port, timeout):
         opened.append((address, port))
@@ -100,5 +100,5 @@ def fetch_connections(monkeypatch):
             raise AssertionError(f"the fetcher tried to connect to {address}")
         return real_open_socket(address, port, timeout)
 
-    monkeypatch.setattr(fetch, "_open_socket", guarded_open_socket)
+    monkeypatch.setattr(connection, "open_socket", guarded_open_socket)
     return opened

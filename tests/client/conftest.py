@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from optout import minisign, releases
+from optout.blocklist import releases, signing
 from optout.client import cli
 from tests.optout.conftest import feed_files, publish, signing_key  # noqa: F401  (fixtures used here)
 
@@ -18,7 +18,7 @@ from tests.optout.conftest import feed_files, publish, signing_key  # noqa: F401
 class FeedMirror:
     """The release files of both tiers at ``/feed/v1/<tier>/`` on a loopback server."""
 
-    def __init__(self, server, root: Path, key: minisign.SigningKey):
+    def __init__(self, server, root: Path, key: signing.SigningKey):
         self.server = server
         self.root = root
         self.signing_key = key
@@ -42,7 +42,7 @@ class FeedMirror:
     def serve(self, name: str, body: bytes, tier: str = "public") -> None:
         self.server.add(f"/feed/v1/{tier}/{name}", body)
 
-    def serve_manifest(self, manifest: dict, *, key: minisign.SigningKey | None = None, tier: str = "public") -> bytes:
+    def serve_manifest(self, manifest: dict, *, key: signing.SigningKey | None = None, tier: str = "public") -> bytes:
         """Serve ``manifest`` as the current one, signed (by the feed's key unless ``key`` says otherwise)."""
         body = releases.canonical_json(manifest)
         signature = (key or self.signing_key).sign(body, trusted_comment=releases.trusted_comment(manifest))

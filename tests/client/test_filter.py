@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from optout import blocklist
+from optout.blocklist import holds
 from optout.client import canonical, state
 from optout.client.pull import pull
 
@@ -54,7 +54,7 @@ def rows() -> list[dict]:
 
 @pytest.fixture
 def pulled(mirror, publish, builder, signing_key):
-    blocklist.hold(
+    holds.hold(
         holder="item:1",
         url_sha256=canonical.url_sha256(BLOCKED_URL),
         image_sha256=SHA_BLOCKED,
@@ -224,7 +224,7 @@ def test_filter_and_check_refuse_without_a_state(builder, tmp_path):
 def expired(mirror, publish, builder, signing_key, settings):
     """A state whose release has expired since it was pulled."""
     settings.OPTOUT_RELEASE_TTL_HOURS = -1
-    blocklist.hold(holder="item:1", url_sha256=canonical.url_sha256(BLOCKED_URL))
+    holds.hold(holder="item:1", url_sha256=canonical.url_sha256(BLOCKED_URL))
     publish()
     mirror.sync()
     pubkey = signing_key.public_key.to_base64()

@@ -6,8 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from optout import blocklist, consumers, releases
+from optout.blocklist import holds, releases
 from optout.client.canonical import url_sha256
+from optout.feed import consumers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,7 +18,7 @@ PHASH = 0x0123_4567_89AB_CDEF
 
 @pytest.fixture
 def published(feed_files, signing_key):
-    blocklist.hold(holder="item:1", url_sha256=url_sha256(BLOCKED), image_sha256="ab" * 32, phash=PHASH)
+    holds.hold(holder="item:1", url_sha256=url_sha256(BLOCKED), image_sha256="ab" * 32, phash=PHASH)
     releases.publish_release(storage=feed_files)
     return signing_key
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from optout import blocklist, minisign
+from optout.blocklist import holds, signing
 from optout.client import state
 from optout.client.canonical import url_sha256
 
@@ -19,7 +19,7 @@ SHA_A = "aa" * 32
 
 
 def hold(number: int, url: str, **signals):
-    return blocklist.hold(holder=f"item:{number}", url_sha256=url_sha256(url), **signals)
+    return holds.hold(holder=f"item:{number}", url_sha256=url_sha256(url), **signals)
 
 
 def keys_in_state(builder) -> set[str]:
@@ -68,7 +68,7 @@ def test_first_pull_takes_the_snapshot(first, builder, mirror):
 
 
 def test_second_pull_applies_the_delta(first, builder, mirror, publish):
-    blocklist.release_hold(holder="item:2")
+    holds.release_hold(holder="item:2")
     hold(3, URL_C)
     publish()
     mirror.sync()
@@ -86,7 +86,7 @@ def test_second_pull_applies_the_delta(first, builder, mirror, publish):
 def test_pull_after_skipping_versions_takes_the_snapshot(first, builder, mirror, publish):
     hold(3, URL_C)
     publish()
-    blocklist.release_hold(holder="item:1")
+    holds.release_hold(holder="item:1")
     publish()
     mirror.sync()
     code, out, err = builder("pull", "--feed", mirror.base())
@@ -152,7 +152,7 @@ def test_refuses_a_manifest_changed_after_signing(first, builder, mirror, publis
 def test_refuses_a_manifest_signed_by_another_key(first, builder, mirror, publish):
     publish()
     mirror.sync()
-    mirror.serve_manifest(mirror.manifest(), key=minisign.generate())
+    mirror.serve_manifest(mirror.manifest(), key=signing.generate())
     assert_refused(builder, mirror, "which is not trusted")
 
 
@@ -160,13 +160,13 @@ def test_refuses_a_first_pull_with_the_wrong_pinned_key(mirror, builder, publish
     hold(1, URL_A)
     publish()
     mirror.sync()
-    code, out, err = builder("pull", "--feed", mirror.base(), "--pubkey", minisign.generate().public_key.to_base64())
+    code, out, err = builder("pull", "--feed", mirror.base(), "--pubkey", signing.generate().public_key.to_base64())
     assert code == 1 and "which is not trusted" in err and "(no state kept)" in err
     assert not (builder.state_dir / state.CURRENT).exists()
 
 
 def test_refuses_another_pinned_key_for_an_existing_state(first, builder, mirror):
-    other = minisign.generate().public_key.to_base64()
+    other = signing.generate().public_key.to_base64()
     assert_refused(builder, mirror, "is not the key this state trusts", pubkey=other)
 
 
@@ -294,7 +294,7 @@ def test_an_unreachable_feed_keeps_the_state(first, builder, mirror):
 def test_follows_a_key_rotation_announced_by_a_verified_manifest(
     mirror, publish, builder, signing_key, settings, tmp_path
 ):
-    new_key = minisign.generate()
+    new_key = signing.generate()
     (tmp_path / "next.pub").write_text(new_key.public_key.to_file())
     settings.OPTOUT_SIGNING_NEXT_PUBLIC_KEY_FILE = str(tmp_path / "next.pub")
     hold(1, URL_A)
@@ -328,7 +328,7 @@ def test_follows_a_key_rotation_announced_by_a_verified_manifest(
 
 
 def test_a_key_never_announced_is_not_followed(first, builder, mirror, publish, settings, tmp_path):
-    stranger = minisign.generate()
+    stranger = signing.generate()
     (tmp_path / "stranger.key").write_text(stranger.to_file())
     settings.OPTOUT_SIGNING_KEY_FILE = str(tmp_path / "stranger.key")
     publish()

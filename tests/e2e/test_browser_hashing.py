@@ -1,6 +1,6 @@
 """The picture never leaves the device: the form hashes it in the browser (static/js/signals.js).
 
-The browser's signals must agree with the server's (optout.signals.compute_signals) on the same
+The browser's signals must agree with the server's (optout.imaging.compute_signals) on the same
 file: pHash within 4 bits, PDQ within 10 bits, sha256 identical. A request filed this way sends
 no file and is verified exactly like one filed with an upload; without JavaScript the upload
 path still works.
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pytest
 from django.conf import settings
 
-from optout import signals
-from optout.hashbits import hamming, pdq_from_hex, phash_from_hex
+from optout import imaging
+from optout.imaging.hashbits import hamming, pdq_from_hex, phash_from_hex
 from requests_app.models import ReferenceSignal, RemovalRequest
 from tests import images
 from tests.e2e.browser import axe_violations, chromium_page
@@ -51,8 +51,8 @@ def _cases() -> list[tuple[str, str, bytes]]:
     return cases
 
 
-def _server_signals(data: bytes) -> signals.ImageSignals:
-    return signals.compute_signals(
+def _server_signals(data: bytes) -> imaging.ImageSignals:
+    return imaging.compute_signals(
         data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
     )
 
@@ -74,11 +74,11 @@ class Agreement:
     size: int
     milliseconds: int
     browser: dict
-    server: signals.ImageSignals
-    naive: signals.ImageSignals
+    server: imaging.ImageSignals
+    naive: imaging.ImageSignals
 
-    def distances(self, other: signals.ImageSignals) -> tuple[int, int | None]:
-        client = signals.ImageSignals.from_dict(self.browser)  # the server takes the browser's dict as it is
+    def distances(self, other: imaging.ImageSignals) -> tuple[int, int | None]:
+        client = imaging.ImageSignals.from_dict(self.browser)  # the server takes the browser's dict as it is
         pdq = None if client.pdq is None or other.pdq is None else hamming(client.pdq, other.pdq)
         return hamming(client.phash, other.phash), pdq
 
@@ -121,7 +121,7 @@ def test_browser_signals_agree_with_the_server(live_server, tmp_path):
             (browser,) = _choose(page, path)
             milliseconds = round((time.monotonic() - started) * 1000)
             assert set(browser) == {"phash", "pdq", "pdq_quality", "sha256"}
-            naive = signals.compute_signals_naive(data)
+            naive = imaging.compute_signals_naive(data)
             rows.append(Agreement(label, len(data), milliseconds, browser, _server_signals(data), naive))
             if number == 0:
                 # The local preview and the notice are on the page now: still accessible.

@@ -6,13 +6,13 @@ import json
 import pytest
 from django.core.files.storage import storages
 
-from optout import minisign, releases
+from optout.blocklist import releases, signing
 
 
 @pytest.fixture
-def signing_key(tmp_path, settings) -> minisign.SigningKey:
+def signing_key(tmp_path, settings) -> signing.SigningKey:
     """A fresh key in a temporary OPTOUT_SIGNING_KEY_FILE."""
-    key = minisign.generate()
+    key = signing.generate()
     path = tmp_path / "minisign.key"
     path.write_text(key.to_file())
     settings.OPTOUT_SIGNING_KEY_FILE = str(path)

@@ -1,7 +1,7 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from optout.signals import compute_signals
+from optout.imaging import compute_signals
 from requests_app.models import ReferenceSignal, RemovalRequest
 from tests import images
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from optout import releases
+from optout.blocklist import releases
 from requests_app import services
 from requests_app.models import RemovalRequest, RequestEvent
 from tests.optout.conftest import feed_files, lines, manifest, publish, signing_key  # noqa: F401 (fixtures)

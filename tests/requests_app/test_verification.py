@@ -1,10 +1,9 @@
 import pytest
 from django.conf import settings
 
-from optout import hashbits
 from optout.client.canonical import url_sha256
+from optout.imaging import compute_signals, hashbits
 from optout.models import Dataset, DatasetRow
-from optout.signals import compute_signals
 from requests_app import services, verification
 from requests_app.models import ItemState, RemovalRequest, RemovalState, RequestEvent
 from tests import images
@@ -141,7 +140,7 @@ def test_an_item_whose_verification_keeps_crashing_is_given_up(image_server, mon
     def crash(*args, **kwargs):
         raise SystemExit("worker killed")  # as if the process died mid-verification
 
-    monkeypatch.setattr(verification.signals, "compute_signals", crash)
+    monkeypatch.setattr(verification.imaging, "compute_signals", crash)
     for _ in range(settings.OPTOUT_VERIFY_MAX_ATTEMPTS):
         with pytest.raises(SystemExit):
             verification.verify_removal(removal.pk)

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
-from optout import services
+from optout.index import hashing
 from optout.models import Dataset
 from optout.tasks import hash_rows
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         dataset = Dataset.objects.filter(name=name).first()
         if dataset is None:
             raise CommandError(f"There is no dataset named {name!r}.")
-        ids = services.rows_to_hash(dataset.pk).order_by("id").values_list("id", flat=True)
+        ids = hashing.rows_to_hash(dataset.pk).order_by("id").values_list("id", flat=True)
         total = ids.count() if limit is None else min(limit, ids.count())
         if total == 0:
             self.stdout.write(f"Every row of {name} is hashed already.")

@@ -1,6 +1,6 @@
 """``manage.py import_dataset NAME FILE...``: bulk-import URL lists into the dataset index.
 
-The work is done by ``optout.importer.import_files``; see its module docstring for the rules (bad rows,
+The work is done by ``optout.index.importer.import_files``; see its module docstring for the rules (bad rows,
 duplicates, PDQ quality, resuming an interrupted import by running the same command again).
 """
 
@@ -8,7 +8,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from optout.importer import DEFAULT_BATCH_SIZE, FORMATS, Columns, DatasetImportError, import_files
+from optout.index.importer import DEFAULT_BATCH_SIZE, FORMATS, Columns, DatasetImportError, import_files
 
 
 class Command(BaseCommand):

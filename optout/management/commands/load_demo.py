@@ -2,8 +2,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from optout import demo, services, signals
+from optout import imaging
 from optout.client.canonical import url_sha256
+from optout.index import demo, hashing
 from optout.models import Dataset, DatasetRow
 
 
@@ -30,12 +31,12 @@ class Command(BaseCommand):
             self.stdout.write(f"The demo dataset is loaded already ({dataset.rows.count()} rows).")
             return
         dataset.rows.all().delete()
-        descriptor = services.our_descriptor()
+        descriptor = hashing.our_descriptor()
         base = settings.OPTOUT_PUBLIC_URL
         rows = []
         for name in demo.names():
             url = f"{base}/demo/images/{name}.jpg"
-            computed = signals.compute_signals(
+            computed = imaging.compute_signals(
                 demo.image_bytes(name),
                 max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES,
                 max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS,
@@ -46,7 +47,7 @@ class Command(BaseCommand):
                     url=url,
                     url_sha256=url_sha256(url),
                     descriptor=descriptor,
-                    **services.row_signal_fields(computed),
+                    **hashing.row_signal_fields(computed),
                     hashed_at=dataset.created_at,
                 )
             )

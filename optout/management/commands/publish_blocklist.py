@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from optout import releases
+from optout.blocklist import releases
 
 
 class Command(BaseCommand):
