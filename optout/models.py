@@ -1,5 +1,15 @@
 from django.db import models
 
+from optout.fetch import errors as fetch_errors
+
+
+class FetchVerdict(models.TextChoices):
+    """Why a fetch gave no picture: the codes of ``optout.fetch``'s errors, for dataset rows and request items."""
+
+    UNREACHABLE = fetch_errors.UNREACHABLE, "unreachable"
+    NOT_AN_IMAGE = fetch_errors.NOT_AN_IMAGE, "not an image"
+    REFUSED = fetch_errors.REFUSED, "refused (blocked address)"
+
 
 class WorkerHeartbeat(models.Model):
     """The last time each Celery worker ran the periodic heartbeat task.
@@ -77,12 +87,17 @@ class Dataset(models.Model):
         return f"{self.name} {self.release}".strip()
 
 
+# A dataset row's URL is at most this long: longer "URLs" in scraped lists are data: URIs or junk, not
+# fetchable images. Every blocklist entry comes from a row or a request item, so lookups need no more.
+MAX_ROW_URL_LENGTH = 4096
+
+
 class DatasetRow(models.Model):
     class FetchError(models.TextChoices):
         NONE = "", "none"
-        UNREACHABLE = "unreachable", "unreachable"
-        NOT_AN_IMAGE = "not_an_image", "not an image"
-        REFUSED = "refused", "refused (blocked address)"
+        UNREACHABLE = FetchVerdict.UNREACHABLE.value, FetchVerdict.UNREACHABLE.label
+        NOT_AN_IMAGE = FetchVerdict.NOT_AN_IMAGE.value, FetchVerdict.NOT_AN_IMAGE.label
+        REFUSED = FetchVerdict.REFUSED.value, FetchVerdict.REFUSED.label
 
     id = models.BigAutoField(primary_key=True)
     # Indexed by the (url_sha256, dataset) and (dataset, hashed_at) indexes below; a third one

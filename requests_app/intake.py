@@ -19,7 +19,7 @@ from requests_app.services import Reference
 
 MAX_URLS = 20
 MAX_IMAGES = 5
-MAX_URL_LENGTH = 2048
+MAX_REQUEST_URL_LENGTH = 2048
 
 
 def max_body_bytes() -> int:
@@ -56,8 +56,8 @@ def clean_urls(values: Iterable[str]) -> list[str]:
         )
     problems = []
     for number, url in enumerate(urls, start=1):
-        if len(url) > MAX_URL_LENGTH:
-            problems.append(f"Link {number} is longer than {MAX_URL_LENGTH} characters.")
+        if len(url) > MAX_REQUEST_URL_LENGTH:
+            problems.append(f"Link {number} is longer than {MAX_REQUEST_URL_LENGTH} characters.")
             continue
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:

@@ -6,7 +6,7 @@ Only the transition functions in ``requests_app/services.py`` change a state.
 from django.conf import settings
 from django.db import models
 
-from optout.models import Dataset, DatasetRow
+from optout.models import Dataset, DatasetRow, FetchVerdict
 
 
 class RemovalState(models.TextChoices):
@@ -43,9 +43,9 @@ class ItemState(models.TextChoices):
     MATCH_STRONG = "match_strong", "strong match"
     MATCH_WEAK = "match_weak", "weak match"
     NO_MATCH = "no_match", "no match"
-    UNREACHABLE = "unreachable", "unreachable"
-    NOT_AN_IMAGE = "not_an_image", "not an image"
-    REFUSED = "refused", "refused (blocked address)"
+    UNREACHABLE = FetchVerdict.UNREACHABLE.value, FetchVerdict.UNREACHABLE.label
+    NOT_AN_IMAGE = FetchVerdict.NOT_AN_IMAGE.value, FetchVerdict.NOT_AN_IMAGE.label
+    REFUSED = FetchVerdict.REFUSED.value, FetchVerdict.REFUSED.label
 
 
 class RejectReason(models.TextChoices):

@@ -41,6 +41,15 @@ import nacl.pwhash
 import nacl.signing
 
 from optout.client import minisign as client_minisign
+from optout.client.minisign import (
+    KEY_ALGORITHM,
+    TRUSTED_PREFIX,
+    UNTRUSTED_PREFIX,
+    BadKey,
+    BadSignature,
+    PublicKey,
+    parse_public_key,
+)
 
 __all__ = [
     "BadKey",
@@ -53,24 +62,13 @@ __all__ = [
     "verify",
 ]
 
-_SIG_ALG = b"Ed"
 _SIG_ALG_HASHED = b"ED"
 _KDF_SCRYPT = b"Sc"
 _KDF_NONE = b"\0\0"
 _CHK_ALG = b"B2"
-_TRUSTED_PREFIX = "trusted comment: "
-_UNTRUSTED_PREFIX = "untrusted comment: "
 _OPSLIMIT = nacl.pwhash.scrypt.OPSLIMIT_INTERACTIVE
 _MEMLIMIT = nacl.pwhash.scrypt.MEMLIMIT_INTERACTIVE
 _KEYNUM_SK_BYTES = 8 + 64 + 32
-
-
-class BadKey(ValueError):
-    """A key file or string that is not a minisign key, or a wrong password."""
-
-
-class BadSignature(ValueError):
-    """A signature that does not verify (data, trusted comment or signature changed, or another key)."""
 
 
 def _prehash(data: bytes) -> bytes:
@@ -85,37 +83,6 @@ def _b64decode(text: str, size: int, what: str) -> bytes:
     if len(raw) != size:
         raise BadKey(f"{what} has {len(raw)} bytes, not {size}")
     return raw
-
-
-@dataclass(frozen=True)
-class PublicKey:
-    key_id: bytes  # 8 bytes, as stored (little-endian)
-    key: bytes  # 32-byte Ed25519 public key
-
-    @property
-    def key_id_hex(self) -> str:
-        """The key id as minisign prints it: the little-endian integer in upper-case hex."""
-        return self.key_id[::-1].hex().upper()
-
-    def to_base64(self) -> str:
-        return base64.b64encode(_SIG_ALG + self.key_id + self.key).decode("ascii")
-
-    def to_file(self) -> str:
-        """The content of a ``minisign.pub`` file."""
-        return f"{_UNTRUSTED_PREFIX}minisign public key {self.key_id_hex}\n{self.to_base64()}\n"
-
-
-def parse_public_key(text: str) -> PublicKey:
-    """A public key from its base64 string or from the content of a ``.pub`` file; raises ``BadKey``."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    if lines and lines[0].startswith(_UNTRUSTED_PREFIX):
-        lines = lines[1:]
-    if len(lines) != 1:
-        raise BadKey("a public key is one base64 line, optionally after a comment line")
-    raw = _b64decode(lines[0], 42, "the public key")
-    if raw[:2] != _SIG_ALG:
-        raise BadKey("not an Ed25519 minisign public key")
-    return PublicKey(key_id=raw[2:10], key=raw[10:])
 
 
 class SigningKey:
@@ -141,9 +108,9 @@ class SigningKey:
         signature = self._signing.sign(_prehash(data)).signature
         global_signature = self._signing.sign(signature + trusted_comment.encode("utf-8")).signature
         return (
-            f"{_UNTRUSTED_PREFIX}{untrusted_comment}\n"
+            f"{UNTRUSTED_PREFIX}{untrusted_comment}\n"
             f"{base64.b64encode(_SIG_ALG_HASHED + self.key_id + signature).decode('ascii')}\n"
-            f"{_TRUSTED_PREFIX}{trusted_comment}\n"
+            f"{TRUSTED_PREFIX}{trusted_comment}\n"
             f"{base64.b64encode(global_signature).decode('ascii')}\n"
         )
 
@@ -151,7 +118,7 @@ class SigningKey:
         """The content of a minisign secret key file, encrypted with ``password`` when given."""
         seed = bytes(self._signing)
         sk = seed + bytes(self._signing.verify_key)  # libsodium's 64-byte secret key
-        checksum = hashlib.blake2b(_SIG_ALG + self.key_id + sk, digest_size=32).digest()
+        checksum = hashlib.blake2b(KEY_ALGORITHM + self.key_id + sk, digest_size=32).digest()
         keynum_sk = self.key_id + sk + checksum
         salt = secrets.token_bytes(32)
         if password:
@@ -165,7 +132,7 @@ class SigningKey:
             kdf = _KDF_NONE
             comment = "minisign secret key (not encrypted)"
         raw = (
-            _SIG_ALG
+            KEY_ALGORITHM
             + kdf
             + _CHK_ALG
             + salt
@@ -173,7 +140,7 @@ class SigningKey:
             + _MEMLIMIT.to_bytes(8, "little")
             + keynum_sk
         )
-        return f"{_UNTRUSTED_PREFIX}{comment}\n{base64.b64encode(raw).decode('ascii')}\n"
+        return f"{UNTRUSTED_PREFIX}{comment}\n{base64.b64encode(raw).decode('ascii')}\n"
 
 
 def generate() -> SigningKey:
@@ -186,7 +153,7 @@ def load_secret_key(text: str, *, password: bytes | None = None) -> SigningKey:
     A wrong password shows as a checksum mismatch, as in minisign.
     """
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    if len(lines) != 2 or not lines[0].startswith(_UNTRUSTED_PREFIX):
+    if len(lines) != 2 or not lines[0].startswith(UNTRUSTED_PREFIX):
         raise BadKey("a secret key file is a comment line and one base64 line")
     raw = _b64decode(lines[1], 6 + 32 + 16 + _KEYNUM_SK_BYTES, "the secret key")
     sig_alg, kdf, chk_alg = raw[0:2], raw[2:4], raw[4:6]
@@ -194,7 +161,7 @@ def load_secret_key(text: str, *, password: bytes | None = None) -> SigningKey:
     opslimit = int.from_bytes(raw[38:46], "little")
     memlimit = int.from_bytes(raw[46:54], "little")
     keynum_sk = raw[54:]
-    if sig_alg != _SIG_ALG or chk_alg != _CHK_ALG:
+    if sig_alg != KEY_ALGORITHM or chk_alg != _CHK_ALG:
         raise BadKey("not an Ed25519 minisign secret key")
     if kdf == _KDF_SCRYPT:
         if not password:
@@ -207,7 +174,7 @@ def load_secret_key(text: str, *, password: bytes | None = None) -> SigningKey:
     elif kdf != _KDF_NONE:
         raise BadKey("unknown key derivation function")
     key_id, sk, checksum = keynum_sk[:8], keynum_sk[8:72], keynum_sk[72:]
-    expected = hashlib.blake2b(_SIG_ALG + key_id + sk, digest_size=32).digest()
+    expected = hashlib.blake2b(KEY_ALGORITHM + key_id + sk, digest_size=32).digest()
     # minisign 0.11 leaves the checksum zero in the keys it writes with -W (no password).
     if checksum != expected and not (kdf == _KDF_NONE and checksum == bytes(32)):
         raise BadKey("wrong password for that key" if kdf == _KDF_SCRYPT else "the secret key is corrupt")
@@ -234,11 +201,6 @@ def verify(data: bytes, signature_text: str, public_key: PublicKey) -> Verified:
     tests of signatures exercise the very code dataset builders rely on. Legacy (non-prehashed)
     ``Ed`` signatures are accepted too, like minisign does.
     """
-    try:
-        signature = client_minisign.parse_signature(signature_text)
-        trusted_comment = client_minisign.verify(
-            data, signature, client_minisign.PublicKey(key_id=public_key.key_id, key=public_key.key)
-        )
-    except client_minisign.BadSignature as exc:
-        raise BadSignature(str(exc)) from None
+    signature = client_minisign.parse_signature(signature_text)
+    trusted_comment = client_minisign.verify(data, signature, public_key)
     return Verified(trusted_comment=trusted_comment, key_id=signature.key_id)

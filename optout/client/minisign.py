@@ -1,7 +1,8 @@
 """Verifying minisign signatures, as ``minisign -V`` does. Needs only PyNaCl.
 
-A copy of the verifying half of ``optout/minisign.py`` (which the client may not
-import: it runs where only this package is installed). The formats::
+The one home of minisign's public-key and signature formats: the server's signing
+module (``optout.blocklist.signing``) imports them from here, since the client runs
+where only this package is installed. The formats::
 
     public key:  [untrusted comment line] base64("Ed" || key_id (8) || ed25519_pk (32))
     .minisig:    untrusted comment: <free text>
@@ -21,12 +22,13 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
-_TRUSTED_PREFIX = "trusted comment: "
-_UNTRUSTED_PREFIX = "untrusted comment: "
+TRUSTED_PREFIX = "trusted comment: "
+UNTRUSTED_PREFIX = "untrusted comment: "
+KEY_ALGORITHM = b"Ed"
 
 
 class BadKey(ValueError):
-    """Text that is not a minisign public key."""
+    """Text that is not a minisign key (or, for a secret key, a wrong password)."""
 
 
 class BadSignature(ValueError):
@@ -44,13 +46,17 @@ class PublicKey:
         return self.key_id[::-1].hex().upper()
 
     def to_base64(self) -> str:
-        return base64.b64encode(b"Ed" + self.key_id + self.key).decode("ascii")
+        return base64.b64encode(KEY_ALGORITHM + self.key_id + self.key).decode("ascii")
+
+    def to_file(self) -> str:
+        """The content of a ``minisign.pub`` file."""
+        return f"{UNTRUSTED_PREFIX}minisign public key {self.key_id_hex}\n{self.to_base64()}\n"
 
 
 def parse_public_key(text: str) -> PublicKey:
     """A public key from its base64 line or a ``.pub`` file's content; raises ``BadKey``."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    if lines and lines[0].startswith(_UNTRUSTED_PREFIX):
+    if lines and lines[0].startswith(UNTRUSTED_PREFIX):
         lines = lines[1:]
     if len(lines) != 1:
         raise BadKey("a public key is one base64 line, optionally after a comment line")
@@ -58,7 +64,7 @@ def parse_public_key(text: str) -> PublicKey:
         raw = base64.b64decode(lines[0].strip(), validate=True)
     except (binascii.Error, ValueError):
         raise BadKey("the public key is not base64") from None
-    if len(raw) != 42 or raw[:2] != b"Ed":
+    if len(raw) != 42 or raw[:2] != KEY_ALGORITHM:
         raise BadKey("not an Ed25519 minisign public key")
     return PublicKey(key_id=raw[2:10], key=raw[10:])
 
@@ -79,7 +85,7 @@ class Signature:
 def parse_signature(text: str) -> Signature:
     """The parts of a ``.minisig``; raises ``BadSignature``."""
     lines = text.split("\n")
-    if len(lines) < 4 or not lines[0].startswith(_UNTRUSTED_PREFIX) or not lines[2].startswith(_TRUSTED_PREFIX):
+    if len(lines) < 4 or not lines[0].startswith(UNTRUSTED_PREFIX) or not lines[2].startswith(TRUSTED_PREFIX):
         raise BadSignature("not a minisign signature")
     try:
         raw = base64.b64decode(lines[1].strip(), validate=True)
@@ -92,7 +98,7 @@ def parse_signature(text: str) -> Signature:
         algorithm=raw[:2],
         key_id=raw[2:10],
         signature=raw[10:],
-        trusted_comment=lines[2][len(_TRUSTED_PREFIX) :].rstrip("\r"),
+        trusted_comment=lines[2][len(TRUSTED_PREFIX) :].rstrip("\r"),
         global_signature=global_signature,
     )
 

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from optout.blocklist import releases
 from optout.client.canonical import BadURL, url_sha256
 from optout.feed import throttling
-from optout.models import BlocklistEntry
+from optout.models import MAX_ROW_URL_LENGTH, BlocklistEntry
 
 MAX_ITEMS = 10_000
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -41,7 +41,7 @@ class LookupThrottle(BaseThrottle):
 
 class LookupInput(serializers.Serializer):
     items = serializers.ListField(
-        child=serializers.CharField(max_length=8192, trim_whitespace=False),
+        child=serializers.CharField(max_length=MAX_ROW_URL_LENGTH, trim_whitespace=False),
         min_length=1,
         max_length=MAX_ITEMS,
         help_text="URLs (canonicalised as Safe Browsing does) or url_sha256 values (64 hex digits), at most 10,000.",

@@ -9,10 +9,10 @@ else of optout.
 
 from optout.fetch.errors import FetchError, FetchRefused, FetchUnreachable, NotAnImage
 from optout.fetch.fetcher import USER_AGENT, FetchResult, fetch_image, sniff_image_type
-from optout.fetch.policy import MAX_URL_LENGTH, is_loopback_address, is_public_address
+from optout.fetch.policy import MAX_FETCH_URL_LENGTH, is_loopback_address, is_public_address
 
 __all__ = [
-    "MAX_URL_LENGTH",
+    "MAX_FETCH_URL_LENGTH",
     "USER_AGENT",
     "FetchError",
     "FetchRefused",

@@ -8,6 +8,11 @@ timeout, HTTP error status, too many redirects, body over the cap) and ``NotAnIm
 
 import time
 
+# The verdicts a failed fetch gives: request items and dataset rows take their choices from these.
+UNREACHABLE = "unreachable"
+NOT_AN_IMAGE = "not_an_image"
+REFUSED = "refused"
+
 TIMED_OUT = "The server took too long to answer."
 REFUSED_ADDRESS = "This address points to a private, local or reserved network; only public web addresses are fetched."
 
@@ -15,7 +20,7 @@ REFUSED_ADDRESS = "This address points to a private, local or reserved network; 
 class FetchError(Exception):
     """A fetch that did not give an image. ``code`` is the per-item verdict; ``message`` is safe to show."""
 
-    code = "unreachable"
+    code = UNREACHABLE
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -25,19 +30,19 @@ class FetchError(Exception):
 class FetchRefused(FetchError):
     """We will not fetch this: blocked address, scheme, port, or a URL we cannot read."""
 
-    code = "refused"
+    code = REFUSED
 
 
 class FetchUnreachable(FetchError):
     """We tried and got no image: DNS, connection, timeout, HTTP status, redirects, size."""
 
-    code = "unreachable"
+    code = UNREACHABLE
 
 
 class NotAnImage(FetchError):
     """The server answered, but not with a JPEG, PNG, GIF or WebP file."""
 
-    code = "not_an_image"
+    code = NOT_AN_IMAGE
 
 
 class Deadline:

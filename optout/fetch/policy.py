@@ -14,7 +14,7 @@ from optout.client.canonical import parse_ipv4
 from optout.fetch.errors import REFUSED_ADDRESS, TIMED_OUT, Deadline, FetchRefused, FetchUnreachable
 
 ALLOWED_PORTS = frozenset({80, 443})
-MAX_URL_LENGTH = 8192
+MAX_FETCH_URL_LENGTH = 8192  # redirect targets included: longer than any URL we take in or index
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NEVER_PUBLIC_V6 = tuple(
@@ -104,7 +104,7 @@ class Target:
 
 
 def parse_target(url: str, *, allow_loopback: bool) -> Target:
-    if not isinstance(url, str) or len(url) > MAX_URL_LENGTH or _CONTROL.search(url):
+    if not isinstance(url, str) or len(url) > MAX_FETCH_URL_LENGTH or _CONTROL.search(url):
         raise FetchRefused("This is not a web address we can fetch.")
     try:
         parts = urlsplit(url.strip())

@@ -20,7 +20,7 @@ Decisions worth knowing:
   commits on its own, so an interrupted import is resumed by running the same command again: what was
   committed is skipped, the rest is inserted. Existing rows are never updated (a re-import with more hash
   columns does not fill in hashes of rows already present).
-- **Bad rows are skipped, not fatal.** A row is bad when its URL is missing, longer than ``MAX_URL_LENGTH``,
+- **Bad rows are skipped, not fatal.** A row is bad when its URL is missing, longer than ``MAX_ROW_URL_LENGTH``,
   not http(s), rejected by the canonicaliser, or when a hash cell is present but malformed (wrong length,
   not hex, PDQ quality not an integer 0-100); a malformed hash hints at a wrong column or a corrupt row, so
   the whole row is left out rather than imported half-known. Empty or null hash cells are fine: the hash is

@@ -15,7 +15,6 @@ from optout.index.importer._summary import (  # noqa: F401
     BAD_SHA256,
     BAD_URL,
     MAX_EXAMPLES,
-    MAX_URL_LENGTH,
     MIN_PDQ_QUALITY,
     MISSING_URL,
     NOT_HTTP,
@@ -28,6 +27,7 @@ from optout.index.importer._summary import (  # noqa: F401
     ImportSummary,
     _shorten,
 )
+from optout.models import MAX_ROW_URL_LENGTH
 
 # --- Checking -------------------------------------------------------------------------------------------
 
@@ -103,7 +103,7 @@ def _prepare(
     url = _as_text(batch.column(URL))
     flag(~_present(url), MISSING_URL)
     flag(
-        pc.fill_null(pc.greater(pc.utf8_length(url), MAX_URL_LENGTH), False).to_numpy(zero_copy_only=False),
+        pc.fill_null(pc.greater(pc.utf8_length(url), MAX_ROW_URL_LENGTH), False).to_numpy(zero_copy_only=False),
         URL_TOO_LONG,
     )
     http = pc.fill_null(pc.match_substring_regex(url, "^https?://", ignore_case=True), False)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from optout.imaging.descriptor import PDQ_QUALITY_FLOOR
+
 DEFAULT_BATCH_SIZE = 50_000
-MAX_URL_LENGTH = 4096  # longer "URLs" in scraped lists are data: URIs or junk, not fetchable images
-MIN_PDQ_QUALITY = 50
+MIN_PDQ_QUALITY = PDQ_QUALITY_FLOOR  # a PDQ hash below it is noise, ours or a builder's
 MAX_EXAMPLES = 10
 FORMATS = ("auto", "parquet", "csv", "jsonl")
 
