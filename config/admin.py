@@ -10,13 +10,9 @@ message before any password is checked. Neither the address nor the user name
 is stored, and the counters live in the cache for one window only.
 """
 
-import hashlib
-import hmac
-import time
-
-from django.conf import settings
 from django.contrib import admin
 from django.http import HttpResponse
+from django.utils.crypto import salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 
@@ -28,8 +24,8 @@ LOGIN_LIMITED_MESSAGE = "Too many login attempts. Please wait 15 minutes and try
 
 
 def username_key(username: str) -> str:
-    key = hashlib.sha256(b"config.admin.username-key" + settings.SECRET_KEY.encode()).digest()
-    return hmac.new(key, username.strip().casefold().encode(), hashlib.sha256).hexdigest()[:32]
+    # Like the client key, a counter key lives one window: no fallback keys needed.
+    return salted_hmac("config.admin.username-key", username.strip().casefold(), algorithm="sha256").hexdigest()[:32]
 
 
 @sensitive_post_parameters("password")
@@ -37,12 +33,10 @@ def username_key(username: str) -> str:
 def staff_login(request, extra_context=None):
     if request.method == "POST":
         # Both counters move on every attempt, whatever the first one says.
-        client_ok = hit(STAFF_LOGIN_PER_CLIENT, client_key(request))
-        username_ok = hit(STAFF_LOGIN_PER_USERNAME, username_key(request.POST.get("username", "")))
-        if not (client_ok and username_ok):
+        client_wait = hit(STAFF_LOGIN_PER_CLIENT, client_key(request))
+        username_wait = hit(STAFF_LOGIN_PER_USERNAME, username_key(request.POST.get("username", "")))
+        if client_wait or username_wait:
             response = HttpResponse(LOGIN_LIMITED_MESSAGE, status=429, content_type="text/plain; charset=utf-8")
-            response["Retry-After"] = str(
-                STAFF_LOGIN_PER_CLIENT.seconds - int(time.time()) % STAFF_LOGIN_PER_CLIENT.seconds
-            )
+            response["Retry-After"] = str(max(client_wait, username_wait))
             return response
     return admin.site.login(request, extra_context)

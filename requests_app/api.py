@@ -36,7 +36,7 @@ class LimitedError(Throttled):
 
 
 def _check(limit, ident):
-    if not limits.hit(limit, ident):
+    if limits.hit(limit, ident):
         raise LimitedError()
 
 

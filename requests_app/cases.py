@@ -1,10 +1,11 @@
 """Case references and their secrets.
 
 The requester gets a case reference and a secret, shown once. We keep only an
-HMAC-SHA256 of the secret under a key derived from SECRET_KEY: the secret has
-192 random bits, so a slow hash would add nothing, while the server key means a
-leaked database alone cannot confirm a guessed secret. SECRET_KEY_FALLBACKS are
-honoured, so rotating SECRET_KEY does not lock requesters out.
+HMAC-SHA256 of the secret (Django's ``salted_hmac``, keyed by SECRET_KEY): the
+secret has 192 random bits, so a slow hash would add nothing, while the server
+key means a leaked database alone cannot confirm a guessed secret.
+SECRET_KEY_FALLBACKS are honoured, so rotating SECRET_KEY does not lock
+requesters out.
 """
 
 import hashlib
@@ -12,10 +13,11 @@ import hmac
 import secrets
 
 from django.conf import settings
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 # Crockford's base32 without I, L, O, U: easy to read aloud and to type.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_SALT = b"requests_app.case-secret"
+_SALT = "requests_app.case-secret"
 
 
 def new_case_reference() -> str:
@@ -38,7 +40,12 @@ def new_secret() -> str:
 
 
 def _hmac(secret: str, key: str) -> str:
-    derived = hashlib.sha256(_SALT + key.encode()).digest()
+    return salted_hmac(_SALT, secret.strip(), secret=key, algorithm="sha256").hexdigest()
+
+
+def _hmac_before_salted(secret: str, key: str) -> str:
+    # The construction of cases filed before salted_hmac was used; their secrets must keep working.
+    derived = hashlib.sha256(_SALT.encode() + key.encode()).digest()
     return hmac.new(derived, secret.strip().encode(), hashlib.sha256).hexdigest()
 
 
@@ -47,8 +54,9 @@ def secret_hmac(secret: str) -> str:
 
 
 def secret_matches(secret: str, stored: str) -> bool:
-    """Constant-time check of a secret against every current and fallback key."""
+    """Constant-time check of a secret against every current and fallback key (every digest is computed)."""
     ok = False
     for key in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]:
-        ok |= hmac.compare_digest(_hmac(secret, key), stored)
+        ok |= constant_time_compare(_hmac(secret, key), stored)
+        ok |= constant_time_compare(_hmac_before_salted(secret, key), stored)
     return ok

@@ -1,20 +1,14 @@
 """Abuse limits of the requester side, on optout's fixed-window counters.
 
 Clients are counted by a keyed hash of their address, never the address itself
-(see optout/throttling.py: an HMAC over the IPv4 address or the IPv6 /64).
+(``optout.feed.throttling.client_key``: an HMAC over the IPv4 address or the IPv6 /64).
+``hit(limit, ident)`` returns 0 when the attempt is allowed, else the seconds to wait.
 """
 
-from dataclasses import dataclass
-
-from optout.feed import throttling
+from optout.feed.throttling import Limit, client_key, hit
 from requests_app import cases
 
-
-@dataclass(frozen=True)
-class Limit:
-    scope: str
-    count: int
-    seconds: int
+__all__ = ["Limit", "client_key", "hit", "case_key"]
 
 
 # Per client address. Status checks are cheap for us but let a stranger guess
@@ -24,13 +18,6 @@ LOOKUP_PER_CLIENT = Limit("lookup", 30, 600)
 LOOKUP_PER_CASE = Limit("lookup-case", 20, 3600)
 
 LIMITED_MESSAGE = "Too many attempts from your connection. Please wait a while and try again."
-
-client_key = throttling.client_key
-
-
-def hit(limit: Limit, ident: str) -> bool:
-    """Count one attempt. True if it is within the limit, False if it must be refused."""
-    return throttling.hit(limit.scope, ident, count=limit.count, seconds=limit.seconds) == 0
 
 
 def case_key(case: str) -> str:

@@ -52,7 +52,7 @@ def landing(request):
 def new_request(request):
     if request.method != "POST":
         return render(request, "requests_app/new.html", {"form": RemovalRequestForm()})
-    if not limits.hit(limits.CREATE_PER_CLIENT, limits.client_key(request)):
+    if limits.hit(limits.CREATE_PER_CLIENT, limits.client_key(request)):
         return _too_many(request, "requests_app/new.html", {"form": RemovalRequestForm()})
     if intake.body_too_large(request):
         context = {"form": RemovalRequestForm(), "body_error": intake.BODY_TOO_LARGE}
@@ -75,10 +75,10 @@ def new_request(request):
 
 def _lookup(request, form):
     """The case for a valid case form, applying the per-client and per-case limits; (removal, limited)."""
-    if not limits.hit(limits.LOOKUP_PER_CLIENT, limits.client_key(request)):
+    if limits.hit(limits.LOOKUP_PER_CLIENT, limits.client_key(request)):
         return None, True
     case = form.cleaned_data["case"]
-    if not limits.hit(limits.LOOKUP_PER_CASE, limits.case_key(case)):
+    if limits.hit(limits.LOOKUP_PER_CASE, limits.case_key(case)):
         return None, True
     return services.find_case(case, form.cleaned_data["secret"]), False
 

@@ -27,12 +27,8 @@ class LookupThrottle(BaseThrottle):
     """Per client (a keyed hash of its address), OPTOUT_LOOKUP_REQUESTS_PER_HOUR calls an hour."""
 
     def allow_request(self, request, view) -> bool:
-        self._wait = throttling.hit(
-            "blocklist-lookup",
-            throttling.client_key(request),
-            count=settings.OPTOUT_LOOKUP_REQUESTS_PER_HOUR,
-            seconds=3600,
-        )
+        limit = throttling.Limit("blocklist-lookup", settings.OPTOUT_LOOKUP_REQUESTS_PER_HOUR, 3600)
+        self._wait = throttling.hit(limit, throttling.client_key(request))
         return self._wait == 0
 
     def wait(self) -> float | None:

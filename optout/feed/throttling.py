@@ -6,13 +6,22 @@ the address itself (one household or host usually owns a whole /64), and
 nothing outlives the window.
 """
 
-import hashlib
-import hmac
 import ipaddress
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.crypto import salted_hmac
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``count`` requests per ``seconds``-long window, counted under ``scope``."""
+
+    scope: str
+    count: int
+    seconds: int
 
 
 def client_address(request) -> str:
@@ -37,15 +46,17 @@ def client_key(request) -> str:
             network = str(ipaddress.ip_network(f"{address}/64", strict=False))
         else:
             network = str(address)
-    key = hashlib.sha256(b"optout.client-key" + settings.SECRET_KEY.encode()).digest()
-    return hmac.new(key, network.encode(), hashlib.sha256).hexdigest()[:32]
+    # A counter key lives one window: no fallback keys needed when SECRET_KEY rotates.
+    return salted_hmac("optout.client-key", network, algorithm="sha256").hexdigest()[:32]
 
 
-def hit(scope: str, ident: str, *, count: int, seconds: int) -> int:
-    """Count one request; returns 0 if it is within the limit, else the seconds until the window ends."""
+def hit(limit: Limit, ident: str) -> int:
+    """Count one request of ``ident``. Returns 0 when it is within the limit, else the seconds to wait
+    (for ``Retry-After``): callers refuse when the result is not 0."""
+    count, seconds = limit.count, limit.seconds
     now = time.time()
     window = int(now // seconds)
-    key = f"optout-limit:{scope}:{ident}:{window}"
+    key = f"optout-limit:{limit.scope}:{ident}:{window}"
     cache.add(key, 0, timeout=seconds + 5)
     try:
         used = cache.incr(key)

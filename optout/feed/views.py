@@ -137,7 +137,7 @@ def partner_file(request, name: str):
     if consumer is None:
         return _unauthorized()
     wait = throttling.hit(
-        "partner-feed", str(consumer.pk), count=settings.OPTOUT_PARTNER_REQUESTS_PER_HOUR, seconds=3600
+        throttling.Limit("partner-feed", settings.OPTOUT_PARTNER_REQUESTS_PER_HOUR, 3600), str(consumer.pk)
     )
     if wait:
         response = HttpResponse("Too many requests for this token; retry later.\n", status=429)

@@ -1,7 +1,7 @@
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from requests_app import services
+from requests_app import cases, services
 from requests_app.exceptions import TransitionError
 from requests_app.models import ItemState, RemovalRequest, RemovalState, RequestEvent
 from tests.requests_app.builders import reference, submit
@@ -16,6 +16,41 @@ def test_submit_keeps_only_an_hmac_of_the_secret():
     assert len(stored.secret_hmac) == 64
     assert removal.case.startswith("OPT-")
     assert stored.state == RemovalState.RECEIVED
+
+
+@pytest.mark.django_db
+def test_the_secret_hmac_depends_on_the_secret_and_on_the_key(settings):
+    digest = cases.secret_hmac("one secret")
+    assert digest != cases.secret_hmac("another secret")
+    assert cases.secret_matches("one secret", digest)
+    assert not cases.secret_matches("another secret", digest)
+    settings.SECRET_KEY = "a-new-key-" + "k" * 50
+    assert cases.secret_hmac("one secret") != digest
+    assert not cases.secret_matches("one secret", digest)
+
+
+@pytest.mark.django_db
+def test_a_case_is_found_after_a_key_rotation_while_the_old_key_is_a_fallback(settings):
+    removal, secret = submit()
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "a-new-key-" + "k" * 50
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert services.find_case(removal.case, secret) == removal
+    settings.SECRET_KEY_FALLBACKS = []
+    assert services.find_case(removal.case, secret) is None
+
+
+@pytest.mark.django_db
+def test_secrets_stored_before_salted_hmac_still_match(settings):
+    import hashlib
+    import hmac
+
+    removal, secret = submit()
+    key = hashlib.sha256(b"requests_app.case-secret" + settings.SECRET_KEY.encode()).digest()
+    RemovalRequest.objects.filter(pk=removal.pk).update(
+        secret_hmac=hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
+    )
+    assert services.find_case(removal.case, secret) == removal
 
 
 @pytest.mark.django_db

@@ -164,6 +164,27 @@ def test_tokens_are_stored_only_as_hmacs(token):
     assert token not in consumer.token_hmac
     assert consumer.token_hmac == consumers.token_hmac(token)
     assert consumers.find_consumer(token) == consumer
+    assert consumers.find_consumer(token + "x") is None
+
+
+def test_tokens_survive_a_key_rotation_while_the_old_key_is_a_fallback(token, settings):
+    consumer = FeedConsumer.objects.get()
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "a-new-key-" + "k" * 50
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert consumers.token_hmac(token) != consumer.token_hmac
+    assert consumers.find_consumer(token) == consumer
+    settings.SECRET_KEY_FALLBACKS = []
+    assert consumers.find_consumer(token) is None
+
+
+def test_tokens_stored_before_salted_hmac_still_work(token, settings):
+    import hashlib
+    import hmac
+
+    key = hashlib.sha256(b"optout.feed-token" + settings.SECRET_KEY.encode()).digest()
+    FeedConsumer.objects.update(token_hmac=hmac.new(key, token.encode(), hashlib.sha256).hexdigest())
+    assert consumers.find_consumer(token) == FeedConsumer.objects.get()
 
 
 def test_admin_shows_a_new_consumers_token_once(admin_client):
