@@ -16,7 +16,9 @@ PUBLISH_PERMISSION = "optout.publish_blocklist"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
+    """Records nobody edits by hand (releases, access logs, request events): view only."""
+
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):

@@ -13,10 +13,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from optout.blocklist import holds
 from optout.client.canonical import url_sha256
 from optout.imaging import hashbits
 from optout.models import Dataset, DatasetRow
@@ -53,6 +55,15 @@ class Actor:
         return cls(label=user.get_username(), user=user)
 
 
+def _swap(removal: RemovalRequest, still_unchanged, **fields) -> None:
+    """Compare and swap: update the one row ``still_unchanged`` matches if nobody changed it since we read
+    it, else raise ``TransitionError`` (of two concurrent reviewers, exactly one wins)."""
+    if still_unchanged.update(**fields) != 1:
+        raise TransitionError(
+            f"Case {removal.case} was changed by someone else a moment ago. Reload it to see its current state."
+        )
+
+
 def _transition(
     removal: RemovalRequest,
     to: str,
@@ -70,13 +81,9 @@ def _transition(
         )
     if to in CLOSED_STATES:
         fields["contact_email"] = ""
-    updated = RemovalRequest.objects.filter(pk=removal.pk, state=current).update(
-        state=to, state_changed_at=now, **fields
+    _swap(
+        removal, RemovalRequest.objects.filter(pk=removal.pk, state=current), state=to, state_changed_at=now, **fields
     )
-    if updated != 1:
-        raise TransitionError(
-            f"Case {removal.case} was changed by someone else a moment ago. Reload it to see its current state."
-        )
     RequestEvent.objects.create(
         removal=removal,
         actor=actor.user,
@@ -172,6 +179,7 @@ def _unused_case_reference() -> str:
 
 
 def _schedule_verification(removal: RemovalRequest) -> None:
+    # Imported here to break the one real cycle: tasks -> verification -> services -> tasks.
     from requests_app.tasks import verify_removal
 
     removal_id = removal.pk
@@ -305,11 +313,11 @@ def claim_removal(removal: RemovalRequest, *, reviewer) -> RemovalRequest:
     previous = removal.assigned_to_id
     if previous == reviewer.pk:
         return removal
-    updated = RemovalRequest.objects.filter(
-        pk=removal.pk, state=RemovalState.IN_REVIEW, assigned_to_id=previous
-    ).update(assigned_to=reviewer)
-    if updated != 1:
-        raise TransitionError(f"Case {removal.case} was changed by someone else a moment ago. Reload it.")
+    _swap(
+        removal,
+        RemovalRequest.objects.filter(pk=removal.pk, state=RemovalState.IN_REVIEW, assigned_to_id=previous),
+        assigned_to=reviewer,
+    )
     removal.assigned_to = reviewer
     _log(removal, actor, RequestEvent.Action.CLAIM, f"assigned to {actor.label}")
     return removal
@@ -323,11 +331,11 @@ def decide_item(item: RemovalItem, *, reviewer, decision: str) -> RemovalItem:
     removal = item.removal
     if removal.state != RemovalState.IN_REVIEW:
         raise TransitionError(f"Case {removal.case} is not in review; its items cannot be decided now.")
-    updated = RemovalItem.objects.filter(
-        pk=item.pk, decision=item.decision, removal__state=RemovalState.IN_REVIEW
-    ).update(decision=decision)
-    if updated != 1:
-        raise TransitionError(f"Case {removal.case} was changed by someone else a moment ago. Reload it.")
+    _swap(
+        removal,
+        RemovalItem.objects.filter(pk=item.pk, decision=item.decision, removal__state=RemovalState.IN_REVIEW),
+        decision=decision,
+    )
     item.decision = decision
     _log(removal, actor, RequestEvent.Action.ITEM_DECISION, f"item {item.pk}: {decision.label}")
     return item
@@ -396,8 +404,6 @@ def _holder(item: RemovalItem) -> str:
 
 
 def _hold(item: RemovalItem) -> None:
-    from optout.blocklist import holds
-
     holds.hold(
         holder=_holder(item),
         url_sha256=item.url_sha256,
@@ -412,8 +418,6 @@ def _release_holds(removal: RemovalRequest) -> None:
     blocked = list(removal.items.filter(blocked=True))
     if not blocked:
         return
-    from optout.blocklist import holds
-
     for item in blocked:
         holds.release_hold(holder=_holder(item))
 
@@ -422,8 +426,6 @@ def _notify_on_commit(removal: RemovalRequest, email: str) -> None:
     """Tell the requester, if they left an address, that their case moved. Never the secret."""
     if not email:
         return
-    from django.core.mail import send_mail
-
     subject = f"Your removal request {removal.case}"
     body = (
         f"Your removal request {removal.case} is now {RemovalState(removal.state).label}.\n"

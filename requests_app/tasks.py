@@ -16,7 +16,7 @@ def verify_removal(self, removal_id: int) -> None:
     per-item attempt count ends the retries, and the sweeper re-queues anything
     a lost message or a killed worker left behind.
     """
-    if not verification.verify_removal(removal_id):
+    if not verification.run_verification(removal_id):
         retries = self.request.retries or 0
         if retries < settings.OPTOUT_VERIFY_MAX_ATTEMPTS:
             raise self.retry(countdown=min(600, 15 * 2**retries))

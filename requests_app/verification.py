@@ -149,7 +149,7 @@ def find_other_copies(removal: RemovalRequest, references: list[imaging.ImageSig
     return added
 
 
-def verify_removal(removal_id: int) -> bool:
+def run_verification(removal_id: int) -> bool:
     """Verify every pending item of a request and move it to review. A no-op once that is done.
 
     Returns False when an item is left pending after a transient failure: the

@@ -15,22 +15,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from optout.admin import ReadOnlyAdmin
 from requests_app import cases, services
 from requests_app.admin.filters import AgeFilter, AssignedFilter, EvidenceFilter
 from requests_app.admin.review import ReviewPages
 from requests_app.exceptions import TransitionError
 from requests_app.models import ItemState, RemovalItem, RemovalRequest, RemovalState, RequestEvent
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(RemovalRequest)

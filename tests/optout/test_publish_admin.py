@@ -1,18 +1,11 @@
 """Publishers can publish a release from the admin; nobody else can."""
 
 import pytest
-from django.contrib.auth.models import Permission, User
 
 from optout.models import Release
+from tests.users import staff
 
 pytestmark = pytest.mark.django_db
-
-
-def staff(username: str, *permissions: str) -> User:
-    user = User.objects.create_user(username=username, password="a-long-test-password", is_staff=True)
-    for codename in permissions:
-        user.user_permissions.add(Permission.objects.get(codename=codename))
-    return user
 
 
 def test_a_publisher_publishes_from_the_release_list(client, signing_key, feed_files):

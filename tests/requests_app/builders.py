@@ -6,6 +6,7 @@ from django.db import transaction
 
 from requests_app import services
 from requests_app.models import ReferenceSignal, RemovalRequest
+from tests.users import staff
 
 
 def reference(phash: int | None = None, *, pdq: int | None = None, sha256: str | None = None) -> services.Reference:
@@ -35,12 +36,7 @@ def force_state(removal: RemovalRequest, state: str) -> RemovalRequest:
 
 
 def reviewer(username: str = "rita", *, can_review: bool = True):
-    from django.contrib.auth.models import Permission, User
-
-    user = User.objects.create_user(username=username, password="a-long-test-password", is_staff=True)
-    if can_review:
-        user.user_permissions.add(Permission.objects.get(codename="review_removalrequest"))
-    return User.objects.get(pk=user.pk)  # fresh: permissions are cached per instance
+    return staff(username, *(["review_removalrequest"] if can_review else []))
 
 
 def in_review(item_states: list[str], **kwargs) -> RemovalRequest:

@@ -17,6 +17,7 @@ from optout.models import Dataset
 from requests_app.models import ItemDecision, RemovalItem, RemovalRequest, RemovalState, RequestEvent
 from tests.images import photo_jpeg
 from tests.requests_app.builders import force_state, in_review, reviewer, submit
+from tests.users import staff
 
 STRONG, WEAK, NONE, UNREACHABLE, REFUSED = "match_strong", "match_weak", "no_match", "unreachable", "refused"
 CHANGELIST = "/admin/requests_app/removalrequest/"
@@ -46,8 +47,7 @@ def groups(db):
 @pytest.fixture
 def reviewer_client(client, groups):
     """A staff member of the "reviewer" group, and nothing else."""
-    user = User.objects.create_user("rhea", password="a-long-test-password", is_staff=True)
-    user.groups.add(groups["reviewer"])
+    user = staff("rhea", groups=(groups["reviewer"],))
     client.force_login(user)
     client.user = user
     return client
@@ -56,8 +56,7 @@ def reviewer_client(client, groups):
 @pytest.fixture
 def viewer_client(client, groups):
     """A staff member who may look at requests but not decide them (the "publisher" group)."""
-    user = User.objects.create_user("vic", password="a-long-test-password", is_staff=True)
-    user.groups.add(groups["publisher"])
+    user = staff("vic", groups=(groups["publisher"],))
     client.force_login(user)
     client.user = user
     return client
@@ -104,13 +103,11 @@ def test_the_migration_creates_the_groups_idempotently():
 
 @pytest.mark.django_db
 def test_the_migrated_groups_decide_what_members_may_do(groups):
-    rhea = User.objects.create_user("rhea2", is_staff=True)
-    rhea.groups.add(groups["reviewer"])
-    vic = User.objects.create_user("vic2", is_staff=True)
-    vic.groups.add(groups["publisher"])
-    assert User.objects.get(pk=rhea.pk).has_perm("requests_app.review_removalrequest")
-    assert not User.objects.get(pk=vic.pk).has_perm("requests_app.review_removalrequest")
-    assert User.objects.get(pk=vic.pk).has_perm("requests_app.view_removalrequest")
+    rhea = staff("rhea2", groups=(groups["reviewer"],))
+    vic = staff("vic2", groups=(groups["publisher"],))
+    assert rhea.has_perm("requests_app.review_removalrequest")
+    assert not vic.has_perm("requests_app.review_removalrequest")
+    assert vic.has_perm("requests_app.view_removalrequest")
 
 
 # --- The changelist -----------------------------------------------------------------
@@ -386,7 +383,7 @@ def test_staff_without_the_review_permission_can_look_but_not_decide(viewer_clie
 @pytest.mark.django_db
 def test_staff_without_any_permission_cannot_see_the_review_page(client):
     removal = in_review([STRONG])
-    user = User.objects.create_user("nora", password="a-long-test-password", is_staff=True)
+    user = staff("nora")
     client.force_login(user)
     assert client.get(review_url(removal)).status_code == 403
     assert client.get(preview_url(removal.items.get())).status_code == 403

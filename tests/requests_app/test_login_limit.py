@@ -6,6 +6,7 @@ from django.core.cache import cache
 
 import config.admin
 from config.admin import STAFF_LOGIN_PER_CLIENT, STAFF_LOGIN_PER_USERNAME
+from tests import users
 
 LOGIN = "/admin/login/"
 PASSWORD = "a-long-test-password"
@@ -26,8 +27,8 @@ def own_cache(settings):
 @pytest.fixture
 def staff(db, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed, not security
-    User.objects.create_user("rita", password=PASSWORD, is_staff=True)
-    User.objects.create_user("sam", password=PASSWORD, is_staff=True)
+    users.staff("rita", password=PASSWORD)
+    users.staff("sam", password=PASSWORD)
 
 
 def attempt(client, username, password, address):

@@ -59,7 +59,7 @@ def test_each_item_gets_the_verdict_its_url_deserves(image_server, fetch_connect
     removal, _ = submit(urls=list(urls), references=[[reference_of(mine)]])
 
     # The 404 may be a passing outage: it is tried again, up to the attempt limit.
-    runs = [verification.verify_removal(removal.pk) for _ in range(settings.OPTOUT_VERIFY_MAX_ATTEMPTS)]
+    runs = [verification.run_verification(removal.pk) for _ in range(settings.OPTOUT_VERIFY_MAX_ATTEMPTS)]
 
     assert runs == [False] * (settings.OPTOUT_VERIFY_MAX_ATTEMPTS - 1) + [True]
     assert image_server.hits["/gone.jpg"] == settings.OPTOUT_VERIFY_MAX_ATTEMPTS
@@ -82,7 +82,7 @@ def test_an_indexed_url_is_judged_by_its_stored_signals_without_fetching(image_s
     index_row(dataset, url, images.photo_jpeg("astronaut"))
     removal, _ = submit(urls=[url], references=[[reference_of(images.photo_jpeg("astronaut", size=(500, 400)))]])
 
-    verification.verify_removal(removal.pk)
+    verification.run_verification(removal.pk)
 
     item = removal.items.get(found_by_system=False)
     assert item.state == ItemState.MATCH_STRONG
@@ -99,7 +99,7 @@ def test_other_copies_in_the_index_are_attached_as_found_by_the_system():
         urls=["http://10.1.2.3/x.jpg"], references=[[reference_of(images.photo_jpeg("astronaut"))]], dataset=dataset
     )
 
-    verification.verify_removal(removal.pk)
+    verification.run_verification(removal.pk)
 
     found = removal.items.get(found_by_system=True)
     assert found.dataset_row == copy
@@ -111,10 +111,10 @@ def test_other_copies_in_the_index_are_attached_as_found_by_the_system():
 def test_running_verification_twice_changes_nothing(image_server):
     image_server.add("/same.jpg", images.photo_jpeg("chelsea"), content_type="image/jpeg")
     removal, _ = submit(urls=[image_server.url("/same.jpg")], references=[[reference_of(images.photo_jpeg("chelsea"))]])
-    verification.verify_removal(removal.pk)
+    verification.run_verification(removal.pk)
     before = (list(removal.items.values()), RequestEvent.objects.filter(removal=removal).count())
 
-    verification.verify_removal(removal.pk)
+    verification.run_verification(removal.pk)
 
     assert (list(removal.items.values()), RequestEvent.objects.filter(removal=removal).count()) == before
     assert image_server.hits["/same.jpg"] == 1
@@ -126,7 +126,7 @@ def test_a_withdrawn_request_is_not_verified(image_server):
     removal, _ = submit(urls=[image_server.url("/same.jpg")])
     services.withdraw_removal(removal)
 
-    verification.verify_removal(removal.pk)
+    verification.run_verification(removal.pk)
 
     assert RemovalRequest.objects.get(pk=removal.pk).state == RemovalState.WITHDRAWN
     assert image_server.hits.get("/same.jpg", 0) == 0
@@ -143,9 +143,9 @@ def test_an_item_whose_verification_keeps_crashing_is_given_up(image_server, mon
     monkeypatch.setattr(verification.imaging, "compute_signals", crash)
     for _ in range(settings.OPTOUT_VERIFY_MAX_ATTEMPTS):
         with pytest.raises(SystemExit):
-            verification.verify_removal(removal.pk)
+            verification.run_verification(removal.pk)
 
-    assert verification.verify_removal(removal.pk) is True
+    assert verification.run_verification(removal.pk) is True
     item = removal.items.get()
     assert item.state == ItemState.UNREACHABLE
     assert "did not finish" in item.detail
@@ -164,7 +164,7 @@ def test_a_byte_identical_copy_is_found_even_without_perceptual_hashes():
     )
     removal, _ = submit(urls=["http://10.1.2.3/x.jpg"], references=[[reference_of(data)]])
 
-    verification.verify_removal(removal.pk)
+    verification.run_verification(removal.pk)
 
     found = removal.items.get(found_by_system=True)
     assert found.dataset_row == row
@@ -182,7 +182,7 @@ def test_a_row_without_a_known_sha256_never_counts_as_identical_bytes(image_serv
     forged = services.Reference(phash=0, pdq=None, pdq_quality=0, sha256="0" * 64, descriptor_key="t", source="client")
     removal, _ = submit(urls=[url], references=[[forged]])
 
-    verification.verify_removal(removal.pk)
+    verification.run_verification(removal.pk)
 
     item = removal.items.get()
     assert (item.state, item.sha256_equal) == (ItemState.NO_MATCH, False)
