@@ -290,7 +290,7 @@ OPTOUT_MAX_IMAGE_PIXELS = env_int("OPTOUT_MAX_IMAGE_PIXELS", 50_000_000, minimum
 OPTOUT_PHASH_THRESHOLD = env_int("OPTOUT_PHASH_THRESHOLD", 8, minimum=0, maximum=12)
 OPTOUT_PDQ_THRESHOLD = env_int("OPTOUT_PDQ_THRESHOLD", 31, minimum=0, maximum=32)
 
-# --- Blocklist releases and the feed (optout/releases.py, optout/feed.py) ---
+# --- Blocklist releases and the feed (optout/blocklist/releases.py, optout/feed/) ---
 # The minisign secret key that signs releases; never in the repository or the
 # database. `python manage.py generate_signing_key` writes it (and a .pub beside it).
 OPTOUT_SIGNING_KEY_FILE = env_str("OPTOUT_SIGNING_KEY_FILE", str(VAR_DIR / "minisign.key"))

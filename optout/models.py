@@ -175,8 +175,8 @@ class DatasetRow(models.Model):
 # --- The blocklist, its releases and the partner feed -------------------------------------
 #
 # One entry per canonical URL (its sha256), blocked while at least one hold is
-# on it. `hold`/`release_hold` in optout/blocklist.py are the only writers of
-# entries and holds; optout/releases.py is the only writer of releases. See
+# on it. `hold`/`release_hold` in optout/blocklist/holds.py are the only writers of
+# entries and holds; optout/blocklist/releases.py is the only writer of releases. See
 # those modules for the locking that keeps a release consistent.
 
 

@@ -66,7 +66,7 @@ class ItemDecision(models.TextChoices):
 
 class RemovalRequest(models.Model):
     case = models.CharField(max_length=32, unique=True, help_text="The case reference the requester keeps.")
-    # HMAC-SHA256 of the secret under a server key (see requests_app/secrets.py); never the secret.
+    # HMAC-SHA256 of the secret under SECRET_KEY (requests_app/cases.py); never the secret itself.
     secret_hmac = models.CharField(max_length=64)
     state = models.CharField(max_length=20, choices=RemovalState.choices, default=RemovalState.RECEIVED, db_index=True)
     dataset = models.ForeignKey(

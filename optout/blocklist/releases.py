@@ -6,7 +6,8 @@
   (the entry's ``url_sha256``), gzip-compressed;
 - a **delta** from release N-1 in the same form, where ``op`` is ``add`` (a new
   entry, or one whose hashes were filled in) or ``remove`` (a tombstone);
-- a **manifest** (JSON with sorted keys and no spaces, see ``DESIGN.md``) and its
+- a **manifest** (JSON with sorted keys and no spaces: ``feed``, ``version``, ``created``, ``expires``,
+  ``previous``, ``snapshot``, ``delta``, ``state_sha256``, ``algorithms``) and its
   minisign signature ``.minisig``, whose trusted comment repeats the feed name,
   the version and the expiry.
 

@@ -1,4 +1,4 @@
-"""The feed: release files at the fixed URLs of DESIGN.md, and the public key.
+"""The feed: release files at their fixed public URLs, and the public key.
 
 - ``/feed/v1/<tier>/manifest.json`` and ``manifest.json.minisig``: the current
   release's manifest (the database decides which release is current).

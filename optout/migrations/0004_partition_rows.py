@@ -1,7 +1,7 @@
 """On PostgreSQL, dataset rows move to a table partitioned by dataset (LIST on dataset_id).
 
 A large import of a new dataset then loads a partition of its own with no index to maintain,
-and PostgreSQL builds the indexes by sorting when the partition is attached (optout/importer).
+and PostgreSQL builds the indexes by sorting when the partition is attached (optout/index/importer).
 Rows of datasets without a partition of their own live in the DEFAULT partition.
 
 PostgreSQL 15 has no identity columns on partitioned tables, so `id` takes its values from an

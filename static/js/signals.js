@@ -1,8 +1,8 @@
 // Image signals computed on the person's own device: the same pHash, PDQ (with its quality) and
-// sha256 that optout/signals.py computes on the server, so that the picture itself never has to be
+// sha256 that optout/imaging computes on the server, so that the picture itself never has to be
 // sent. No dependencies: the browser decodes the file, this module does the arithmetic.
 //
-// The steps mirror compute_signals() in optout/signals.py, which is the reference:
+// The steps mirror compute_signals() in optout/imaging/hashes.py, which is the reference:
 //   1. sha256 of the file's exact bytes (Web Crypto).
 //   2. Decode with EXIF orientation applied, transparency flattened on white (the server composites
 //      on white too), no colour management (Pillow ignores ICC profiles).
@@ -288,7 +288,7 @@ function reduceToLuma(bitmap, scale, anchors) {
   return { luma, cols, rows };
 }
 
-// --- Resampling geometry (optout/signals.py: _fold, _lanczos_kernel, _jarosz_kernel) ----------
+// --- Resampling geometry (optout/imaging/kernels.py: _fold, lanczos_kernel, jarosz_kernel) ----------
 
 // Integrate full-resolution kernel rows (each of length n) over reduced pixels of `scale` source pixels,
 // the last one of the stored picture averaging what is left; when an EXIF turn reversed this axis, that

@@ -37,4 +37,11 @@ def test_a_missing_signing_key_comes_back_as_a_message(client, settings, feed_fi
     response = client.post("/admin/optout/release/publish/", follow=True)
     assert response.status_code == 200
     assert not Release.objects.exists()
-    assert "key" in " ".join(str(m) for m in response.context["messages"]).lower()
+    shown = [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert shown == [
+        (
+            "error",
+            f"No signing key at {tmp_path / 'absent.key'}. Create one with `python manage.py "
+            "generate_signing_key` or point OPTOUT_SIGNING_KEY_FILE at it.",
+        )
+    ]
