@@ -1,6 +1,7 @@
 from celery import shared_task
 from django.utils import timezone
 
+from optout.blocklist import releases
 from optout.index import hashing
 from optout.models import DatasetRow, WorkerHeartbeat
 
@@ -26,6 +27,4 @@ def publish_blocklist() -> None:
     A new release even when nothing changed: that re-signs the state with a fresh
     expiry. Publishers take a lock, so a duplicate delivery only makes one more release.
     """
-    from optout.blocklist import releases  # imported here: the worker's other tasks need none of it
-
     releases.publish_release()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import imagehash
 import numpy as np
+import pdqhash
 from PIL import Image
 
 from optout.imaging.decode import ORIENTATION, exif_orientation, flatten, load_pixels, luma_of, open_image
@@ -147,8 +148,6 @@ def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSig
 
 def compute_signals_naive(data: bytes, *, max_bytes: int = 1 << 30, max_pixels: int = 1 << 28) -> ImageSignals:
     """The reference pipeline: full decode, then ``imagehash.phash`` and ``pdqhash.compute`` (tests, bench)."""
-    import pdqhash
-
     image = open_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     load_pixels(image)
     orientation = exif_orientation(image)
