@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 
 from optout import imaging
 from optout.client.canonical import BadURL, canonical_url
+from optout.fetch import refusal_without_dns
 from requests_app.models import ReferenceSignal
 from requests_app.services import Reference
 
@@ -67,6 +68,12 @@ def clean_urls(values: Iterable[str]) -> list[str]:
             canonical_url(url)
         except BadURL:
             problems.append(f"Link {number} is not a valid web address.")
+            continue
+        # Links we could never fetch (a private or local address, another port) are refused now
+        # rather than filed as a case that can say nothing; the demo's loopback stays allowed.
+        refusal = refusal_without_dns(url, allow_loopback=settings.OPTOUT_FETCH_ALLOW_LOOPBACK)
+        if refusal:
+            problems.append(f"Link {number} cannot be checked. {refusal}")
     if problems:
         raise ValidationError(problems, code="bad_url")
     return urls

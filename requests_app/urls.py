@@ -7,6 +7,7 @@ app_name = "requests_app"
 urlpatterns = [
     path("", views.landing, name="landing"),
     path("requests/new/", views.new_request, name="new"),
+    path("requests/receipt/", views.receipt, name="receipt"),
     path("requests/status/", views.status, name="status"),
     path("requests/withdraw/", views.withdraw, name="withdraw"),
     path("api/v1/requests/", api.CreateRemovalView.as_view(), name="api-create"),

@@ -1,33 +1,13 @@
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from requests_app import intake, limits, services
+from requests_app import intake, limits, outcomes, receipts, services
 from requests_app.exceptions import TransitionError
 from requests_app.forms import CaseForm, RemovalRequestForm, WithdrawForm
-from requests_app.models import ItemState, RemovalState
+from requests_app.models import RemovalState
 
 NOT_FOUND = "We could not find a case with that reference and secret. Check both and try again."
-
-# What a requester reads about their case: words, never distances or other people's URLs.
-STATE_WORDS = {
-    RemovalState.RECEIVED: "Received. We will compare your picture with the links shortly.",
-    RemovalState.CHECKING: "Being checked. We are comparing your picture with the links.",
-    RemovalState.IN_REVIEW: "Waiting for a reviewer. The comparison is done and a person will decide.",
-    RemovalState.APPROVED: "Approved. The links will be in the next blocklist we publish.",
-    RemovalState.REJECTED: "Not approved. A reviewer decided not to block these links.",
-    RemovalState.PUBLISHED: "Published. The links are on the blocklist dataset builders use.",
-    RemovalState.WITHDRAWN: "Withdrawn. You withdrew this request.",
-}
-ITEM_WORDS = {
-    ItemState.PENDING: "not checked yet",
-    ItemState.MATCH_STRONG: "the picture at this link matches yours",
-    ItemState.MATCH_WEAK: "the picture at this link may match yours",
-    ItemState.NO_MATCH: "the picture at this link does not look like yours",
-    ItemState.UNREACHABLE: "we could not reach this link",
-    ItemState.NOT_AN_IMAGE: "this link does not lead to a picture",
-    ItemState.REFUSED: "we do not fetch links to this kind of address; a reviewer will look at it",
-}
 
 
 def _private(response):
@@ -66,11 +46,41 @@ def new_request(request):
         dataset=form.cleaned_data["dataset"],
         contact_email=form.cleaned_data["contact_email"],
     )
-    # The secret is shown on this one response and never again, so this page is
-    # rendered in answer to the POST instead of after a redirect.
-    receipt = render(request, "requests_app/receipt.txt", {"removal": removal, "secret": secret}).content.decode()
-    context = {"removal": removal, "secret": secret, "receipt": receipt}
-    return _private(render(request, "requests_app/receipt.html", context, status=201))
+    # Post/redirect/get: the receipt page shows the secret once (requests_app/receipts.py).
+    response = _private(redirect("requests_app:receipt", permanent=False))
+    response.status_code = 303
+    receipts.attach(response, case=removal.case, secret=secret)
+    return response
+
+
+@never_cache
+@require_GET
+def receipt(request):
+    shown = receipts.read(request)
+    removal = services.find_case(*shown) if shown else None
+    if removal is None:
+        response = _private(render(request, "requests_app/receipt_shown.html", status=410))
+    else:
+        secret = shown[1]
+        context = {
+            "removal": removal,
+            "secret": secret,
+            "secret_groups": secret.split("-"),
+            "receipt": _receipt_text(request, removal, secret, with_links=False),
+            "receipt_with_links": _receipt_text(request, removal, secret, with_links=True),
+        }
+        response = _private(render(request, "requests_app/receipt.html", context))
+    receipts.forget(response)
+    return response
+
+
+def _receipt_text(request, removal, secret, *, with_links: bool) -> str:
+    context = {
+        "removal": removal,
+        "secret": secret,
+        "links": removal.items.filter(found_by_system=False) if with_links else [],
+    }
+    return render(request, "requests_app/receipt.txt", context).content.decode()
 
 
 def _lookup(request, form):
@@ -84,15 +94,17 @@ def _lookup(request, form):
 
 
 def _status_context(removal, secret):
-    items = [
-        {"number": number, "url": item.url, "words": ITEM_WORDS[item.state]}
+    links = [
+        outcomes.link_outcome(number, item, removal)
         for number, item in enumerate(removal.items.filter(found_by_system=False), start=1)
     ]
     return {
         "removal": removal,
-        "state_words": STATE_WORDS[removal.state],
-        "items": items,
-        "found_count": removal.items.filter(found_by_system=True).count(),
+        "state_words": outcomes.case_words(removal, links),
+        "links": links,
+        "found_words": outcomes.found_words(removal),
+        "no_match_help": outcomes.has_no_match(removal),
+        "rejected_reason": removal.get_decision_reason_display() if removal.state == RemovalState.REJECTED else "",
         "withdraw_form": WithdrawForm(initial={"case": removal.case, "secret": secret}),
         "can_withdraw": removal.state != RemovalState.WITHDRAWN,
     }
@@ -135,7 +147,6 @@ def withdraw(request):
         # The box was not ticked: show the case again, with the reason.
         context = _status_context(removal, secret)
         context["withdraw_form"] = form
-        context["message"] = form.errors["confirm"][0]
         return _private(render(request, "requests_app/status.html", context, status=400))
     message = "Your request is withdrawn. If you gave an e-mail address, it has been deleted."
     try:

@@ -9,7 +9,7 @@ else of optout.
 
 from optout.fetch.errors import FetchError, FetchRefused, FetchUnreachable, NotAnImage
 from optout.fetch.fetcher import USER_AGENT, FetchResult, fetch_image, sniff_image_type
-from optout.fetch.policy import MAX_FETCH_URL_LENGTH, is_loopback_address, is_public_address
+from optout.fetch.policy import MAX_FETCH_URL_LENGTH, is_loopback_address, is_public_address, refusal_without_dns
 
 __all__ = [
     "MAX_FETCH_URL_LENGTH",
@@ -22,5 +22,6 @@ __all__ = [
     "fetch_image",
     "is_loopback_address",
     "is_public_address",
+    "refusal_without_dns",
     "sniff_image_type",
 ]

@@ -7,7 +7,7 @@ import ipaddress
 import re
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
 
 from optout.client.canonical import parse_ipv4
@@ -159,6 +159,26 @@ def checked_addresses(target: Target, resolver, deadline: Deadline, *, allow_loo
     ):
         raise FetchRefused("Only the standard web ports (80 and 443) are fetched.")
     return addresses
+
+
+def refusal_without_dns(url: str, *, allow_loopback: bool) -> str:
+    """Why ``url`` would be refused whatever DNS says (scheme, port, user name, an address literal or a
+    ``localhost`` name that is not public), in words safe to show; empty when only a fetch can tell.
+
+    The intake calls it to refuse such links at once instead of filing a case nobody can check; the
+    fetch itself still checks every resolved address.
+    """
+    try:
+        target = parse_target(url, allow_loopback=allow_loopback)
+        name = target.host.lower().rstrip(".")
+        if target.address is None and (name == "localhost" or name.endswith(".localhost")):
+            # RFC 6761: these names are loopback, whatever a resolver answers.
+            target = replace(target, address=ipaddress.IPv4Address("127.0.0.1"))
+        if target.address is not None:
+            checked_addresses(target, None, None, allow_loopback=allow_loopback)
+    except FetchRefused as exc:
+        return exc.message
+    return ""
 
 
 def _resolve(target: Target, resolver, deadline: Deadline) -> list[IPAddress]:

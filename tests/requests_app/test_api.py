@@ -188,3 +188,37 @@ def test_the_api_docs_page_loads_no_foreign_assets(client):
     body = response.content.decode()
     assert "cdn" not in body.lower()
     assert "script-src 'self'" in response["Content-Security-Policy"]
+
+
+@pytest.mark.django_db
+def test_addresses_that_can_never_be_checked_are_refused_by_the_api(client, settings):
+    settings.OPTOUT_FETCH_ALLOW_LOOPBACK = False
+    response = create_json(client, urls=[URL, "http://169.254.169.254/latest/meta-data/"])
+    assert response.status_code == 400
+    assert response.json()["urls"] == [
+        "Link 2 cannot be checked. This address points to a private, local or reserved network; "
+        "only public web addresses are fetched."
+    ]
+    assert RemovalRequest.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_new_secret_is_grouped_without_look_alikes_and_old_secrets_still_work(client):
+    from requests_app import cases
+
+    body = create_json(client).json()
+    groups = body["secret"].split("-")
+    assert [len(group) for group in groups] == [5] * 8  # 200 bits, more than the 192 of the old secrets
+    assert not set("".join(groups)) & set("ILOU_l")
+    removal = RemovalRequest.objects.get(case=body["case"])
+    # A secret in the old style (token_urlsafe, case-sensitive) keeps matching its stored HMAC.
+    old = "aB3_x-9ZlI1Oq7kLmN0pQrStUvWxYz12"
+    RemovalRequest.objects.filter(pk=removal.pk).update(secret_hmac=cases.secret_hmac(old))
+    status = client.post(
+        "/api/v1/requests/status/", {"case": body["case"], "secret": old}, content_type="application/json"
+    )
+    assert status.status_code == 200
+    wrong_case = client.post(
+        "/api/v1/requests/status/", {"case": body["case"], "secret": old.upper()}, content_type="application/json"
+    )
+    assert wrong_case.status_code == 404

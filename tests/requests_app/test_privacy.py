@@ -70,7 +70,7 @@ def test_reference_images_are_hashed_in_memory_and_never_written(client, written
 
     response = post_picture(client, data)
 
-    assert response.status_code == 201
+    assert response.status_code == 303
     assert outside_the_cache(written_files, settings) == []
     for path in written_files:
         if os.path.isfile(path):
@@ -95,7 +95,7 @@ def test_an_upload_over_the_cap_is_refused_without_touching_the_disk(client, wri
 @pytest.mark.django_db
 def test_the_database_holds_no_image_bytes(client):
     data = images.photo_png("coffee", size=(300, 200))
-    assert post_picture(client, data).status_code == 201
+    assert post_picture(client, data).status_code == 303
     marker = data[len(data) // 2 : len(data) // 2 + 32]
     with connection.cursor() as cursor:
         for table in ("requests_app_removalrequest", "requests_app_removalitem", "requests_app_referencesignal"):
@@ -113,7 +113,7 @@ def test_no_raw_ip_is_stored_or_logged(client, caplog):
     caplog.set_level(logging.DEBUG)
     address = "203.0.113.77"
     response = post_picture(client, images.photo_jpeg(size=(64, 48)), "me.jpg", "image/jpeg", REMOTE_ADDR=address)
-    assert response.status_code == 201
+    assert response.status_code == 303
     assert address not in caplog.text
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names():

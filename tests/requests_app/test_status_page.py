@@ -25,7 +25,7 @@ def test_the_right_secret_shows_the_case_in_words(client, case):
     assert response.status_code == 200
     body = response.content.decode()
     assert 'data-state="received"' in body
-    assert "not checked yet" in body
+    assert "Still being checked" in body
     assert "distance" not in body.lower()
     assert response["Referrer-Policy"] == "no-referrer"
 
