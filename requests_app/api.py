@@ -29,15 +29,15 @@ class BodyTooLarge(APIException):
 
 
 class LimitedError(Throttled):
-    default_detail = limits.LIMITED_MESSAGE
+    """A 429 with Retry-After (DRF sets it from ``wait``) and the same wait in words."""
 
-    def __init__(self):
-        super().__init__(detail=limits.LIMITED_MESSAGE)
+    def __init__(self, wait: int):
+        super().__init__(wait=wait, detail=limits.limited_message(wait))
 
 
 def _check(limit, ident):
-    if limits.hit(limit, ident):
-        raise LimitedError()
+    if wait := limits.hit(limit, ident):
+        raise LimitedError(wait)
 
 
 def _find(request) -> "services.RemovalRequest":
@@ -65,7 +65,11 @@ class CreateRemovalView(APIView):
         summary="Ask for the removal of images, without a name",
     )
     def post(self, request):
-        _check(limits.CREATE_PER_CLIENT, limits.client_key(request))
+        # Only accepted requests count (a request sent back for a mistake costs nothing), but a client
+        # at its limit is refused before its pictures are hashed.
+        client = limits.client_key(request)
+        if wait := limits.waiting(limits.CREATE_PER_CLIENT, client):
+            raise LimitedError(wait)
         if intake.body_too_large(request):
             raise BodyTooLarge()
         raw = request.data
@@ -96,6 +100,7 @@ class CreateRemovalView(APIView):
             errors["images"] = [f"Send at most {intake.MAX_IMAGES} reference images."]
         if errors:
             raise DRFValidationError(errors)
+        _check(limits.CREATE_PER_CLIENT, client)
         removal, secret = services.submit_removal(
             urls=urls, references=references, dataset=values.get("dataset"), contact_email=values.get("email", "")
         )

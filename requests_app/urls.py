@@ -6,6 +6,7 @@ app_name = "requests_app"
 
 urlpatterns = [
     path("", views.landing, name="landing"),
+    path("transparency/", views.transparency_report, name="transparency"),
     path("requests/new/", views.new_request, name="new"),
     path("requests/receipt/", views.receipt, name="receipt"),
     path("requests/status/", views.status, name="status"),

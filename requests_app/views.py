@@ -1,8 +1,11 @@
+from datetime import datetime
+
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from requests_app import intake, limits, outcomes, receipts, services
+from requests_app import intake, limits, outcomes, receipts, services, transparency
 from requests_app.exceptions import TransitionError
 from requests_app.forms import CaseForm, RemovalRequestForm, WithdrawForm
 from requests_app.models import RemovalState
@@ -17,9 +20,17 @@ def _private(response):
     return response
 
 
-def _too_many(request, template, context):
-    context["limited"] = limits.LIMITED_MESSAGE
-    return _private(render(request, template, context, status=429))
+def _too_many(request, template, context, wait: int):
+    """A 429 that keeps what the person typed, with Retry-After and the same wait in words."""
+    context["limited"] = limits.limited_message(wait)
+    response = _private(render(request, template, context, status=429))
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def _kept(form_class, data):
+    """An unbound form showing what was typed (a bound one would be validated, and hash files, again)."""
+    return form_class(initial={name: data.get(name) for name in form_class.base_fields if name in data})
 
 
 @require_GET
@@ -27,19 +38,56 @@ def landing(request):
     return render(request, "requests_app/landing.html")
 
 
+@require_GET
+def transparency_report(request):
+    """Public totals (requests_app/transparency.py), as HTML or, with ?format=json or an Accept header
+    that asks for JSON first, as JSON."""
+    report = transparency.report()
+    wants_json = (
+        request.GET.get("format") == "json" or request.accepts("application/json") and not request.accepts("text/html")
+    )
+    if wants_json:
+        response = JsonResponse(report.as_json())
+    else:
+        context = {
+            "report": report,
+            "median_words": _duration_words(report.median_hours_to_decision),
+            "release_created": datetime.fromisoformat(report.release.created) if report.release else None,
+        }
+        response = render(request, "requests_app/transparency.html", context)
+    response["Cache-Control"] = f"public, max-age={transparency.CACHE_SECONDS}"
+    response["Vary"] = "Accept"
+    return response
+
+
+def _duration_words(hours: float | None) -> str:
+    if hours is None:
+        return ""
+    if hours < 1:
+        return "less than an hour"
+    if hours < 48:
+        return f"{round(hours)} hour{'s' if round(hours) != 1 else ''}"
+    return f"{round(hours / 24)} days"
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def new_request(request):
     if request.method != "POST":
         return render(request, "requests_app/new.html", {"form": RemovalRequestForm()})
-    if limits.hit(limits.CREATE_PER_CLIENT, limits.client_key(request)):
-        return _too_many(request, "requests_app/new.html", {"form": RemovalRequestForm()})
+    # Only accepted requests count against the limit: a form sent back for a typo costs nothing.
+    # A client already at its limit is refused before its pictures are hashed.
+    client = limits.client_key(request)
+    if wait := limits.waiting(limits.CREATE_PER_CLIENT, client):
+        return _too_many(request, "requests_app/new.html", {"form": _kept(RemovalRequestForm, request.POST)}, wait)
     if intake.body_too_large(request):
         context = {"form": RemovalRequestForm(), "body_error": intake.BODY_TOO_LARGE}
         return render(request, "requests_app/new.html", context, status=413)
     form = RemovalRequestForm(request.POST, request.FILES)
     if not form.is_valid():
         return render(request, "requests_app/new.html", {"form": form}, status=400)
+    if wait := limits.hit(limits.CREATE_PER_CLIENT, client):
+        return _too_many(request, "requests_app/new.html", {"form": _kept(RemovalRequestForm, request.POST)}, wait)
     removal, secret = services.submit_removal(
         urls=form.cleaned_data["urls"],
         references=form.references(),
@@ -84,13 +132,13 @@ def _receipt_text(request, removal, secret, *, with_links: bool) -> str:
 
 
 def _lookup(request, form):
-    """The case for a valid case form, applying the per-client and per-case limits; (removal, limited)."""
-    if limits.hit(limits.LOOKUP_PER_CLIENT, limits.client_key(request)):
-        return None, True
+    """The case for a valid case form, applying the per-client and per-case limits; (removal, seconds to wait)."""
+    if wait := limits.hit(limits.LOOKUP_PER_CLIENT, limits.client_key(request)):
+        return None, wait
     case = form.cleaned_data["case"]
-    if limits.hit(limits.LOOKUP_PER_CASE, limits.case_key(case)):
-        return None, True
-    return services.find_case(case, form.cleaned_data["secret"]), False
+    if wait := limits.hit(limits.LOOKUP_PER_CASE, limits.case_key(case)):
+        return None, wait
+    return services.find_case(case, form.cleaned_data["secret"]), 0
 
 
 def _status_context(removal, secret):
@@ -118,9 +166,11 @@ def status(request):
     form = CaseForm(request.POST)
     if not form.is_valid():
         return _private(render(request, "requests_app/status.html", {"form": form}, status=400))
-    removal, limited = _lookup(request, form)
-    if limited:
-        return _too_many(request, "requests_app/status.html", {"form": CaseForm()})
+    removal, wait = _lookup(request, form)
+    if wait:
+        return _too_many(
+            request, "requests_app/status.html", {"form": _kept(CaseForm, {"case": form.cleaned_data["case"]})}, wait
+        )
     if removal is None:
         return _private(render(request, "requests_app/status.html", {"form": form, "not_found": NOT_FOUND}, status=404))
     return _private(render(request, "requests_app/status.html", _status_context(removal, form.cleaned_data["secret"])))
@@ -135,9 +185,14 @@ def withdraw(request):
         return _private(
             render(request, "requests_app/status.html", {"form": CaseForm(), "not_found": NOT_FOUND}, status=400)
         )
-    removal, limited = _lookup(request, credentials)
-    if limited:
-        return _too_many(request, "requests_app/status.html", {"form": CaseForm()})
+    removal, wait = _lookup(request, credentials)
+    if wait:
+        return _too_many(
+            request,
+            "requests_app/status.html",
+            {"form": _kept(CaseForm, {"case": credentials.cleaned_data["case"]})},
+            wait,
+        )
     if removal is None:
         return _private(
             render(request, "requests_app/status.html", {"form": CaseForm(), "not_found": NOT_FOUND}, status=404)

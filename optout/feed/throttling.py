@@ -50,17 +50,31 @@ def client_key(request) -> str:
     return salted_hmac("optout.client-key", network, algorithm="sha256").hexdigest()[:32]
 
 
+def _window(limit: Limit, ident: str) -> tuple[str, int]:
+    """The counter's key for the current window, and the seconds until that window ends."""
+    now = time.time()
+    window = int(now // limit.seconds)
+    return f"optout-limit:{limit.scope}:{ident}:{window}", max(1, int((window + 1) * limit.seconds - now))
+
+
 def hit(limit: Limit, ident: str) -> int:
     """Count one request of ``ident``. Returns 0 when it is within the limit, else the seconds to wait
     (for ``Retry-After``): callers refuse when the result is not 0."""
-    count, seconds = limit.count, limit.seconds
-    now = time.time()
-    window = int(now // seconds)
-    key = f"optout-limit:{limit.scope}:{ident}:{window}"
-    cache.add(key, 0, timeout=seconds + 5)
+    key, remaining = _window(limit, ident)
+    cache.add(key, 0, timeout=limit.seconds + 5)
     try:
         used = cache.incr(key)
     except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=seconds + 5)
+        cache.set(key, 1, timeout=limit.seconds + 5)
         used = 1
-    return 0 if used <= count else max(1, int((window + 1) * seconds - now))
+    return 0 if used <= limit.count else remaining
+
+
+def waiting(limit: Limit, ident: str) -> int:
+    """The seconds to wait if ``ident`` has used up ``limit`` in this window, else 0; counts nothing.
+
+    For limits that count only accepted requests: refuse early with ``waiting``, do the work, then
+    ``hit`` once the request is accepted (refusing it if a concurrent one took the last place).
+    """
+    key, remaining = _window(limit, ident)
+    return remaining if (cache.get(key) or 0) >= limit.count else 0

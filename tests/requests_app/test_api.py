@@ -165,12 +165,17 @@ def test_secret_guessing_is_limited_per_case_across_clients(client):
 
 
 @pytest.mark.django_db
-def test_create_is_rate_limited(client):
+def test_create_is_rate_limited_on_accepted_requests_only(client):
+    for _ in range(12):
+        assert create_json(client, urls=["ftp://example.org/a.jpg"]).status_code == 400
     for _ in range(10):
         assert create_json(client).status_code == 201
     response = create_json(client)
     assert response.status_code == 429
-    assert "Too many attempts" in response.json()["detail"]
+    wait = int(response["Retry-After"])
+    assert 1 <= wait <= 3600
+    assert f"Please try again in {-(-wait // 60)} minute" in response.json()["detail"]
+    assert RemovalRequest.objects.count() == 10
 
 
 @pytest.mark.django_db

@@ -132,12 +132,33 @@ def test_the_form_needs_its_csrf_token():
 
 
 @pytest.mark.django_db
-def test_too_many_requests_from_one_client_get_429(client):
+def test_too_many_requests_from_one_client_get_429_with_the_input_kept_and_a_time(client):
     for _ in range(10):
         assert post(client, images=[upload(images.photo_jpeg(size=(64, 48)))]).status_code == 303
-    response = post(client, images=[upload(images.photo_jpeg(size=(64, 48)))])
+    response = post(
+        client,
+        images=[upload(images.photo_jpeg(size=(64, 48)))],
+        urls="https://example.org/kept.jpg",
+        contact_email="k@example.org",
+    )
     assert response.status_code == 429
-    assert "Too many attempts" in response.content.decode()
+    wait = int(response["Retry-After"])
+    assert 1 <= wait <= 3600
+    body = response.content.decode()
+    minutes = -(-wait // 60)
+    assert f"Please try again in {minutes} minute" in body
+    assert "https://example.org/kept.jpg" in body and "k@example.org" in body
+    assert 'id="error-summary"' in body
+    assert RemovalRequest.objects.count() == 10
+
+
+@pytest.mark.django_db
+def test_refused_forms_do_not_count_against_the_limit(client):
+    for _ in range(15):
+        assert post(client, urls="not a link").status_code == 400
+    for _ in range(10):
+        assert post(client, images=[upload(images.photo_jpeg(size=(64, 48)))]).status_code == 303
+    assert post(client).status_code == 429
     assert RemovalRequest.objects.count() == 10
 
 

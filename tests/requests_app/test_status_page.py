@@ -70,3 +70,7 @@ def test_status_lookups_are_rate_limited(client, case):
         for n in range(31)
     ]
     assert codes[:30] == [404] * 30 and codes[30] == 429
+    limited = client.post("/requests/status/", {"case": removal.case, "secret": secret})
+    assert limited.status_code == 429 and int(limited["Retry-After"]) >= 1
+    assert removal.case in limited.content.decode()  # the case is kept to try again; the secret never
+    assert secret not in limited.content.decode()

@@ -1,0 +1,86 @@
+"""The public transparency report: totals by month, the median time to a decision, the current release; nothing per case."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from optout.models import Release
+from requests_app import services
+from requests_app.models import RemovalRequest, RequestEvent
+from tests.requests_app.builders import in_review, reviewer, submit
+
+
+def backdate(removal, *, created: datetime, decided: datetime | None = None) -> None:
+    """Move a request's arrival (and its decision event) into the past, to set up a test."""
+    RemovalRequest.objects.filter(pk=removal.pk).update(created_at=created)
+    if decided is not None:
+        RequestEvent.objects.filter(removal=removal, to_state__in=["approved", "rejected"]).update(created_at=decided)
+
+
+@pytest.fixture
+def decided_cases(db):
+    rita = reviewer()
+    approved = in_review(["match_strong"])
+    services.approve_removal(approved, reviewer=rita)
+    backdate(approved, created=datetime(2026, 10, 3, 9, tzinfo=UTC), decided=datetime(2026, 10, 3, 15, tzinfo=UTC))
+    rejected = in_review(["no_match"])
+    services.reject_removal(rejected, reviewer=rita, reason="no_match")
+    backdate(rejected, created=datetime(2026, 10, 30, tzinfo=UTC), decided=datetime(2026, 11, 2, tzinfo=UTC))
+    withdrawn, _ = submit()
+    services.withdraw_removal(withdrawn)
+    return approved, rejected, withdrawn
+
+
+def test_the_report_counts_by_month_and_gives_the_median_time_to_a_decision(client, decided_cases):
+    approved, rejected, withdrawn = decided_cases
+    body = client.get("/transparency/?format=json").json()
+    months = {month["month"]: month for month in body["months"]}
+    assert months["2026-10"] == {"month": "2026-10", "received": 2, "approved": 1, "rejected": 0, "withdrawn": 0}
+    assert months["2026-11"]["rejected"] == 1
+    now = timezone.now().strftime("%Y-%m")
+    assert months[now]["received"] >= 1 and months[now]["withdrawn"] == 1
+    assert body["totals"] == {"month": "all", "received": 3, "approved": 1, "rejected": 1, "withdrawn": 1}
+    assert body["decisions"] == 2
+    assert body["median_hours_to_decision"] == pytest.approx((6 + 72) / 2)
+
+
+def test_the_report_holds_no_per_case_data(client, decided_cases):
+    text = client.get("/transparency/?format=json").content.decode() + client.get("/transparency/").content.decode()
+    for removal in decided_cases:
+        assert removal.case not in text
+        for item in removal.items.all():
+            assert item.url not in text and item.url_sha256 not in text
+    assert "rita" not in text
+
+
+def test_the_page_shows_the_current_release(client, db):
+    now = timezone.now()
+    for version in (1, 2):
+        Release.objects.create(
+            version=version,
+            previous_id=version - 1 or None,
+            created_at=now - timedelta(hours=3 - version),
+            expires_at=now + timedelta(days=2),
+            entries=40 + version,
+            added=1,
+            removed=0,
+            state_sha256="0" * 64,
+            key_id="0" * 16,
+            public_key="x",
+            tiers={},
+        )
+    html = client.get("/transparency/")
+    assert html.status_code == 200
+    assert "public" in html["Cache-Control"]
+    assert "number <strong>2</strong>" in html.content.decode()
+    assert "<strong>42</strong> entries" in html.content.decode()
+    assert client.get("/transparency/", HTTP_ACCEPT="application/json").json()["release"]["version"] == 2
+
+
+def test_an_empty_service_has_an_honest_report(client, db):
+    html = client.get("/transparency/").content.decode()
+    assert "No requests yet." in html
+    assert "no decision yet" in html
+    assert "No release has been published yet." in html
+    assert client.get("/transparency/?format=json").json()["median_hours_to_decision"] is None
