@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.metrics.RequestCountMiddleware",
+    "config.outages.ServiceUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -91,10 +93,17 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 try:
     DATABASES = {
-        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DJANGO_DB_CONN_MAX_AGE", 60, minimum=0))
+        # Health checks: a kept-open connection that a PostgreSQL restart broke is noticed and
+        # replaced at the start of the next request or task, instead of failing it.
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("DJANGO_DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True
+        )
     }
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that is down answers 503 within seconds (config/outages.py) instead of hanging a worker.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share one SQLite file: wait for
     # locks instead of failing, and take the write lock up front.
@@ -106,7 +115,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL") or ""
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Redis down or restarting: fail fast (a 503) rather than hold a web worker.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+        }
+    }
 else:
     # A file cache is shared by every local process, which rate limits need.
     CACHES = {
@@ -132,7 +148,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,  # above the 1 s blocking pop kombu's Redis transport uses
+    }
+# Publishing a task retries through a broker restart (a few tries, about 2 s in all), then gives up: the
+# caller logs it and the sweeper re-queues from PostgreSQL, so a request is never held up for long.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.4, "interval_max": 1.0}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -321,11 +346,23 @@ OPTOUT_CHECK_DEADLINE_SECONDS = env_int("OPTOUT_CHECK_DEADLINE_SECONDS", 900, mi
 OPTOUT_RECEIVED_GRACE_SECONDS = env_int("OPTOUT_RECEIVED_GRACE_SECONDS", 120, minimum=0)
 OPTOUT_VERIFY_MAX_ATTEMPTS = env_int("OPTOUT_VERIFY_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
 
+# --- Operations: logs and metrics ---------------------------------------------------
+
+# `json`: one JSON object per line (config/jsonlog.py), for a log shipper; gunicorn's own logs follow.
+LOG_FORMAT = env_str("DJANGO_LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT={LOG_FORMAT!r} must be 'plain' or 'json'")
+# GET /metrics (Prometheus) answers staff users, and anyone sending `Authorization: Bearer <this>`.
+OPTOUT_METRICS_TOKEN = env_str("OPTOUT_METRICS_TOKEN", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.jsonlog.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {"django.security.DisallowedHost": {"level": "ERROR"}},
 }

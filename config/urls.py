@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config.admin import staff_login
+from config.metrics import metrics
 from config.views import healthz
 
 admin.site.site_header = "Opt-out review"
@@ -13,6 +14,7 @@ urlpatterns = [
     path("", include("requests_app.urls")),
     path("", include("optout.urls")),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     # Ahead of the admin's own login URL: the same page, rate-limited (config/admin.py).

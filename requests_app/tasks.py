@@ -3,23 +3,31 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from config.outages import TRANSIENT_ERRORS
 from requests_app import services, verification
 
 log = logging.getLogger(__name__)
+
+# A database or broker restart outlasts a few seconds: back off up to two minutes, ten times.
+OUTAGE_RETRIES = 10
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def verify_removal(self, removal_id: int) -> None:
     """Verify a removal request's items. Takes an id, re-checks state, safe to run twice.
 
-    A transient failure (an unreachable URL) is retried with backoff; the
-    per-item attempt count ends the retries, and the sweeper re-queues anything
-    a lost message or a killed worker left behind.
+    A transient failure (an unreachable URL, PostgreSQL or Redis restarting) is
+    retried with backoff; the per-item attempt count ends the retries on a URL, and
+    the sweeper re-queues anything a lost message or a killed worker left behind.
     """
-    if not verification.run_verification(removal_id):
-        retries = self.request.retries or 0
-        if retries < settings.OPTOUT_VERIFY_MAX_ATTEMPTS:
-            raise self.retry(countdown=min(600, 15 * 2**retries))
+    retries = self.request.retries or 0
+    try:
+        done = verification.run_verification(removal_id)
+    except TRANSIENT_ERRORS as exc:
+        log.warning("verification of request %s met an outage (%s); retrying", removal_id, type(exc).__name__)
+        raise self.retry(countdown=min(120, 2 * 2**retries), max_retries=OUTAGE_RETRIES) from None
+    if not done and retries < settings.OPTOUT_VERIFY_MAX_ATTEMPTS:
+        raise self.retry(countdown=min(600, 15 * 2**retries))
 
 
 @shared_task(ignore_result=True)
