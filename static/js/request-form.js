@@ -9,15 +9,84 @@
 //
 // The form's state is on its data-hashing attribute (idle, pending, done, failed); people read it
 // in the status text. (Not form.dataset: the form has a field named "dataset", which shadows it.)
+//
+// Whatever the browser can hash, a chosen file that is not a picture (by its first bytes, as the
+// server judges it) is taken out of the input at once, with the reason next to the field: a
+// possibly private document is never uploaded only to be refused.
 
-import { canHashOnDevice, computeSignals } from "./signals.js";
+import { canHashOnDevice, computeSignals, sniffFormat } from "./signals.js";
 
 const form = document.getElementById("removal-form");
 const input = form && form.querySelector('input[type="file"][name="images"]');
 const field = document.getElementById("id_signals");
 const notice = document.getElementById("device-hashing");
 
-if (form && input && field && notice && canHashOnDevice()) {
+// Names of the chosen files that are not JPEG, PNG, WebP or GIF files.
+const notPictures = async (files) => {
+  const bad = [];
+  for (const file of files) {
+    const head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
+    if (sniffFormat(head) === null) bad.push(file.name || "The file");
+  }
+  return bad;
+};
+
+const typeError = (() => {
+  if (!input) return null;
+  const element = document.createElement("p");
+  element.id = `${input.id}_device_error`;
+  element.className = "errorlist device-error";
+  element.hidden = true;
+  input.insertAdjacentElement("beforebegin", element);
+  return element;
+})();
+
+const showTypeError = (names) => {
+  const described = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== typeError.id);
+  if (names.length === 0) {
+    typeError.hidden = true;
+    typeError.textContent = "";
+    if (!document.getElementById(`${input.id}_error`)) input.removeAttribute("aria-invalid");
+  } else {
+    const which = names.length === 1 ? `"${names[0]}" is not a picture` : `${names.map((n) => `"${n}"`).join(", ")} are not pictures`;
+    typeError.textContent =
+      `${which} in JPEG, PNG, WebP or GIF format, so nothing was sent and the choice was cleared. ` +
+      "Choose the picture itself (an iPhone photo in HEIC format: share or export it as JPEG first).";
+    typeError.hidden = false;
+    input.setAttribute("aria-invalid", "true");
+    described.push(typeError.id);
+  }
+  if (described.length) input.setAttribute("aria-describedby", described.join(" "));
+  else input.removeAttribute("aria-describedby");
+};
+
+// Checks the chosen files; false (and the input cleared) when one is not a picture.
+const checkTypes = async () => {
+  form.setAttribute("data-type-check", "checking");
+  const bad = await notPictures(Array.from(input.files || []));
+  showTypeError(bad);
+  if (bad.length) {
+    input.value = ""; // an emptied input uploads nothing
+    form.setAttribute("data-type-check", "refused");
+    return false;
+  }
+  form.setAttribute("data-type-check", "ok");
+  return true;
+};
+
+const hashing = form && input && field && notice && canHashOnDevice();
+if (form && input && !hashing) input.addEventListener("change", checkTypes);
+if (form && input) {
+  // A file chosen a moment ago may not be checked yet: check it before anything is sent.
+  form.addEventListener("submit", (event) => {
+    if (input.files && input.files.length && form.getAttribute("data-type-check") !== "ok") {
+      event.preventDefault();
+      checkTypes().then((ok) => ok && form.requestSubmit());
+    }
+  });
+}
+
+if (hashing) {
   const status = notice.querySelector("[data-hashing-status]");
   const previews = notice.querySelector("[data-hashing-previews]");
   const promise = notice.querySelector("[data-hashing-promise]");
@@ -61,10 +130,12 @@ if (form && input && field && notice && canHashOnDevice()) {
     say("done", `Fingerprints of ${what} are ready. Only these fingerprints will be sent, not the picture.`);
   };
 
-  const choose = () => {
+  const choose = async () => {
     run += 1;
     const thisRun = run;
-    const files = Array.from(input.files || []);
+    const typesOk = await checkTypes();
+    if (thisRun !== run) return;
+    const files = typesOk ? Array.from(input.files || []) : [];
     field.value = "";
     clearPreviews();
     if (files.length === 0) {
@@ -79,8 +150,8 @@ if (form && input && field && notice && canHashOnDevice()) {
       field.value = "";
       say(
         "failed",
-        "This browser could not read the picture, so it will be sent to us when you send the request. " +
-          "Our server works out its fingerprints in memory and does not keep the picture.",
+        "The fingerprints could not be worked out on this device, so the picture will be sent to us when you " +
+          "send the request. Our server works them out in memory and does not keep the picture.",
       );
     });
   };
