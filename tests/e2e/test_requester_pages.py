@@ -7,8 +7,10 @@ the pages is asserted in the browser, and axe-core runs on every page in each st
 import pytest
 
 from optout.models import Dataset, DatasetRow
+from requests_app import cases
 from requests_app.models import RemovalRequest
 from tests import images
+from tests.requests_app.builders import in_review
 from tests.e2e.browser import axe_violations, chromium_page
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
@@ -147,10 +149,6 @@ def test_a_file_that_is_not_a_picture_is_refused_on_the_device_and_never_sent(li
 
 
 def test_the_status_page_reads_well_in_each_state(live_server):
-    from tests.requests_app.builders import in_review
-
-    from requests_app import cases
-
     removal = in_review(["match_strong", "no_match"])
     secret = cases.new_secret()
     RemovalRequest.objects.filter(pk=removal.pk).update(secret_hmac=cases.secret_hmac(secret))
