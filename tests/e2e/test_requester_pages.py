@@ -10,8 +10,8 @@ from optout.models import Dataset, DatasetRow
 from requests_app import cases
 from requests_app.models import RemovalRequest
 from tests import images
-from tests.requests_app.builders import in_review
 from tests.e2e.browser import axe_violations, chromium_page
+from tests.requests_app.builders import in_review
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 LINK = "https://images.example.org/private/holiday.jpg"
