@@ -48,7 +48,7 @@ import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -60,6 +60,7 @@ from django.utils import timezone
 
 from optout import imaging
 from optout.blocklist import events, holds, signing
+from optout.client.manifest import iso, trusted_comment
 from optout.imaging import hashbits
 from optout.models import BlocklistEntry, BlocklistHold, Release
 
@@ -102,16 +103,8 @@ def feed_name(tier: str) -> str:
     return f"{settings.OPTOUT_FEED_NAME}-{tier}"
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def canonical_json(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-
-
-def trusted_comment(manifest: dict) -> str:
-    return f"feed:{manifest['feed']} version:{manifest['version']} expires:{manifest['expires']}"
 
 
 # --- Keys ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The command line: ``python -m optout.client {pull,filter,check,hash-url,status}``.
+"""The command line: ``optout-client {pull,filter,check,hash-url,status}`` (also ``python -m optout.client``).
 
 Exit status: 0 on success; 1 when the client refuses (a feed that does not
 verify, a missing or expired state, a bad input) with one line on stderr saying
@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from optout.client import canonical, state
+from optout.client import canonical, minisign, state
 from optout.client.filter import FilterError, filter_file
 from optout.client.pull import PullError, pull
 
@@ -35,8 +35,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help=f"state directory (default: {state.default_state_dir()})",
     )
+    common.add_argument(
+        "--trust-dir",
+        type=Path,
+        default=None,
+        help=f"where the pinned keys are kept, outside the state (default: ${state.TRUST_DIR_ENV} or {state.default_trust_dir()})",
+    )
     parser = argparse.ArgumentParser(
-        prog="python -m optout.client",
+        prog="optout-client",
         description="Keep a verified copy of the opt-out blocklist and drop blocked rows from URL lists.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -45,7 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--feed", required=True, help="the tier's base URL, e.g. https://host/feed/v1/public/")
     p.add_argument("--pubkey", help="the feed's minisign public key (base64) or a minisign.pub file; needed first")
     p.add_argument("--token", default=os.environ.get("OPTOUT_FEED_TOKEN"), help="partner token (or OPTOUT_FEED_TOKEN)")
-    p.add_argument("--timeout", type=float, default=30, help="seconds without data before giving up (default 30)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30,
+        help="seconds allowed for the manifest and for its signature, all told; artifacts get more by size (default 30)",
+    )
 
     p = commands.add_parser("filter", parents=[common], help="drop blocked rows from a Parquet, CSV or JSONL file")
     p.add_argument("input", type=Path)
@@ -103,7 +114,14 @@ def _pull(args) -> int:
         pubkey=_pubkey(args.pubkey) if args.pubkey else None,
         token=args.token,
         timeout=args.timeout,
+        trust_dir=args.trust_dir,
     )
+    if result.first_key is not None:
+        key = minisign.parse_public_key(state.read_current(args.state).public_key)
+        print(
+            f"pinned key {key.key_id_hex} (fingerprint {key.fingerprint}) for {args.state}: "
+            "check this fingerprint out of band, e.g. against the feed index or the operator's announcement"
+        )
     if result.rotated:
         print(f"followed the feed's key rotation: now trusting key {result.key_id}")
     if result.method == "unchanged":
@@ -117,7 +135,7 @@ def _pull(args) -> int:
 
 
 def _load(args):
-    blocklist = state.load(args.state, allow_expired=getattr(args, "allow_expired", False))
+    blocklist = state.load(args.state, allow_expired=getattr(args, "allow_expired", False), trust_dir=args.trust_dir)
     if blocklist.expired:
         print(
             f"optout: WARNING: using blocklist version {blocklist.current.version}, which EXPIRED at "
@@ -174,11 +192,11 @@ def _hash_url(args) -> int:
 def _status(args) -> int:
     current = state.read_current(args.state)
     if current is None:
-        raise state.StateError(f"no blocklist in {args.state}: run `python -m optout.client pull` first")
+        raise state.StateError(f"no blocklist in {args.state}: run `optout-client pull` first")
     now = datetime.now(UTC)
     problem = None
     try:
-        state.load(args.state, allow_expired=True, now=now)
+        state.load(args.state, allow_expired=True, now=now, trust_dir=args.trust_dir)
     except state.StateError as exc:
         problem = str(exc)
     expires = current.expires_at

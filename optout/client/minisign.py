@@ -52,6 +52,11 @@ class PublicKey:
         """The content of a ``minisign.pub`` file."""
         return f"{UNTRUSTED_PREFIX}minisign public key {self.key_id_hex}\n{self.to_base64()}\n"
 
+    @property
+    def fingerprint(self) -> str:
+        """``SHA256:`` and the hex sha256 of the key's 42 bytes: what a builder compares out of band."""
+        return "SHA256:" + hashlib.sha256(b"Ed" + self.key_id + self.key).hexdigest()
+
 
 def parse_public_key(text: str) -> PublicKey:
     """A public key from its base64 line or a ``.pub`` file's content; raises ``BadKey``."""

@@ -3,7 +3,7 @@
 Layout::
 
     STATE/current.json          which generation is current, and what was verified about it
-    STATE/lock                  held by ``pull`` while it works
+    STATE/lock                  held by ``pull`` while it works (never opened through a symlink)
     STATE/v000042-<random>/     one generation: the release as accepted
         manifest.json, manifest.json.minisig   the exact bytes that were verified
         entries.jsonl           the entries, sorted by key, one JSON object a line
@@ -13,10 +13,22 @@ Layout::
 
 A generation is written in a temporary directory, renamed, and only then named
 by ``current.json`` (itself replaced atomically), so a crash at any point leaves
-the last good state in place. ``load`` trusts nothing on disk: it checks the
-files against the sha256 values ``current.json`` records, the manifest's
-signature against the key in use, the expiry, and recomputes ``state_sha256``
-from the keys.
+the last good state in place. ``load`` trusts nothing in the state directory: it
+checks the files against the sha256 values ``current.json`` records, the
+manifest's signature against the **pinned** key, the expiry, and recomputes
+``state_sha256`` from the keys.
+
+The pin. The key a state trusts is not kept in the state directory, which holds
+downloaded data (often a shared cache), but in a trust directory of the user's
+configuration (``--trust-dir``, ``OPTOUT_CLIENT_TRUST_DIR``, by default
+``~/.config/optout-client/trust``), one small file per state directory, named
+after its absolute path. The first ``pull`` writes it with the ``--pubkey`` it
+was given; later pulls update it only after verifying a rotation the pinned key
+announced. So a rewritten ``current.json`` (with a generation signed by another
+key) cannot make ``filter`` or ``check`` trust another key. While a pull
+switches keys, the pin names both for a moment (written before ``current.json``
+moves, narrowed after), so a crash between the two steps leaves a state that
+still loads.
 """
 
 import contextlib
@@ -31,8 +43,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from optout.client import minisign
+from optout.client.manifest import iso, parse_time
+
+__all__ = ["Blocklist", "Current", "EntryWriter", "Pin", "StateError", "iso", "load", "parse_time", "read_current"]
 
 FORMAT = 1
+TRUST_DIR_ENV = "OPTOUT_CLIENT_TRUST_DIR"
 CURRENT = "current.json"
 FILES = ("manifest.json", "manifest.json.minisig", "entries.jsonl", "urls.bin", "sha256.bin", "phash.bin")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -52,17 +68,14 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_cache_dir("optout-client", appauthor=False))
 
 
-def parse_time(text) -> datetime:
-    if not isinstance(text, str):
-        raise ValueError("not a time")
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError("a time without a time zone")
-    return moment
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def default_trust_dir() -> Path:
+    if os.environ.get(TRUST_DIR_ENV):
+        return Path(os.environ[TRUST_DIR_ENV])
+    try:
+        import platformdirs
+    except ImportError:
+        return Path.home() / ".config" / "optout-client" / "trust"
+    return Path(platformdirs.user_config_dir("optout-client", appauthor=False)) / "trust"
 
 
 def sha256_file(path: Path) -> str:
@@ -103,8 +116,7 @@ class Current:
     entries: int
     state_sha256: str
     key_id: str
-    public_key: str  # base64 minisign key that signed the accepted manifest
-    anchor_key: str  # the key given to the first pull
+    public_key: str  # base64 minisign key that signed the accepted manifest (shown; trust comes from the pin)
     next_key: dict | None = None  # {"key_id", "public_key"} announced by the accepted manifest
     files: dict = field(default_factory=dict)
 
@@ -129,6 +141,7 @@ def read_current(state_dir: Path) -> Current | None:
         data = json.loads(raw)
         if data.pop("format") != FORMAT:
             raise ValueError("unknown format")
+        data.pop("anchor_key", None)  # states written before the pin kept it here
         return Current(**data)
     except (ValueError, TypeError, KeyError) as exc:
         raise StateError(f"{path} is damaged ({exc}); pull into a fresh --state directory") from None
@@ -206,16 +219,79 @@ def new_generation(state_dir: Path, version: int) -> Path:
     return Path(tempfile.mkdtemp(dir=state_dir, prefix=f".tmp-v{version:06d}-"))
 
 
-def commit_generation(state_dir: Path, temporary: Path, current: Current) -> None:
-    """Make ``temporary`` the current generation: rename it, then switch ``current.json`` to it."""
+@dataclass
+class Pin:
+    """The keys a state trusts, kept in the trust directory (see the module docstring)."""
+
+    key_id: str
+    public_key: str  # the key that signed the accepted manifest
+    anchor_key: str  # the key given to the first pull
+    next_key: dict | None = None  # announced by a manifest the pinned key signed
+    switching: list[str] = field(default_factory=list)  # keys trusted only while a pull switches generations
+
+    def keys(self) -> list[minisign.PublicKey]:
+        texts = [self.public_key, *([self.next_key["public_key"]] if self.next_key else []), *self.switching]
+        return [minisign.parse_public_key(text) for text in dict.fromkeys(texts)]
+
+
+def pin_path(state_dir: Path, trust_dir: Path | None = None) -> Path:
+    """The pin file of ``state_dir``: named after its absolute path, in the trust directory."""
+    name = hashlib.sha256(str(Path(state_dir).resolve()).encode("utf-8")).hexdigest()[:32]
+    return Path(trust_dir or default_trust_dir()) / f"{name}.json"
+
+
+def read_pin(state_dir: Path, trust_dir: Path | None = None) -> Pin:
+    """The pinned keys of ``state_dir``; raises ``StateError`` when there are none or they are unreadable."""
+    path = pin_path(state_dir, trust_dir)
+    try:
+        data = json.loads(path.read_bytes())
+        if data.pop("format") != FORMAT or data.pop("state") != str(Path(state_dir).resolve()):
+            raise ValueError("it is not this state's pin")
+        pin = Pin(**data)
+        pin.keys()
+        return pin
+    except FileNotFoundError:
+        raise StateError(
+            f"no key is pinned for {state_dir} in {path.parent}: pull again with --pubkey "
+            f"(or point --trust-dir / {TRUST_DIR_ENV} at the trust directory of the pull that made it)"
+        ) from None
+    except (OSError, ValueError, TypeError, KeyError, minisign.BadKey) as exc:
+        raise StateError(f"the pinned key {path} is damaged ({exc}); pull again with --pubkey") from None
+
+
+def write_pin(state_dir: Path, pin: Pin, trust_dir: Path | None) -> None:
+    path = pin_path(state_dir, trust_dir)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = {"format": FORMAT, "state": str(Path(state_dir).resolve()), **pin.__dict__}
+    write_atomic(path, json.dumps(data, sort_keys=True, indent=1).encode() + b"\n")
+
+
+def commit_generation(
+    state_dir: Path,
+    temporary: Path,
+    current: Current,
+    *,
+    pin: Pin,
+    previous_pin: Pin | None,
+    trust_dir: Path | None = None,
+) -> None:
+    """Make ``temporary`` the current generation and ``pin`` the trusted keys.
+
+    Order: the pin widened to the old and the new keys, the generation renamed,
+    ``current.json`` switched, the pin narrowed to ``pin``.
+    """
     for name in FILES:
         with open(temporary / name, "rb") as handle:
             os.fsync(handle.fileno())
     current.files = {name: sha256_file(temporary / name) for name in FILES}
+    if previous_pin is not None:
+        old = [key.to_base64() for key in previous_pin.keys()]
+        write_pin(state_dir, Pin(**{**pin.__dict__, "switching": old}), trust_dir)
     final = state_dir / temporary.name.removeprefix(".tmp-")
     os.replace(temporary, final)
     current.generation = final.name
     write_atomic(state_dir / CURRENT, current.to_json())
+    write_pin(state_dir, pin, trust_dir)
     # Older generations are no longer named by anything. Only our own names are touched: --state may
     # point to a directory that holds other things.
     for child in state_dir.iterdir():
@@ -225,14 +301,23 @@ def commit_generation(state_dir: Path, temporary: Path, current: Current) -> Non
 
 @contextlib.contextmanager
 def locked(state_dir: Path):
-    """Hold the state's lock (one ``pull`` at a time); POSIX only, a no-op elsewhere."""
+    """Hold the state's lock (one ``pull`` at a time); POSIX only, a no-op elsewhere.
+
+    The lock file is opened without following a symlink: whoever can write the state directory
+    must not make ``pull`` create or truncate a file elsewhere.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:
         yield
         return
-    with open(state_dir / "lock", "a+b") as handle:
+    path = state_dir / "lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot open the lock {path} (a symlink?): {exc.strerror}") from None
+    with os.fdopen(fd, "r+b") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -261,12 +346,15 @@ class Blocklist:
         return np.frombuffer(self.phash_bytes, dtype="<u8").astype(np.uint64)
 
 
-def load(state_dir: Path, *, allow_expired: bool = False, now: datetime | None = None) -> Blocklist:
+def load(
+    state_dir: Path, *, allow_expired: bool = False, now: datetime | None = None, trust_dir: Path | None = None
+) -> Blocklist:
     """The verified blocklist in ``state_dir``; raises ``StateError`` (missing, tampered with, or expired)."""
     state_dir = Path(state_dir)
     current = read_current(state_dir)
     if current is None:
-        raise StateError(f"no blocklist in {state_dir}: run `python -m optout.client pull` first")
+        raise StateError(f"no blocklist in {state_dir}: run `optout-client pull` first")
+    trusted = {key.key_id: key for key in read_pin(state_dir, trust_dir).keys()}
     directory = state_dir / current.generation
     if not _GENERATION.fullmatch(current.generation) or current.generation.startswith("."):
         raise StateError(f"{state_dir / CURRENT} names a bad generation")
@@ -286,9 +374,12 @@ def load(state_dir: Path, *, allow_expired: bool = False, now: datetime | None =
     if hashlib.sha256(body).hexdigest() != current.manifest_sha256:
         raise StateError("the stored manifest is not the one that was accepted")
     try:
-        minisign.verify(body, minisign.parse_signature(signature), minisign.parse_public_key(current.public_key))
+        parsed = minisign.parse_signature(signature)
+        if parsed.key_id not in trusted:
+            raise minisign.BadSignature(f"signed by key {parsed.key_id_hex}, which this state never pinned")
+        minisign.verify(body, parsed, trusted[parsed.key_id])
         manifest = json.loads(body)
-    except (minisign.BadKey, minisign.BadSignature, ValueError) as exc:
+    except (minisign.BadSignature, ValueError) as exc:
         raise StateError(f"the stored manifest does not verify: {exc}") from None
     if len(keys) % 32 or len(sha256s) % 32 or len(phash_bytes) % 8:
         raise StateError("the stored entry files are damaged")

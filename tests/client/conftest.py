@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from optout.blocklist import releases, signing
-from optout.client import cli
+from optout.client import cli, state
 from tests.optout.conftest import feed_files, publish, signing_key  # noqa: F401  (fixtures used here)
 
 
@@ -49,6 +49,14 @@ class FeedMirror:
         self.serve("manifest.json", body, tier)
         self.serve("manifest.json.minisig", signature.encode(), tier)
         return body
+
+
+@pytest.fixture(autouse=True)
+def trust_dir(tmp_path, monkeypatch):
+    """Pinned keys go to a temporary trust directory, never the user's configuration."""
+    path = tmp_path / "trust"
+    monkeypatch.setenv(state.TRUST_DIR_ENV, str(path))
+    return path
 
 
 @pytest.fixture

@@ -217,7 +217,7 @@ def test_filter_and_check_refuse_without_a_state(builder, tmp_path):
     code, out, err = builder("check", CLEAN[0])
     assert (code, out) == (1, "") and "no blocklist in" in err
     code, out, err = builder("status")
-    assert code == 1 and "run `python -m optout.client pull` first" in err
+    assert code == 1 and "run `optout-client pull` first" in err
 
 
 @pytest.fixture
