@@ -64,6 +64,13 @@ class ItemDecision(models.TextChoices):
     REJECT = "reject", "do not block"
 
 
+class SignalSource(models.TextChoices):
+    """Who computed a reference picture's signals. Only the server's own hashing proves identical bytes."""
+
+    UPLOAD = "upload", "hashed by the server from an upload"
+    CLIENT = "client", "computed by the requester's device"
+
+
 class RemovalRequest(models.Model):
     case = models.CharField(max_length=32, unique=True, help_text="The case reference the requester keeps.")
     # HMAC-SHA256 of the secret under SECRET_KEY (requests_app/cases.py); never the secret itself.
@@ -106,7 +113,15 @@ class RemovalItem(models.Model):
     # Evidence: the best comparison against the reference signals.
     phash_distance = models.SmallIntegerField(null=True, blank=True)
     pdq_distance = models.SmallIntegerField(null=True, blank=True)
-    sha256_equal = models.BooleanField(null=True, blank=True)
+    sha256_equal = models.BooleanField(
+        null=True, blank=True, help_text="The sha256s are equal, perhaps only as claimed."
+    )
+    bytes_identical = models.BooleanField(default=False, help_text="Equal sha256s, both computed by the server.")
+    hashes_inconsistent = models.BooleanField(
+        default=False, help_text="A reference claims these bytes, but its perceptual hashes can't be of them."
+    )
+    # Who computed the reference signals this evidence compares against; blank when nothing was compared.
+    reference_source = models.CharField(max_length=10, choices=SignalSource.choices, blank=True)
     # Signals of the image at the URL (hex), kept for the blocklist entry.
     image_sha256 = models.CharField(max_length=64, blank=True)
     image_phash = models.CharField(max_length=16, blank=True)
@@ -136,9 +151,7 @@ class ReferenceSignal(models.Model):
     can keep several per image (crops, mirrored copies) under the same index.
     """
 
-    class Source(models.TextChoices):
-        UPLOAD = "upload", "hashed by the server from an upload"
-        CLIENT = "client", "computed by the requester's device"
+    Source = SignalSource
 
     removal = models.ForeignKey(RemovalRequest, on_delete=models.CASCADE, related_name="references")
     image_index = models.SmallIntegerField()

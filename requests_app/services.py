@@ -342,9 +342,13 @@ def decide_item(item: RemovalItem, *, reviewer, decision: str) -> RemovalItem:
 
 
 def items_to_block(removal: RemovalRequest):
-    """Matching items nobody rejected, plus items a reviewer approved one by one."""
+    """Matching items the requester named and nobody rejected, plus items a reviewer approved one by one.
+
+    Items the system found are blocked only when a reviewer ticks them: the requester never named them,
+    so "approve" alone must not reach past what was asked for.
+    """
     return removal.items.filter(
-        Q(decision=ItemDecision.APPROVE) | Q(decision=ItemDecision.NONE, state__in=MATCH_STATES)
+        Q(decision=ItemDecision.APPROVE) | Q(decision=ItemDecision.NONE, state__in=MATCH_STATES, found_by_system=False)
     )
 
 

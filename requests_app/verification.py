@@ -8,6 +8,7 @@ a killed worker left and changes nothing else.
 """
 
 import logging
+from dataclasses import replace
 
 from django.conf import settings
 
@@ -17,24 +18,34 @@ from optout.index import hashing, matcher
 from optout.models import DatasetRow
 from requests_app import services
 from requests_app.exceptions import TransitionError
-from requests_app.models import ItemState, RemovalItem, RemovalRequest, RemovalState
+from requests_app.models import ItemState, ReferenceSignal, RemovalItem, RemovalRequest, RemovalState
 
 log = logging.getLogger(__name__)
 
 _STRENGTH_TO_STATE = {"strong": ItemState.MATCH_STRONG, "weak": ItemState.MATCH_WEAK, None: ItemState.NO_MATCH}
 
 
-def reference_signals(removal: RemovalRequest) -> list[imaging.ImageSignals]:
-    return [
-        imaging.ImageSignals.from_dict(
+def reference_signals(removal: RemovalRequest) -> list[list[imaging.ImageSignals]]:
+    """The case's reference pictures, each the list of its signal sets, in image order.
+
+    Only an upload was hashed by the server; signals a device sent are claims (see imaging.compare).
+    """
+    pictures: dict[int, list[imaging.ImageSignals]] = {}
+    for ref in removal.references.all():
+        signals = imaging.ImageSignals.from_dict(
             {"phash": ref.phash, "pdq": ref.pdq or None, "pdq_quality": ref.pdq_quality or 0, "sha256": ref.sha256}
         )
-        for ref in removal.references.all()
-    ]
+        hashed_by_server = ref.source == ReferenceSignal.Source.UPLOAD
+        pictures.setdefault(ref.image_index, []).append(replace(signals, hashed_by_server=hashed_by_server))
+    return list(pictures.values())
 
 
 def row_signals(row: DatasetRow) -> imaging.ImageSignals | None:
-    """The stored signals of a dataset row, or None when it has no perceptual hash yet."""
+    """The stored signals of a dataset row, or None when it has no perceptual hash yet.
+
+    They count as hashed by the server only when our workers computed them from the URL (``hashed_at``);
+    hashes a dataset file listed are the file's claim.
+    """
     if row.phash is None:
         return None
     pdq = None
@@ -45,24 +56,45 @@ def row_signals(row: DatasetRow) -> imaging.ImageSignals | None:
         pdq=pdq,
         pdq_quality=row.pdq_quality or 0,
         sha256=row.sha256 or None,  # unknown: never "equal" to anything
+        hashed_by_server=row.hashed_at is not None and not row.fetch_error,
     )
 
 
+def _source(hashed_by_server: bool) -> str:
+    return ReferenceSignal.Source.UPLOAD if hashed_by_server else ReferenceSignal.Source.CLIENT
+
+
 def _evidence(comparison: "imaging.Comparison", candidate: imaging.ImageSignals) -> dict:
-    return {
+    evidence = {
         "phash_distance": comparison.phash_distance,
         "pdq_distance": comparison.pdq_distance,
         "sha256_equal": comparison.sha256_equal,
+        "bytes_identical": comparison.bytes_identical,
+        "hashes_inconsistent": comparison.inconsistent,
+        "reference_source": _source(comparison.reference_hashed_by_server),
         "image_sha256": candidate.sha256 or "",
         "image_phash": hashbits.phash_to_hex(candidate.phash),
         "image_pdq": hashbits.pdq_to_hex(candidate.pdq) if candidate.pdq is not None else "",
         "image_pdq_quality": candidate.pdq_quality,
     }
+    if comparison.inconsistent:
+        evidence["detail"] = INCONSISTENT_DETAIL
+    return evidence
 
 
-def _compare(references, candidate) -> "imaging.Comparison":
-    return imaging.best_comparison(
-        references,
+INCONSISTENT_DETAIL = (
+    "A reference gives this picture's sha256, but its perceptual hashes are far from the picture's: "
+    "these hashes can't come from one picture. Not counted as a match."
+)
+SHA256_ONLY_DETAIL = (
+    "Only the sha256 of this row's picture is known (from the dataset file, never hashed by us), and it "
+    "equals a reference's: not enough to count as strong."
+)
+
+
+def _compare(pictures, candidate) -> "imaging.Comparison":
+    return imaging.judge(
+        pictures,
         candidate,
         phash_threshold=settings.OPTOUT_PHASH_THRESHOLD,
         pdq_threshold=settings.OPTOUT_PDQ_THRESHOLD,
@@ -76,7 +108,7 @@ def _indexed_row(item: RemovalItem, removal: RemovalRequest) -> DatasetRow | Non
     return rows.order_by("id").first()
 
 
-def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[imaging.ImageSignals]) -> bool:
+def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[list[imaging.ImageSignals]]) -> bool:
     """Give the item its verdict. False when a transient failure leaves it pending for another attempt.
 
     Attempts are counted before the work starts, so an item whose verification
@@ -112,15 +144,21 @@ def verify_item(item: RemovalItem, removal: RemovalRequest, references: list[ima
     return True
 
 
-def find_other_copies(removal: RemovalRequest, references: list[imaging.ImageSignals]) -> int:
-    """Attach index rows near the reference signals as items "found by the system". Returns how many were added."""
+def find_other_copies(removal: RemovalRequest, references: list[list[imaging.ImageSignals]]) -> int:
+    """Attach index rows near the reference signals as items "found by the system". Returns how many were added.
+
+    Such items are never blocked by "approve" alone (see services.items_to_block), and a row known by its
+    sha256 alone is at most a weak match. A row whose hashes conflict with a reference that claims its bytes
+    is attached too, flagged, so the reviewer sees the conflict.
+    """
     dataset_id = removal.dataset_id
+    signal_sets = [signals for picture in references for signals in picture]
     # Byte-identical copies first (the sha256 index), then perceptual neighbours (the matcher).
-    same_bytes = DatasetRow.objects.filter(sha256__in=[reference.sha256 for reference in references])
+    same_bytes = DatasetRow.objects.filter(sha256__in=[signals.sha256 for signals in signal_sets])
     if dataset_id:
         same_bytes = same_bytes.filter(dataset_id=dataset_id)
     row_ids: set[int] = set(same_bytes.values_list("id", flat=True))
-    for reference in references:
+    for reference in signal_sets:
         row_ids.update(
             match.row_id
             for match in matcher.phash_neighbours(
@@ -136,12 +174,19 @@ def find_other_copies(removal: RemovalRequest, references: list[imaging.ImageSig
     for row in DatasetRow.objects.filter(pk__in=row_ids).order_by("id"):
         candidate = row_signals(row)
         if candidate is None:  # only its bytes' sha256 is known, and it equals a reference's
+            claimed_by = next(s for s in signal_sets if s.sha256 == row.sha256)
             added += services.add_found_item(
-                removal, row, state=ItemState.MATCH_STRONG, sha256_equal=True, image_sha256=row.sha256
+                removal,
+                row,
+                state=ItemState.MATCH_WEAK,
+                sha256_equal=True,
+                image_sha256=row.sha256,
+                reference_source=_source(claimed_by.hashed_by_server),
+                detail=SHA256_ONLY_DETAIL,
             )
             continue
         comparison = _compare(references, candidate)
-        if comparison.strength is None:
+        if comparison.strength is None and not comparison.inconsistent:
             continue
         added += services.add_found_item(
             removal, row, state=_STRENGTH_TO_STATE[comparison.strength], **_evidence(comparison, candidate)

@@ -8,7 +8,7 @@ bit-level forms of hashes (``hashbits``). The names below are its public surface
 ``imaging.compute_signals(...)``.
 """
 
-from optout.imaging.compare import Comparison, best_comparison, compare, pdq_distance, phash_distance
+from optout.imaging.compare import Comparison, best_comparison, compare, judge, pdq_distance, phash_distance
 from optout.imaging.decode import ALLOWED_FORMATS, ImageRejected
 from optout.imaging.descriptor import DESCRIPTOR, PDQ_QUALITY_FLOOR, PIPELINE_VERSION, descriptor_key
 from optout.imaging.hashbits import BadHash
@@ -28,6 +28,7 @@ __all__ = [
     "compute_signals",
     "compute_signals_naive",
     "descriptor_key",
+    "judge",
     "pdq_distance",
     "pdq_from_pdqhash_vector",
     "phash_distance",

@@ -1,4 +1,12 @@
-"""Comparing signals: Hamming distances per family, and the strength of the evidence they give."""
+"""Comparing signals: Hamming distances per family, and the strength of the evidence they give.
+
+A sha256 is a claim unless the server computed it: image sha256s are public (the public feed and
+img2dataset metadata carry them), so a requester who never had the picture can send one. Equal sha256s
+therefore prove identical bytes only when the server hashed both sides. And identical bytes hash to the
+same perceptual hashes under one descriptor: when the sha256s are equal but a perceptual family is further
+apart than its match threshold (the widest gap two copies of one picture may show), the hashes cannot
+come from one picture. Such a comparison is *inconsistent*: flagged, and never a match.
+"""
 
 from dataclasses import dataclass
 
@@ -23,8 +31,12 @@ class Comparison:
     """How a candidate compares with a reference, family by family.
 
     A distance is None when either side lacks that family (no PDQ below the quality floor).
-    ``strength`` is "strong" when both perceptual families match or the bytes are identical,
-    "weak" when exactly one family matches, None otherwise.
+    ``sha256_equal``: the two sha256s are equal (perhaps only as claimed). ``bytes_identical``: equal, and
+    the server hashed both sides. ``inconsistent``: equal sha256s with perceptual hashes that cannot come
+    from one picture. ``reference_hashed_by_server``: whether the reference side was hashed by the server
+    (False: computed on the requester's device). ``strength`` is "strong" when both perceptual families
+    match or the bytes are identical, "weak" when exactly one family matches, None otherwise (and always
+    None when inconsistent).
     """
 
     phash_distance: int | None
@@ -33,6 +45,9 @@ class Comparison:
     pdq_match: bool
     sha256_equal: bool
     strength: str | None
+    bytes_identical: bool = False
+    inconsistent: bool = False
+    reference_hashed_by_server: bool = False
 
     def _rank(self) -> tuple:
         rank = {"strong": 2, "weak": 1, None: 0}[self.strength]
@@ -52,13 +67,27 @@ def compare(
     phash_match = phash_d <= phash_threshold
     pdq_match = pdq_d is not None and pdq_d <= pdq_threshold
     sha256_equal = reference.sha256 is not None and reference.sha256 == candidate.sha256
-    if sha256_equal or (phash_match and pdq_match):
+    inconsistent = sha256_equal and (not phash_match or (pdq_d is not None and not pdq_match))
+    bytes_identical = sha256_equal and not inconsistent and reference.hashed_by_server and candidate.hashed_by_server
+    if inconsistent:
+        strength = None
+    elif bytes_identical or (phash_match and pdq_match):
         strength = "strong"
     elif phash_match or pdq_match:
         strength = "weak"
     else:
         strength = None
-    return Comparison(phash_d, phash_match, pdq_d, pdq_match, sha256_equal, strength)
+    return Comparison(
+        phash_d,
+        phash_match,
+        pdq_d,
+        pdq_match,
+        sha256_equal,
+        strength,
+        bytes_identical=bytes_identical,
+        inconsistent=inconsistent,
+        reference_hashed_by_server=reference.hashed_by_server,
+    )
 
 
 def best_comparison(
@@ -66,7 +95,10 @@ def best_comparison(
 ) -> Comparison:
     """The best comparison of a candidate against one reference image's signals (the image, crops, mirrors...).
 
-    Best means strongest, then closest (distances as a share of each hash's bits).
+    Best means strongest, then closest (distances as a share of each hash's bits). Variants of one picture
+    may share its sha256 while their perceptual hashes differ (a mirror), so the picture is inconsistent
+    with the candidate only when every signal set carrying the candidate's sha256 is; the result is then
+    that inconsistent comparison.
     """
     if not references:
         raise ValueError("a reference has at least one set of signals")
@@ -74,4 +106,25 @@ def best_comparison(
         compare(reference, candidate, phash_threshold=phash_threshold, pdq_threshold=pdq_threshold)
         for reference in references
     ]
-    return min(comparisons, key=Comparison._rank)
+    same_sha256 = [comparison for comparison in comparisons if comparison.sha256_equal]
+    if same_sha256 and all(comparison.inconsistent for comparison in same_sha256):
+        return min(same_sha256, key=Comparison._rank)
+    return min((comparison for comparison in comparisons if not comparison.inconsistent), key=Comparison._rank)
+
+
+def judge(
+    pictures: list[list[ImageSignals]], candidate: ImageSignals, *, phash_threshold: int, pdq_threshold: int
+) -> Comparison:
+    """The evidence a candidate gives against a case's reference pictures (each a list of signal sets).
+
+    The best comparison over the pictures, unless one of them is inconsistent with the candidate: then that
+    one, so the conflict is flagged and the candidate is not counted as a match.
+    """
+    if not pictures:
+        raise ValueError("a case has at least one reference picture")
+    per_picture = [
+        best_comparison(picture, candidate, phash_threshold=phash_threshold, pdq_threshold=pdq_threshold)
+        for picture in pictures
+    ]
+    inconsistent = [comparison for comparison in per_picture if comparison.inconsistent]
+    return min(inconsistent or per_picture, key=Comparison._rank)

@@ -36,7 +36,13 @@ from optout.imaging.kernels import SHORT_BLOCK_FIRST, jarosz_kernel, lanczos_ker
 
 @dataclass(frozen=True)
 class ImageSignals:
-    """The signals of one image. ``width``/``height`` (after EXIF orientation) are None for client-sent signals."""
+    """The signals of one image. ``width``/``height`` (after EXIF orientation) are None for client-sent signals.
+
+    ``hashed_by_server`` says this process computed the signals from the bytes themselves. Signals a device
+    sent, or a dataset file listed, are claims: anyone can copy a public image sha256 (our own public feed
+    and img2dataset metadata publish them), so only a sha256 the server computed on both sides proves
+    identical bytes.
+    """
 
     phash: int
     pdq: int | None
@@ -45,6 +51,7 @@ class ImageSignals:
     width: int | None = None
     height: int | None = None
     descriptor: str = DESCRIPTOR_KEY
+    hashed_by_server: bool = False
 
     def __post_init__(self):
         if not (isinstance(self.phash, int) and 0 <= self.phash <= MAX64):
@@ -143,6 +150,7 @@ def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSig
         sha256=hashlib.sha256(data).hexdigest(),
         width=width,
         height=height,
+        hashed_by_server=True,
     )
 
 
@@ -163,6 +171,7 @@ def compute_signals_naive(data: bytes, *, max_bytes: int = 1 << 30, max_pixels: 
         sha256=hashlib.sha256(data).hexdigest(),
         width=rgb.width,
         height=rgb.height,
+        hashed_by_server=True,
     )
 
 

@@ -125,6 +125,7 @@ class ReviewPages:
             "events": removal.events.all(),
             "reference_images": len({index for index, _source in references}),
             "reference_sources": sorted({source for _index, source in references}),
+            "inconsistent_items": sum(row.item.hashes_inconsistent for row in rows),
             "can_review": can_review,
             "in_review": removal.state == RemovalState.IN_REVIEW,
             "assigned_to_me": removal.assigned_to_id == request.user.pk,

@@ -153,7 +153,7 @@ def test_an_item_whose_verification_keeps_crashing_is_given_up(image_server, mon
 
 
 @pytest.mark.django_db
-def test_a_byte_identical_copy_is_found_even_without_perceptual_hashes():
+def test_a_copy_known_by_its_sha256_alone_is_found_as_a_weak_match():
     dataset = Dataset.objects.create(name="laion-test")
     data = images.photo_jpeg("rocket")
     row = DatasetRow.objects.create(
@@ -169,7 +169,7 @@ def test_a_byte_identical_copy_is_found_even_without_perceptual_hashes():
     found = removal.items.get(found_by_system=True)
     assert found.dataset_row == row
     assert found.sha256_equal is True
-    assert found.state == ItemState.MATCH_STRONG
+    assert found.state == ItemState.MATCH_WEAK  # a sha256 alone is never strong evidence
 
 
 @pytest.mark.django_db

@@ -20,11 +20,12 @@ from optout.imaging import (
     compute_signals,
     compute_signals_naive,
     descriptor_key,
+    judge,
     pdq_distance,
     pdq_from_pdqhash_vector,
     phash_distance,
 )
-from optout.imaging.hashbits import BadHash, pdq_to_hex
+from optout.imaging.hashbits import MAX64, BadHash, pdq_to_hex
 from tests import images
 
 CAPS = {"max_bytes": 20 * 1024 * 1024, "max_pixels": 50_000_000}
@@ -36,8 +37,8 @@ def signals(data: bytes) -> ImageSignals:
     return compute_signals(data, **CAPS)
 
 
-def make(phash=0, pdq=0, quality=100, sha256="a" * 64) -> ImageSignals:
-    return ImageSignals(phash=phash, pdq=pdq, pdq_quality=quality, sha256=sha256)
+def make(phash=0, pdq=0, quality=100, sha256="a" * 64, by_server=False) -> ImageSignals:
+    return ImageSignals(phash=phash, pdq=pdq, pdq_quality=quality, sha256=sha256, hashed_by_server=by_server)
 
 
 # --- Refusals --------------------------------------------------------------------------------
@@ -285,10 +286,50 @@ def test_two_agreeing_families_are_strong():
     assert result.strength == "strong"
 
 
-def test_equal_sha256_is_strong_even_when_hashes_disagree():
-    result = compare(make(phash=0, pdq=0), make(phash=(1 << 64) - 1, pdq=None), **THRESHOLDS)
-    assert result.sha256_equal and not result.phash_match and result.pdq_distance is None
-    assert result.strength == "strong"
+def test_equal_sha256_with_disagreeing_hashes_is_inconsistent_and_never_a_match():
+    for by_server in (False, True):
+        result = compare(
+            make(phash=0, pdq=0, by_server=by_server), make(phash=MAX64, pdq=None, by_server=True), **THRESHOLDS
+        )
+        assert result.sha256_equal and result.inconsistent and not result.bytes_identical
+        assert result.strength is None
+    pdq_apart = compare(make(phash=0, pdq=0), make(phash=0, pdq=(1 << 40) - 1), **THRESHOLDS)
+    assert pdq_apart.inconsistent and pdq_apart.strength is None
+
+
+def test_a_claimed_equal_sha256_adds_nothing_to_the_perceptual_evidence():
+    device = compare(make(phash=0, pdq=None, quality=0), make(phash=1, pdq=0, by_server=True), **THRESHOLDS)
+    assert device.sha256_equal and not device.inconsistent and not device.bytes_identical
+    assert device.strength == "weak" and not device.reference_hashed_by_server
+    listed = compare(make(phash=0, pdq=None, quality=0, by_server=True), make(phash=0, pdq=0), **THRESHOLDS)
+    assert not listed.bytes_identical and listed.strength == "weak"
+
+
+def test_equal_sha256_is_strong_when_the_server_hashed_both_sides():
+    result = compare(make(phash=0, pdq=None, quality=0, by_server=True), make(phash=0, by_server=True), **THRESHOLDS)
+    assert result.bytes_identical and result.reference_hashed_by_server and result.strength == "strong"
+    data = images.photo_jpeg("coffee")
+    assert compare(signals(data), signals(data), **THRESHOLDS).bytes_identical
+
+
+def test_a_variant_sharing_the_pictures_sha256_does_not_make_it_inconsistent():
+    upright, mirrored = make(phash=0, pdq=0), make(phash=MAX64, pdq=(1 << 256) - 1)
+    candidate = make(phash=1, pdq=1, by_server=True)
+    best = best_comparison([mirrored, upright], candidate, **THRESHOLDS)
+    assert best.strength == "strong" and not best.inconsistent
+    alone = best_comparison([mirrored], candidate, **THRESHOLDS)
+    assert alone.inconsistent and alone.strength is None
+
+
+def test_judge_flags_an_inconsistent_picture_even_when_another_matches():
+    candidate = make(phash=0, pdq=0, by_server=True)
+    genuine = [make(phash=1, pdq=1, sha256="b" * 64)]
+    forged = [make(phash=MAX64, pdq=None, quality=0)]
+    assert judge([genuine], candidate, **THRESHOLDS).strength == "strong"
+    flagged = judge([genuine, forged], candidate, **THRESHOLDS)
+    assert flagged.inconsistent and flagged.strength is None
+    with pytest.raises(ValueError):
+        judge([], candidate, **THRESHOLDS)
 
 
 def test_one_agreeing_family_is_weak():
