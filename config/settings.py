@@ -334,6 +334,9 @@ if OPTOUT_PUBLISH_INTERVAL_MINUTES * 2 > OPTOUT_RELEASE_TTL_HOURS * 60:
 # Partner-tier requests per token per hour, and blocklist lookups per client per hour.
 OPTOUT_PARTNER_REQUESTS_PER_HOUR = env_int("OPTOUT_PARTNER_REQUESTS_PER_HOUR", 600, minimum=1)
 OPTOUT_LOOKUP_REQUESTS_PER_HOUR = env_int("OPTOUT_LOOKUP_REQUESTS_PER_HOUR", 120, minimum=1)
+# Every public URL key is published among this many decoy keys (optout/blocklist/decoys.py): real
+# rows of the same dataset and host. At least 1: a lone real key would name the picture.
+OPTOUT_PUBLIC_DECOYS = env_int("OPTOUT_PUBLIC_DECOYS", 9, minimum=1, maximum=99)
 CELERY_BEAT_SCHEDULE["publish-blocklist"] = {
     "task": "optout.tasks.publish_blocklist",
     "schedule": OPTOUT_PUBLISH_INTERVAL_MINUTES * 60.0,

@@ -57,6 +57,24 @@ class HexField(models.CharField):
 PHASH_CHUNKS = ((42, 22), (21, 21), (0, 21))  # (shift, bits) of each chunk of a 64-bit word
 
 
+class UrlHost(models.Func):
+    """The lower-cased host (with any port) of a URL as a dataset gives it: what lies between ``://`` and the next ``/``.
+
+    An expression index on it lets the decoy draw pick rows of one host in one dataset by an index seek.
+    The two spellings give the same result for every URL with ``://`` in it.
+    """
+
+    output_field = models.TextField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, template="lower(split_part(%(expressions)s, '/', 3))", **extra_context)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        rest = "substr(%(expressions)s, instr(%(expressions)s, '://') + 3)"
+        template = f"lower(substr({rest}, 1, instr({rest} || '/', '/') - 1))"
+        return self.as_sql(compiler, connection, template=template, **extra_context)
+
+
 def _chunk(word: str, shift: int, bits: int) -> models.GeneratedField:
     expression = (
         models.F(word).bitrightshift(shift).bitand((1 << bits) - 1) if shift else models.F(word).bitand((1 << bits) - 1)
@@ -147,6 +165,8 @@ class DatasetRow(models.Model):
         indexes = [
             models.Index(fields=["sha256"], name="datasetrow_sha256", condition=~models.Q(sha256="")),
             models.Index(fields=["dataset", "hashed_at"], name="datasetrow_hash_queue"),
+            # The decoy draw (optout/blocklist/decoys.py): rows of one host of one dataset, in url_sha256 order.
+            models.Index(models.F("dataset"), UrlHost("url"), models.F("url_sha256"), name="datasetrow_host"),
             # The chunk indexes carry the full hash so PostgreSQL can verify candidates from the index alone.
             # Partial: rows without that hash (most of a freshly imported dataset) cost nothing, and
             # `chunk = value` implies `chunk IS NOT NULL`, so the planner still uses them.
@@ -202,6 +222,11 @@ class BlocklistEntry(models.Model):
     published = models.BooleanField(default=False, help_text="In the snapshot of the latest release.")
     # Changed since the latest release (blocked or hashes): the next delta looks at these only.
     dirty = models.BooleanField(default=False)
+    # The public tier hides the key among decoys (PublicDecoy), drawn once, the first time it is published.
+    decoys_drawn = models.BooleanField(default=False)
+    sha256_key = HexField(
+        max_length=64, blank=True, help_text="The public key (its own or a decoy's) whose line carries sha256."
+    )
     created_at = models.DateTimeField()
     changed_at = models.DateTimeField()
 
@@ -220,6 +245,25 @@ class BlocklistEntry(models.Model):
 
     def __str__(self) -> str:
         return self.url_sha256
+
+
+class PublicDecoy(models.Model):
+    """A key published in the public tier beside an entry's own, while the entry is published.
+
+    Drawn once per entry (``optout.blocklist.decoys``): real rows of a dataset that holds the
+    entry's URL (``dataset`` set), or for a URL in no dataset, keys of no URL at all (``dataset``
+    null). Never redrawn, so releases never reshuffle them; they come and go with their entry.
+    """
+
+    entry = models.ForeignKey(BlocklistEntry, on_delete=models.CASCADE, related_name="decoys")
+    dataset = models.ForeignKey(Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    url_sha256 = HexField(max_length=64, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["entry", "url_sha256"], name="publicdecoy_unique_per_entry")]
+
+    def __str__(self) -> str:
+        return f"{self.url_sha256} for {self.entry_id}"
 
 
 class BlocklistHold(models.Model):

@@ -42,27 +42,24 @@ Rotation. With ``OPTOUT_SIGNING_NEXT_PUBLIC_KEY_FILE`` set, each manifest carrie
 manifest by the current key. See the README for the procedure.
 """
 
-import gzip
 import hashlib
 import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from optout import imaging
-from optout.blocklist import events, holds, signing
+from optout.blocklist import artifacts, decoys, events, holds, signing
 from optout.client.manifest import iso, trusted_comment
-from optout.imaging import hashbits
-from optout.models import BlocklistEntry, BlocklistHold, Release
+from optout.models import BlocklistEntry, BlocklistHold, PublicDecoy, Release
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +67,6 @@ PUBLIC = "public"
 PARTNER = "partner"
 TIERS = (PUBLIC, PARTNER)
 FEED_ROOT = "feed/v1"
-
-_SPOOL_BYTES = 32 * 1024 * 1024
 
 
 class PublishError(Exception):
@@ -139,70 +134,6 @@ def next_public_key() -> signing.PublicKey | None:
         raise PublishError(f"Cannot read OPTOUT_SIGNING_NEXT_PUBLIC_KEY_FILE: {exc}") from None
 
 
-# --- Lines ---------------------------------------------------------------------------------
-
-
-def public_line(key: str, sha256: str) -> dict:
-    return {"key": key, "op": "add", "url_sha256": key, "sha256": sha256 or None}
-
-
-def partner_line(key: str, sha256: str, phash: int | None, pdq: str, pdq_quality: int | None) -> dict:
-    return {
-        "key": key,
-        "op": "add",
-        "url_sha256": key,
-        "sha256": sha256 or None,
-        "phash": hashbits.phash_to_hex(hashbits.from_signed64(phash)) if phash is not None else None,
-        "pdq": pdq or None,
-        "pdq_quality": pdq_quality if pdq else None,
-    }
-
-
-def tombstone_line(key: str) -> dict:
-    return {"key": key, "op": "remove", "url_sha256": key}
-
-
-@dataclass
-class _Artifact:
-    """A gzip JSON Lines file being written to a spooled temporary file, with its counts."""
-
-    file: tempfile.SpooledTemporaryFile = field(default_factory=lambda: tempfile.SpooledTemporaryFile(_SPOOL_BYTES))
-    entries: int = 0
-    added: int = 0
-    removed: int = 0
-
-    def __post_init__(self):
-        # mtime=0 and no file name: the same lines always give the same bytes.
-        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self.file, mtime=0, compresslevel=6)
-        self._buffer: list[bytes] = []
-
-    def write(self, line: dict) -> None:
-        self._buffer.append(canonical_json(line) + b"\n")
-        self.entries += 1
-        if line["op"] == "add":
-            self.added += 1
-        else:
-            self.removed += 1
-        if len(self._buffer) >= 4096:
-            self._flush()
-
-    def _flush(self) -> None:
-        self._gzip.write(b"".join(self._buffer))
-        self._buffer.clear()
-
-    def close(self) -> tuple[str, int]:
-        """Finish the file; returns its sha256 and size."""
-        self._flush()
-        self._gzip.close()
-        size = self.file.tell()
-        self.file.seek(0)
-        digest = hashlib.sha256()
-        while chunk := self.file.read(1 << 20):
-            digest.update(chunk)
-        self.file.seek(0)
-        return digest.hexdigest(), size
-
-
 def _save(storage: Storage, name: str, content) -> None:
     # A file of this name can only be left over from a publisher whose
     # transaction rolled back (committed names are never reused): replace it.
@@ -211,6 +142,80 @@ def _save(storage: Storage, name: str, content) -> None:
     saved = storage.save(name, content)
     if saved != name:
         raise PublishError(f"the storage saved {name} as {saved}")
+
+
+# --- What each file holds (SQL) ----------------------------------------------------------
+
+ADD = "'add'"
+_ENTRIES = BlocklistEntry._meta.db_table
+_DECOYS = PublicDecoy._meta.db_table
+
+
+def _phash_hex() -> str:
+    if connection.vendor == "postgresql":
+        return "lpad(to_hex(e.phash), 16, '0')"  # to_hex of a negative bigint is its two's complement
+    return "printf('%016x', e.phash)"
+
+
+def _partner_columns(op: str) -> str:
+    return (
+        f"e.url_sha256, {op}, NULLIF(e.sha256, ''), CASE WHEN e.phash IS NOT NULL THEN {_phash_hex()} END, "
+        "NULLIF(e.pdq, ''), CASE WHEN e.pdq <> '' THEN e.pdq_quality END"
+    )
+
+
+def _partner_snapshot_sql() -> str:
+    return f"SELECT {_partner_columns(ADD)} FROM {_ENTRIES} e WHERE e.blocked ORDER BY e.url_sha256"
+
+
+def _partner_delta_sql() -> str:
+    # A dirty entry never published and not blocked was held and released between two releases: nothing to say.
+    op = "CASE WHEN e.blocked THEN 'add' ELSE 'remove' END"
+    return (
+        f"SELECT {_partner_columns(op)} FROM {_ENTRIES} e "
+        "WHERE e.dirty AND (e.blocked OR e.published) ORDER BY e.url_sha256"
+    )
+
+
+def _public_keys_sql(flag: str, keys: str = "") -> str:
+    """The public lines (key, sha256) of the state ``flag`` names: ``blocked`` (now) or ``published`` (the latest
+    release). Each entry's own key and its decoys; the image sha256 sits on the group's ``sha256_key`` line."""
+    own = f"AND e.url_sha256 IN ({keys})" if keys else ""
+    decoy = f"AND d.url_sha256 IN ({keys})" if keys else ""
+    return f"""
+        SELECT k, MAX(sha) AS sha FROM (
+            SELECT e.url_sha256 AS k, CASE WHEN e.sha256_key = e.url_sha256 THEN NULLIF(e.sha256, '') END AS sha
+            FROM {_ENTRIES} e WHERE e.{flag} {own}
+            UNION ALL
+            SELECT d.url_sha256, CASE WHEN e.sha256_key = d.url_sha256 THEN NULLIF(e.sha256, '') END
+            FROM {_DECOYS} d JOIN {_ENTRIES} e ON e.id = d.entry_id WHERE e.{flag} {decoy}
+        ) p GROUP BY k
+    """
+
+
+def _public_snapshot_sql() -> str:
+    return f"SELECT k, 'add', sha FROM ({_public_keys_sql('blocked')}) s ORDER BY k"
+
+
+def _public_delta_sql() -> str:
+    # The keys a changed entry may have moved (its own and its decoys'), compared between the two states:
+    # a decoy that another published entry still carries stays, and a group leaves whole otherwise.
+    touched = (
+        f"SELECT url_sha256 FROM {_ENTRIES} WHERE dirty UNION "
+        f"SELECT d.url_sha256 FROM {_DECOYS} d JOIN {_ENTRIES} e ON e.id = d.entry_id WHERE e.dirty"
+    )
+    return f"""
+        SELECT c.url_sha256, CASE WHEN now.k IS NOT NULL THEN 'add' ELSE 'remove' END, now.sha
+        FROM ({touched}) c
+        LEFT JOIN ({_public_keys_sql("blocked", touched)}) now ON now.k = c.url_sha256
+        LEFT JOIN ({_public_keys_sql("published", touched)}) before ON before.k = c.url_sha256
+        WHERE now.k IS NOT NULL OR before.k IS NOT NULL
+        ORDER BY c.url_sha256
+    """
+
+
+def _columns(tier: str) -> tuple[str, ...]:
+    return artifacts.PARTNER_COLUMNS if tier == PARTNER else artifacts.PUBLIC_COLUMNS
 
 
 # --- Publishing ----------------------------------------------------------------------------
@@ -230,121 +235,163 @@ def publish_release(*, storage: Storage | None = None, signing_key: signing.Sign
     return _publish(storage, signing_key, upcoming)
 
 
+@dataclass
+class _Build:
+    """One release being made: its number, times and, per tier, what the manifest says of each file."""
+
+    storage: Storage
+    version: int
+    previous: Release | None
+    created: datetime
+    expires: datetime
+    deltas: dict = field(default_factory=dict)
+    snapshots: dict = field(default_factory=dict)
+    files: dict = field(default_factory=lambda: {tier: {} for tier in TIERS})
+
+    def store(self, tier: str, name: str, written: artifacts.Written) -> dict:
+        _save(self.storage, storage_path(tier, name), File(written.file, name=name))
+        self.files[tier][name] = {"sha256": written.sha256, "bytes": written.bytes}
+        return {"path": name, "sha256": written.sha256, "bytes": written.bytes}
+
+
 @transaction.atomic
 def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signing.PublicKey | None) -> Release:
     holds.lock_blocklist()
     previous = Release.objects.order_by("-version").first()
-    version = previous.version + 1 if previous else 1
     created = timezone.now().replace(microsecond=0)
-    expires = created + timedelta(hours=settings.OPTOUT_RELEASE_TTL_HOURS)
-
-    # The delta: entries changed since the previous release.
-    deltas = {tier: _Artifact() for tier in TIERS}
-    changed = BlocklistEntry.objects.filter(dirty=True).order_by("url_sha256")
-    fields = ("url_sha256", "sha256", "phash", "pdq", "pdq_quality", "blocked", "published")
-    for key, sha256, phash, pdq, quality, blocked, was_published in changed.values_list(*fields).iterator(10_000):
-        if blocked:
-            deltas[PUBLIC].write(public_line(key, sha256))
-            deltas[PARTNER].write(partner_line(key, sha256, phash, pdq, quality))
-        elif was_published:
-            deltas[PUBLIC].write(tombstone_line(key))
-            deltas[PARTNER].write(tombstone_line(key))
-        # else: held and released between two releases, never published: nothing to say.
-    delta_empty = deltas[PUBLIC].entries == 0
-
-    # The snapshot, unless nothing changed: then the previous one is the same file.
-    snapshots = None
-    state = hashlib.sha256()
-    if delta_empty and previous is not None:
-        entries = previous.entries
-        state_sha256 = previous.state_sha256
-    else:
-        snapshots = {tier: _Artifact() for tier in TIERS}
-        blocked_entries = BlocklistEntry.objects.filter(blocked=True).order_by("url_sha256")
-        for key, sha256, phash, pdq, quality in blocked_entries.values_list(*fields[:5]).iterator(10_000):
-            snapshots[PUBLIC].write(public_line(key, sha256))
-            snapshots[PARTNER].write(partner_line(key, sha256, phash, pdq, quality))
-            state.update(key.encode("ascii") + b"\n")
-        entries = snapshots[PUBLIC].entries
-        state_sha256 = state.hexdigest()
-
-    tiers = {}
-    manifests = {}
+    build = _Build(
+        storage=storage,
+        version=previous.version + 1 if previous else 1,
+        previous=previous,
+        created=created,
+        expires=created + timedelta(hours=settings.OPTOUT_RELEASE_TTL_HOURS),
+    )
+    decoys.draw_decoys()
     for tier in TIERS:
-        files = {}
-        if snapshots is not None:
-            sha256, size = snapshots[tier].close()
-            name = snapshot_name(version)
-            _save(storage, storage_path(tier, name), File(snapshots[tier].file, name=name))
-            snapshot = {"path": name, "sha256": sha256, "bytes": size, "entries": entries}
-            files[name] = {"sha256": sha256, "bytes": size}
-        else:
-            snapshot = previous.tiers[tier]["snapshot"]
-        sha256, size = deltas[tier].close()
-        name = delta_name(version)
-        _save(storage, storage_path(tier, name), File(deltas[tier].file, name=name))
-        files[name] = {"sha256": sha256, "bytes": size}
-        delta = {
-            "from": previous.version if previous else 0,
-            "path": name,
-            "sha256": sha256,
-            "bytes": size,
-            "added": deltas[tier].added,
-            "removed": deltas[tier].removed,
-        }
-        manifest = {
-            "feed": feed_name(tier),
-            "tier": tier,
-            "version": version,
-            "created": iso(created),
-            "expires": iso(expires),
-            "previous": (
-                {"version": previous.version, "sha256": previous.tiers[tier]["manifest_sha256"]} if previous else None
-            ),
-            "snapshot": snapshot,
-            "delta": delta,
-            "state_sha256": state_sha256,
-            "algorithms": _algorithms(tier),
-            "key_id": signing_key.public_key.key_id_hex,
-        }
-        if upcoming is not None:
-            manifest["next_key"] = {"key_id": upcoming.key_id_hex, "public_key": upcoming.to_base64()}
-        body = canonical_json(manifest)
-        signature = signing_key.sign(body, trusted_comment=trusted_comment(manifest)).encode("ascii")
-        name = manifest_name(version)
+        _write_delta(build, tier)
+        _write_snapshot(build, tier)
+    # The new state is now the published one; decoy counts below are of this release.
+    BlocklistEntry.objects.filter(dirty=True, blocked=True).update(dirty=False, published=True)
+    BlocklistEntry.objects.filter(dirty=True, blocked=False).update(dirty=False, published=False)
+    manifests = {tier: _tier_manifest(build, tier, signing_key, upcoming) for tier in TIERS}
+    tiers = {}
+    for tier, (body, signature) in manifests.items():
+        name = manifest_name(build.version)
         _save(storage, storage_path(tier, name), ContentFile(body))
         _save(storage, storage_path(tier, name + ".minisig"), ContentFile(signature))
         manifest_sha256 = hashlib.sha256(body).hexdigest()
+        files = build.files[tier]
         files[name] = {"sha256": manifest_sha256, "bytes": len(body)}
         files[name + ".minisig"] = {"sha256": hashlib.sha256(signature).hexdigest(), "bytes": len(signature)}
-        tiers[tier] = {"manifest_sha256": manifest_sha256, "snapshot": snapshot, "files": files}
-        manifests[tier] = (body, signature)
+        tiers[tier] = {"manifest_sha256": manifest_sha256, "files": files, **build.snapshots[tier]}
 
+    exact = build.snapshots[PARTNER]  # the release row counts real entries: the partner tier is exact
     release = Release.objects.create(
-        version=version,
+        version=build.version,
         previous=previous,
         created_at=created,
-        expires_at=expires,
-        entries=entries,
-        added=deltas[PUBLIC].added,
-        removed=deltas[PUBLIC].removed,
-        state_sha256=state_sha256,
+        expires_at=build.expires,
+        entries=exact["snapshot"]["entries"],
+        added=build.deltas[PARTNER]["added"],
+        removed=build.deltas[PARTNER]["removed"],
+        state_sha256=exact["state_sha256"],
         key_id=signing_key.public_key.key_id_hex,
         public_key=signing_key.public_key.to_base64(),
         tiers=tiers,
     )
-    BlocklistEntry.objects.filter(dirty=True, blocked=True).update(dirty=False, published=True)
-    BlocklistEntry.objects.filter(dirty=True, blocked=False).update(dirty=False, published=False)
     holders = frozenset(BlocklistHold.objects.values_list("holder", flat=True))
     transaction.on_commit(lambda: _after_commit(storage, release, manifests, holders))
-    log.info(
-        "Published blocklist release %s: %s entries, +%s -%s",
-        version,
-        entries,
-        release.added,
-        release.removed,
-    )
+    log.info("Published blocklist release %s: %s entries, +%s -%s", release.version, release.entries, release.added,
+             release.removed)  # fmt: skip
     return release
+
+
+def _write_delta(build: _Build, tier: str) -> None:
+    """The delta from the previous release: changed entries (and, in the public tier, their decoys)."""
+    writer = artifacts.JsonLinesWriter(partner=tier == PARTNER)
+    sql = _partner_delta_sql() if tier == PARTNER else _public_delta_sql()
+    for batch in artifacts.batches(sql, _columns(tier)):
+        writer.write(batch)
+    written = writer.finish()
+    described = build.store(tier, delta_name(build.version), written)
+    build.deltas[tier] = {
+        "from": build.previous.version if build.previous else 0,
+        **described,
+        "added": writer.added,
+        "removed": writer.removed,
+    }
+
+
+def _write_snapshot(build: _Build, tier: str) -> None:
+    """The whole state as gzip JSON Lines and Parquet, with its state hash; the previous files when nothing changed."""
+    before = build.previous.tiers.get(tier, {}) if build.previous else {}
+    delta = build.deltas[tier]
+    if delta["added"] == delta["removed"] == 0 and "snapshot_parquet" in before:
+        build.snapshots[tier] = {key: before[key] for key in ("snapshot", "snapshot_parquet", "state_sha256")}
+        return
+    partner = tier == PARTNER
+    lines, table, state = artifacts.JsonLinesWriter(partner), artifacts.ParquetWriter(partner), artifacts.StateHash()
+    sql = _partner_snapshot_sql() if partner else _public_snapshot_sql()
+    for batch in artifacts.batches(sql, _columns(tier)):
+        lines.write(batch)
+        table.write(batch)
+        state.write(batch)
+    name = snapshot_name(build.version)
+    parquet = name.replace(".jsonl.gz", ".parquet")
+    build.snapshots[tier] = {
+        "snapshot": {**build.store(tier, name, lines.finish()), "entries": state.entries},
+        "snapshot_parquet": {**build.store(tier, parquet, table.finish()), "entries": state.entries},
+        "state_sha256": state.hexdigest(),
+    }
+
+
+def _tier_manifest(
+    build: _Build, tier: str, signing_key: signing.SigningKey, upcoming: signing.PublicKey | None
+) -> tuple[bytes, bytes]:
+    """The tier's manifest bytes and their minisign signature."""
+    previous = build.previous
+    snapshot = build.snapshots[tier]
+    manifest = {
+        "feed": feed_name(tier),
+        "tier": tier,
+        "version": build.version,
+        "created": iso(build.created),
+        "expires": iso(build.expires),
+        "previous": {"version": previous.version, "sha256": previous.tiers[tier]["manifest_sha256"]}
+        if previous
+        else None,
+        "snapshot": snapshot["snapshot"],
+        "snapshot_parquet": snapshot["snapshot_parquet"],
+        "delta": build.deltas[tier],
+        "state_sha256": snapshot["state_sha256"],
+        "algorithms": _algorithms(tier),
+        "key_id": signing_key.public_key.key_id_hex,
+    }
+    if tier == PUBLIC:
+        manifest["decoys"] = _decoy_summary()
+    if upcoming is not None:
+        manifest["next_key"] = {"key_id": upcoming.key_id_hex, "public_key": upcoming.to_base64()}
+    body = canonical_json(manifest)
+    signature = signing_key.sign(body, trusted_comment=trusted_comment(manifest)).encode("ascii")
+    return body, signature
+
+
+def _decoy_summary() -> dict:
+    """What the public tier's decoys cost builders, per dataset (see ``decoys``)."""
+    return {
+        "per_key": settings.OPTOUT_PUBLIC_DECOYS,
+        "datasets": [
+            {
+                "dataset": count.dataset,
+                "release": count.release,
+                "decoys": count.decoys,
+                "rows": count.rows,
+                "share": round(count.share, 9),
+            }
+            for count in decoys.decoy_counts()
+        ],  # fmt: skip
+        "keys_of_no_url": decoys.unindexed_count(),
+    }
 
 
 def _algorithms(tier: str) -> dict:
@@ -354,7 +401,13 @@ def _algorithms(tier: str) -> dict:
         "state_sha256": "sha256 of the snapshot's sorted keys, each followed by a newline, hex",
         "signature": "minisign: Ed25519 over BLAKE2b-512 of the manifest bytes",
         "compression": "gzip; JSON Lines sorted by key",
+        "snapshot_parquet": artifacts.PARTNER_PARQUET_LAYOUT if tier == PARTNER else artifacts.PARQUET_LAYOUT,
     }
+    if tier == PUBLIC:
+        algorithms["decoys"] = (
+            "each url_sha256 is published among decoys: keys of other rows of the same dataset and host, or keys "
+            "of no URL; sha256 values sit on a random line of their group"
+        )
     if tier == PARTNER:
         algorithms["phash"] = imaging.DESCRIPTOR["phash"]
         algorithms["pdq"] = imaging.DESCRIPTOR["pdq"]

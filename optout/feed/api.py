@@ -1,7 +1,9 @@
 """The blocklist lookup API: which of these URLs (or url_sha256 values) are blocked?
 
 Answers from the latest *published* release, the one builders' clients have,
-not from approvals still waiting for the next release.
+not from approvals still waiting for the next release, and exactly as its public
+tier does: a decoy key published beside a real one is blocked too, or the API
+would tell real from decoy for anyone who asks.
 """
 
 import re
@@ -16,7 +18,7 @@ from rest_framework.views import APIView
 from optout.blocklist import releases
 from optout.client.canonical import BadURL, url_sha256
 from optout.feed import throttling
-from optout.models import MAX_ROW_URL_LENGTH, BlocklistEntry
+from optout.models import MAX_ROW_URL_LENGTH, BlocklistEntry, PublicDecoy
 
 MAX_ITEMS = 10_000
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -46,7 +48,7 @@ class LookupInput(serializers.Serializer):
 
 class LookupResult(serializers.Serializer):
     url_sha256 = serializers.CharField(allow_null=True, help_text="sha256 of the canonical URL; null if not a URL.")
-    blocked = serializers.BooleanField(help_text="In the latest release's snapshot.")
+    blocked = serializers.BooleanField(help_text="In the latest release's public snapshot (decoys included).")
     error = serializers.CharField(required=False, help_text="Why the item is not a URL.")
 
 
@@ -81,6 +83,11 @@ def lookup(items: list[str]) -> dict:
             chunk = wanted[start : start + _CHUNK]
             blocked.update(
                 BlocklistEntry.objects.filter(url_sha256__in=chunk, published=True).values_list("url_sha256", flat=True)
+            )
+            blocked.update(
+                PublicDecoy.objects.filter(url_sha256__in=chunk, entry__published=True).values_list(
+                    "url_sha256", flat=True
+                )
             )
         again = releases.latest_release()
         if (release and release.version) == (again and again.version):

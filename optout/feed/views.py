@@ -2,8 +2,9 @@
 
 - ``/feed/v1/<tier>/manifest.json`` and ``manifest.json.minisig``: the current
   release's manifest (the database decides which release is current).
-- ``/feed/v1/<tier>/<name>``: a versioned file (``snapshot-000042.jsonl.gz``,
-  ``delta-...``, ``manifest-000042.json`` and its ``.minisig``), immutable.
+- ``/feed/v1/<tier>/<name>``: a versioned file (``snapshot-000042.jsonl.gz``, its
+  columnar twin ``snapshot-000042.parquet``, ``delta-...``, ``manifest-000042.json``
+  and its ``.minisig``), immutable.
 - ``/.well-known/optout/minisign.pub``: the public key of the latest release.
 
 Files are read through the storage API (the file system, or S3), never by path.
@@ -35,7 +36,7 @@ from optout.blocklist import releases, signing
 from optout.feed import consumers, throttling
 from optout.models import FeedAccess, Release
 
-_VERSIONED = re.compile(r"(?:snapshot|delta|manifest)-(\d{6,9})\.(?:jsonl\.gz|json|json\.minisig)")
+_VERSIONED = re.compile(r"(?:snapshot|delta|manifest)-(\d{6,9})\.(?:jsonl\.gz|parquet|json|json\.minisig)")
 _CURRENT = {"manifest.json", "manifest.json.minisig"}
 _IMMUTABLE = 365 * 24 * 3600
 
@@ -43,6 +44,8 @@ _IMMUTABLE = 365 * 24 * 3600
 def _content_type(name: str) -> str:
     if name.endswith(".gz"):
         return "application/gzip"
+    if name.endswith(".parquet"):
+        return "application/vnd.apache.parquet"
     if name.endswith(".json"):
         return "application/json"
     return "text/plain; charset=utf-8"
@@ -98,7 +101,7 @@ def _serve(request, tier: str, name: str):
 
     if _matches(request, etag):
         response = HttpResponseNotModified()
-    elif real.endswith(".gz"):
+    elif real.endswith((".gz", ".parquet")):
         response = FileResponse(releases.feed_storage().open(path, "rb"), content_type=_content_type(real))
         response["Content-Length"] = str(meta["bytes"])
     else:

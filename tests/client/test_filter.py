@@ -296,7 +296,7 @@ def test_status_describes_the_state(pulled, builder, signing_key):
     assert code == 0, err
     assert "feed:     optout-public at http://127.0.0.1:" in out
     assert "version:  1 (created " in out
-    assert "entries:  1\n" in out
+    assert "entries:  10\n" in out  # one key and its nine decoys
     assert f"key id:   {signing_key.public_key.key_id_hex}\n" in out
     assert "verified: yes\n" in out
 

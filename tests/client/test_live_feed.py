@@ -29,7 +29,7 @@ def test_pull_from_the_feed_and_filter_a_parquet_file(published, live_server, bu
         pub.write_bytes(response.read())
     code, out, err = builder("pull", "--feed", f"{live_server.url}/feed/v1/public/", "--pubkey", pub)
     assert code == 0, err
-    assert "pulled version 1 (snapshot): 1 entries" in out
+    assert "pulled version 1 (snapshot): 10 entries" in out
 
     urls = ["HTTPS://IMAGES.Example.org:443/private/a.jpg#x", "https://example.net/fine.jpg"]
     pq.write_table(pa.table({"url": urls, "caption": ["a", "b"]}), tmp_path / "part-0.parquet")

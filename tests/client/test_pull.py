@@ -9,6 +9,7 @@ import pytest
 from optout.blocklist import holds, signing
 from optout.client import state
 from optout.client.canonical import url_sha256
+from tests.optout.conftest import group
 
 pytestmark = pytest.mark.django_db
 
@@ -20,6 +21,11 @@ SHA_A = "aa" * 32
 
 def hold(number: int, url: str, **signals):
     return holds.hold(holder=f"item:{number}", url_sha256=url_sha256(url), **signals)
+
+
+def public_keys(*urls: str) -> set[str]:
+    """What the public tier holds for these blocked URLs: each key with its decoys."""
+    return {key for url in urls for key in group(url_sha256(url))}
 
 
 def keys_in_state(builder) -> set[str]:
@@ -59,11 +65,11 @@ def assert_refused(builder, mirror, reason: str, *, version: int = 1, pubkey: st
 
 
 def test_first_pull_takes_the_snapshot(first, builder, mirror):
-    assert keys_in_state(builder) == {url_sha256(URL_A), url_sha256(URL_B)}
+    assert keys_in_state(builder) == public_keys(URL_A, URL_B)
     assert mirror.server.hits["/feed/v1/public/snapshot-000001.jsonl.gz"] == 1
     assert mirror.server.hits["/feed/v1/public/delta-000001.jsonl.gz"] == 0
     current = state.read_current(builder.state_dir)
-    assert current.version == 1 and current.entries == 2
+    assert current.version == 1 and current.entries == 20  # two keys, nine decoys each
     assert current.manifest_sha256 == hashlib.sha256(mirror.file("manifest-000001.json")).hexdigest()
 
 
@@ -75,12 +81,12 @@ def test_second_pull_applies_the_delta(first, builder, mirror, publish):
     (builder.state_dir / "vacation").mkdir()  # --state may hold other things: they stay
     code, out, err = builder("pull", "--feed", mirror.base())
     assert code == 0, err
-    assert "pulled version 2 (delta): 2 entries" in out
+    assert "pulled version 2 (delta): 20 entries" in out
     generations = sorted(path.name for path in builder.state_dir.iterdir() if path.is_dir())
     assert generations == sorted(["vacation", state.read_current(builder.state_dir).generation])
     assert mirror.server.hits["/feed/v1/public/delta-000002.jsonl.gz"] == 1
     assert mirror.server.hits["/feed/v1/public/snapshot-000002.jsonl.gz"] == 0
-    assert keys_in_state(builder) == {url_sha256(URL_A), url_sha256(URL_C)}
+    assert keys_in_state(builder) == public_keys(URL_A, URL_C)
 
 
 def test_pull_after_skipping_versions_takes_the_snapshot(first, builder, mirror, publish):
@@ -91,9 +97,9 @@ def test_pull_after_skipping_versions_takes_the_snapshot(first, builder, mirror,
     mirror.sync()
     code, out, err = builder("pull", "--feed", mirror.base())
     assert code == 0, err
-    assert "pulled version 3 (snapshot): 2 entries" in out
+    assert "pulled version 3 (snapshot): 20 entries" in out
     assert mirror.server.hits["/feed/v1/public/delta-000003.jsonl.gz"] == 0
-    assert keys_in_state(builder) == {url_sha256(URL_B), url_sha256(URL_C)}
+    assert keys_in_state(builder) == public_keys(URL_B, URL_C)
 
 
 def test_an_unchanged_feed_is_a_no_op(first, builder, mirror):
@@ -107,7 +113,7 @@ def test_an_empty_delta_reuses_the_snapshot_file(first, builder, mirror, publish
     mirror.sync()
     code, out, err = builder("pull", "--feed", mirror.base())
     assert code == 0, err
-    assert "pulled version 2 (delta): 2 entries" in out
+    assert "pulled version 2 (delta): 20 entries" in out
 
 
 def test_the_stored_manifest_verifies_with_stock_minisign(first, builder, tmp_path, signing_key):

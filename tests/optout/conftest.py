@@ -7,6 +7,7 @@ import pytest
 from django.core.files.storage import storages
 
 from optout.blocklist import releases, signing
+from optout.models import PublicDecoy
 
 
 @pytest.fixture
@@ -57,3 +58,12 @@ def publish(feed_files, signing_key, django_capture_on_commit_callbacks):
             return releases.publish_release(storage=feed_files)
 
     return run
+
+
+def keys(storage, tier: str, name: str) -> list[str]:
+    return [line["key"] for line in lines(storage, tier, name)]
+
+
+def group(key: str) -> list[str]:
+    """The public tier's keys for an entry: its own and its decoys, sorted as the snapshot is."""
+    return sorted([key, *PublicDecoy.objects.filter(entry__url_sha256=key).values_list("url_sha256", flat=True)])

@@ -4,7 +4,7 @@ from optout.blocklist import holds, releases
 from optout.client.canonical import url_sha256
 from optout.imaging import hashbits
 from optout.models import BlocklistEntry, BlocklistHold
-from tests.optout.conftest import lines
+from tests.optout.conftest import group, keys, lines
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +19,8 @@ def test_an_entry_stays_blocked_while_another_holder_holds_it(feed_files, signin
     assert entry.sha256 == SHA_A  # filled in by the second holder
     holds.release_hold(holder="item:1")
     publish()
-    assert [line["key"] for line in lines(feed_files, "public", releases.snapshot_name(1))] == [URL_A]
+    assert keys(feed_files, "partner", releases.snapshot_name(1)) == [URL_A]
+    assert keys(feed_files, "public", releases.snapshot_name(1)) == group(URL_A)
 
 
 def test_hold_is_idempotent_and_refuses_a_second_url_for_one_holder(feed_files, signing_key):
@@ -74,11 +75,15 @@ def test_releasing_the_last_hold_unblocks_and_marks_for_a_tombstone(publish, fee
     publish()
     entry.refresh_from_db()
     assert (entry.blocked, entry.published, entry.dirty) == (False, False, False)
-    assert lines(feed_files, "public", releases.delta_name(2)) == [{"key": URL_A, "op": "remove", "url_sha256": URL_A}]
-    # Held again later: an add in the next delta.
+    assert lines(feed_files, "partner", releases.delta_name(2)) == [{"key": URL_A, "op": "remove", "url_sha256": URL_A}]
+    assert lines(feed_files, "public", releases.delta_name(2)) == [
+        {"key": key, "op": "remove", "url_sha256": key} for key in group(URL_A)
+    ]
+    # Held again later: an add in the next delta, with the same decoys.
     holds.hold(holder="item:9", url_sha256=URL_A)
     publish()
-    assert [line["op"] for line in lines(feed_files, "public", releases.delta_name(3))] == ["add"]
+    assert [line["op"] for line in lines(feed_files, "partner", releases.delta_name(3))] == ["add"]
+    assert keys(feed_files, "public", releases.delta_name(3)) == group(URL_A)
 
 
 def test_hashes_filled_in_after_publication_reach_the_partner_delta(publish, feed_files):

@@ -12,7 +12,7 @@ from optout.blocklist import events, holds, releases, signing
 from optout.client.canonical import url_sha256
 from optout.models import Release
 from tests.optout.blocklist.test_signing import MINISIGN, needs_minisign
-from tests.optout.conftest import lines, manifest, read_bytes
+from tests.optout.conftest import group, keys, lines, manifest, read_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,12 @@ def test_an_approved_item_is_in_the_next_release_of_both_tiers(feed_files, signi
     assert release.version == 1
     public = lines(feed_files, "public", releases.snapshot_name(1))
     partner = lines(feed_files, "partner", releases.snapshot_name(1))
-    assert public == [{"key": URL_A, "op": "add", "url_sha256": URL_A, "sha256": SHA_A}]
+    members = group(URL_A)
+    assert len(members) == 10  # OPTOUT_PUBLIC_DECOYS=9 decoys beside the real key
+    # The image sha256 sits on the group's smallest key, whichever member is real.
+    assert public == [
+        {"key": key, "op": "add", "url_sha256": key, "sha256": SHA_A if key == members[0] else None} for key in members
+    ]
     assert partner == [
         {
             "key": URL_A,
@@ -64,9 +69,12 @@ def test_withdrawal_produces_a_tombstone_and_leaves_the_snapshot(feed_files, sig
     holds.release_hold(holder="item:1")
     holds.release_hold(holder="item:1")  # idempotent
     release = publish()
-    for tier in releases.TIERS:
-        assert lines(feed_files, tier, releases.delta_name(2)) == [{"key": URL_A, "op": "remove", "url_sha256": URL_A}]
-        assert [line["key"] for line in lines(feed_files, tier, releases.snapshot_name(2))] == [URL_B]
+    assert lines(feed_files, "partner", releases.delta_name(2)) == [{"key": URL_A, "op": "remove", "url_sha256": URL_A}]
+    assert keys(feed_files, "partner", releases.snapshot_name(2)) == [URL_B]
+    assert lines(feed_files, "public", releases.delta_name(2)) == [
+        {"key": key, "op": "remove", "url_sha256": key} for key in group(URL_A)
+    ]
+    assert keys(feed_files, "public", releases.snapshot_name(2)) == group(URL_B)
     assert (release.entries, release.added, release.removed) == (1, 0, 1)
     assert release.state_sha256 == hashlib.sha256(f"{URL_B}\n".encode()).hexdigest()
 
@@ -87,7 +95,13 @@ def test_sorted_snapshot_and_state_hash(feed_files, signing_key, publish):
     assert [line["key"] for line in lines(feed_files, "partner", releases.snapshot_name(1))] == keys
     expected = hashlib.sha256("".join(key + "\n" for key in keys).encode()).hexdigest()
     assert release.state_sha256 == expected
-    assert manifest(feed_files, "public", 1)["state_sha256"] == expected
+    assert manifest(feed_files, "partner", 1)["state_sha256"] == expected
+    public = sorted(member for key in keys for member in group(key))
+    assert [line["key"] for line in lines(feed_files, "public", releases.snapshot_name(1))] == public
+    assert (
+        manifest(feed_files, "public", 1)["state_sha256"]
+        == hashlib.sha256("".join(key + "\n" for key in public).encode()).hexdigest()
+    )
 
 
 def test_manifests_chain_and_unchanged_state_is_resigned(feed_files, signing_key, settings, publish):

@@ -1,0 +1,250 @@
+"""Decoys: every public URL key is published among ``OPTOUT_PUBLIC_DECOYS`` (k) others.
+
+The URL lists of the datasets we serve are public, so a bare ``url_sha256`` is only as private
+as the crowd it hides in: whoever hashes a dataset's URL list and intersects it with the public
+tier would otherwise hold the exact list of pictures people wanted gone. The README's threat
+model says what this does and does not hide; this module is how.
+
+The draw. The first time an entry is published, for every dataset whose index holds its URL,
+take the dataset's rows **of the same host** in ``url_sha256`` order (a circle), and choose the
+window of k + 1 consecutive rows that holds the entry's own row at position j, where j comes
+from a keyed hash of the key (``salted_hmac`` under ``SECRET_KEY``). The k other rows are its
+decoys. Hash order is unrelated to what a URL says, so a window is k random rows of the host,
+and the real key sits at a uniformly random, secret place in it: within what the adversary can
+see (host, URL shape, hash order), every member is equally likely to be the real one. Keys that
+are already blocklist entries are skipped. A host with fewer than k + 1 rows gives what it has
+and the rest come from the whole dataset, the same way (a weaker crowd, counted in the README).
+
+A URL that no imported dataset holds gets k keys of no URL at all (keyed hashes): nobody can
+turn those back into URLs, and a lone real key never appears. The same keys make up the number
+when the datasets holding a URL have fewer than k other rows.
+
+The group is drawn once and stored (``PublicDecoy``): later imports never reshuffle it, a
+re-blocked entry gets the same group back, and the group arrives in the release that first
+publishes the entry and leaves with it (see ``releases``). The image ``sha256`` of the entry is
+published on the line of the group's smallest key rather than on the entry's own, so that
+"which line carries a sha256" points at a random member too.
+"""
+
+import csv
+import io
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef
+from django.utils.crypto import salted_hmac
+
+from optout.models import BlocklistEntry, Dataset, DatasetRow, PublicDecoy, UrlHost
+
+_SALT = "optout.blocklist.decoys"
+
+__all__ = ["DatasetDecoys", "decoy_counts", "draw_decoys", "filler_keys", "unindexed_count"]
+
+
+def _keyed(message: str) -> bytes:
+    return salted_hmac(_SALT, message, algorithm="sha256").digest()
+
+
+def _position(key: str, k: int) -> int:
+    """Where the real row sits in its window of k + 1 (0 = first): secret, stable, uniform."""
+    return int.from_bytes(_keyed(f"position:{key}")[:8], "big") % (k + 1)
+
+
+def filler_keys(key: str, k: int) -> list[str]:
+    """The k decoys of a key whose URL no dataset holds: keyed hashes, the keys of no URL."""
+    return [_keyed(f"filler:{key}:{i}").hex() for i in range(k)]
+
+
+def draw_decoys(*, k: int | None = None) -> int:
+    """Draw the decoy group of every blocked entry that has none yet; returns how many entries got one.
+
+    Called by the publisher under the blocklist lock, before it builds the release.
+    """
+    k = settings.OPTOUT_PUBLIC_DECOYS if k is None else k
+    pending = BlocklistEntry.objects.filter(blocked=True, decoys_drawn=False)
+    if k > 0:
+        _draw_windows(pending.filter(Exists(DatasetRow.objects.filter(url_sha256=OuterRef("url_sha256")))), k)
+        # URLs in no dataset, and datasets too small to give k rows: keys of no URL make up the number.
+        short = pending.annotate(drawn=Count("decoys")).filter(drawn__lt=k)
+        PublicDecoy.objects.bulk_create(
+            [
+                PublicDecoy(entry_id=entry_id, dataset=None, url_sha256=decoy)
+                for entry_id, key, drawn in short.values_list("id", "url_sha256", "drawn").iterator(10_000)
+                for decoy in filler_keys(key, k)[: k - drawn]
+            ],
+            batch_size=10_000,
+            ignore_conflicts=True,
+        )
+    with connection.cursor() as cursor:
+        entries = BlocklistEntry._meta.db_table
+        decoys = PublicDecoy._meta.db_table
+        cursor.execute(
+            f"""
+            UPDATE {entries} SET decoys_drawn = %s, sha256_key = (
+                SELECT MIN(candidate) FROM (
+                    SELECT url_sha256 AS candidate FROM {decoys} WHERE entry_id = {entries}.id
+                    UNION ALL SELECT {entries}.url_sha256
+                ) AS grp
+            )
+            WHERE blocked = %s AND decoys_drawn = %s
+            """,
+            [True, True, False],
+        )
+        return cursor.rowcount
+
+
+def _draw_windows(indexed, k: int) -> None:
+    groups = []  # (entry id, key, dataset id, host, position)
+    rows = DatasetRow.objects.annotate(host=UrlHost("url"))
+    for entry_id, key in indexed.values_list("id", "url_sha256").iterator(10_000):
+        position = _position(key, k)
+        for dataset_id, host in rows.filter(url_sha256=key).values_list("dataset_id", "host"):
+            groups.append((entry_id, key, dataset_id, host, position))
+    if not groups:
+        return
+    if connection.vendor == "postgresql":
+        _draw_postgres(groups, k)
+    else:
+        _draw_rowwise(groups, k)
+
+
+def _window(dataset_id: int, host: str | None, key: str, position: int, k: int, taken: set[str]) -> list[str]:
+    """The k rows around ``key`` on the circle of the dataset's (host's) rows in hash order, skipping ``taken``."""
+    position = min(position, k)
+    rows = DatasetRow.objects.filter(dataset_id=dataset_id).exclude(
+        Exists(BlocklistEntry.objects.filter(url_sha256=OuterRef("url_sha256")))
+    )
+    if host is not None:
+        rows = rows.annotate(host=UrlHost("url")).filter(host=host)
+    rows = rows.exclude(url_sha256__in=taken)
+    keys = rows.values_list("url_sha256", flat=True)
+    before = list(keys.filter(url_sha256__lt=key).order_by("-url_sha256")[:position])
+    before += list(keys.filter(url_sha256__gt=key).order_by("-url_sha256")[: position - len(before)])
+    after = list(keys.filter(url_sha256__gt=key).order_by("url_sha256")[: k - position])
+    after += list(keys.filter(url_sha256__lt=key).order_by("url_sha256")[: k - position - len(after)])
+    return list(dict.fromkeys(before + after))[:k]
+
+
+def _draw_rowwise(groups: list, k: int) -> None:
+    """The draw one group at a time (SQLite, small indexes); ``_draw_postgres`` is the same in one statement."""
+    decoys = []
+    for entry_id, key, dataset_id, host, position in groups:
+        taken = {key}
+        picked = _window(dataset_id, host, key, position, k, taken)
+        if len(picked) < k:
+            picked += _window(dataset_id, None, key, position, k - len(picked), taken | set(picked))
+        decoys += [PublicDecoy(entry_id=entry_id, dataset_id=dataset_id, url_sha256=decoy) for decoy in picked]
+    PublicDecoy.objects.bulk_create(decoys, batch_size=10_000, ignore_conflicts=True)
+
+
+def _draw_postgres(groups: list, k: int) -> None:
+    rows = DatasetRow._meta.db_table
+    entries = BlocklistEntry._meta.db_table
+    decoys = PublicDecoy._meta.db_table
+    host = "lower(split_part(r.url, '/', 3))"
+    free = f"NOT EXISTS (SELECT 1 FROM {entries} b WHERE b.url_sha256 = r.url_sha256)"
+
+    def side(order: str, near: str, far: str, limit: str, scope: str) -> str:
+        # One side of the window: the nearest rows on that side, then (the circle) the farthest of the other.
+        return f"""
+            SELECT url_sha256 FROM (
+                (SELECT r.url_sha256, 0 AS part, r.url_sha256 AS o FROM {rows} r
+                 WHERE r.dataset_id = g.dataset_id {scope} AND r.url_sha256 {near} g.key AND {free}
+                 ORDER BY r.url_sha256 {order} LIMIT {limit})
+                UNION ALL
+                (SELECT r.url_sha256, 1, r.url_sha256 FROM {rows} r
+                 WHERE r.dataset_id = g.dataset_id {scope} AND r.url_sha256 {far} g.key AND {free}
+                 ORDER BY r.url_sha256 {order} LIMIT {limit})
+            ) s ORDER BY part, o {order} LIMIT {limit}
+        """
+
+    def window(scope: str, before: str, after: str) -> str:
+        return f"({side('DESC', '<', '>', before, scope)}) UNION ({side('ASC', '>', '<', after, scope)})"
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'CREATE TEMPORARY TABLE optout_decoy_groups (entry_id bigint, key text COLLATE "C", '
+            "dataset_id bigint, host text, position int) ON COMMIT DROP"
+        )
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(groups)
+        buffer.seek(0)
+        cursor.cursor.copy_expert("COPY optout_decoy_groups FROM STDIN WITH (FORMAT csv)", buffer)
+        cursor.execute("ANALYZE optout_decoy_groups")
+        # Within the host first; then, for hosts too small, from the whole dataset.
+        cursor.execute(
+            f"""
+            INSERT INTO {decoys} (entry_id, dataset_id, url_sha256)
+            SELECT g.entry_id, g.dataset_id, w.url_sha256 FROM optout_decoy_groups g
+            CROSS JOIN LATERAL ({window(f"AND {host} = g.host", "g.position", f"{k} - g.position")}) w
+            ON CONFLICT DO NOTHING
+            """
+        )
+        cursor.execute(
+            f"""
+            WITH short AS (
+                SELECT g.*, {k} - count(d.id) AS missing FROM optout_decoy_groups g
+                LEFT JOIN {decoys} d ON d.entry_id = g.entry_id AND d.dataset_id = g.dataset_id
+                GROUP BY g.entry_id, g.key, g.dataset_id, g.host, g.position HAVING count(d.id) < {k}
+            )
+            INSERT INTO {decoys} (entry_id, dataset_id, url_sha256)
+            SELECT g.entry_id, g.dataset_id, w.url_sha256 FROM short g
+            CROSS JOIN LATERAL ({
+                window(
+                    f"AND NOT EXISTS (SELECT 1 FROM {decoys} t WHERE t.entry_id = g.entry_id "
+                    "AND t.url_sha256 = r.url_sha256)",
+                    "LEAST(g.position, g.missing)",
+                    "g.missing - LEAST(g.position, g.missing)",
+                )
+            }) w
+            ON CONFLICT DO NOTHING
+            """
+        )
+
+
+@dataclass(frozen=True)
+class DatasetDecoys:
+    """How many decoy keys of one dataset the latest release publishes, and what share of its rows that is."""
+
+    dataset: str
+    release: str
+    decoys: int
+    rows: int
+
+    @property
+    def share(self) -> float:
+        return self.decoys / self.rows if self.rows else 0.0
+
+
+def decoy_counts() -> list[DatasetDecoys]:
+    """Decoys in the latest release's public tier, per dataset that has any (the cost to public-tier builders).
+
+    A key is counted once per dataset even if it stands beside several entries. Keys of no URL
+    (for URLs in no dataset) belong to no dataset and cost builders nothing; they are not listed.
+    """
+    published = PublicDecoy.objects.filter(entry__published=True, dataset__isnull=False)
+    counts = dict(
+        published.values("dataset").annotate(n=Count("url_sha256", distinct=True)).values_list("dataset", "n")
+    )
+    if not counts:
+        return []
+    sizes = dict(
+        DatasetRow.objects.filter(dataset_id__in=counts)
+        .values("dataset")
+        .annotate(n=Count("id"))
+        .values_list("dataset", "n")
+    )
+    return [
+        DatasetDecoys(
+            dataset=dataset.name, release=dataset.release, decoys=counts[dataset.pk], rows=sizes.get(dataset.pk, 0)
+        )
+        for dataset in Dataset.objects.filter(pk__in=counts).order_by("name")
+    ]
+
+
+def unindexed_count() -> int:
+    """Keys of no URL in the latest release's public tier (decoys of URLs that no dataset holds)."""
+    return (
+        PublicDecoy.objects.filter(entry__published=True, dataset__isnull=True).values("url_sha256").distinct().count()
+    )

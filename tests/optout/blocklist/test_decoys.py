@@ -1,0 +1,201 @@
+"""Decoys in the public tier: drawn from the dataset, stable, arriving and leaving with their key."""
+
+from collections import Counter
+
+import pytest
+from django.db import connection
+
+from optout.blocklist import decoys, holds, releases
+from optout.client.canonical import url_sha256
+from optout.feed.api import lookup
+from optout.models import BlocklistEntry, Dataset, DatasetRow, PublicDecoy
+from tests.optout.conftest import group, keys, lines, manifest
+
+pytestmark = pytest.mark.django_db
+
+K = 9
+
+
+def add_rows(dataset: Dataset, host: str, count: int, start: int = 0) -> list[str]:
+    urls = [f"https://{host}/photos/{i:05d}.jpg" for i in range(start, start + count)]
+    DatasetRow.objects.bulk_create([DatasetRow(dataset=dataset, url=url, url_sha256=url_sha256(url)) for url in urls])
+    return urls
+
+
+@pytest.fixture
+def dataset():
+    dataset = Dataset.objects.create(name="laion-mini", release="2026-01")
+    add_rows(dataset, "big.example.com", 60)
+    add_rows(dataset, "other.example.org", 60)
+    add_rows(dataset, "tiny.example.net", 3)
+    return dataset
+
+
+def host_keys(dataset: Dataset, host: str) -> set[str]:
+    return set(
+        DatasetRow.objects.filter(dataset=dataset, url__contains=f"//{host}/").values_list("url_sha256", flat=True)
+    )
+
+
+def test_decoys_are_other_rows_of_the_same_dataset_and_host(dataset, publish):
+    real = url_sha256("https://big.example.com/photos/00007.jpg")
+    holds.hold(holder="item:1", url_sha256=real)
+    publish()
+    drawn = PublicDecoy.objects.filter(entry__url_sha256=real)
+    assert drawn.count() == K
+    assert set(drawn.values_list("dataset", flat=True)) == {dataset.pk}
+    assert set(drawn.values_list("url_sha256", flat=True)) <= host_keys(dataset, "big.example.com") - {real}
+
+
+def test_the_real_key_sits_at_a_secret_uniform_place_in_its_window():
+    positions = Counter(decoys._position(url_sha256(f"https://x.example/{i}.jpg"), K) for i in range(2000))
+    assert set(positions) == set(range(K + 1))
+    assert all(120 < count < 280 for count in positions.values())  # 200 each on average
+
+
+def test_a_group_arrives_whole_in_one_release_and_leaves_whole_on_withdrawal(dataset, publish, feed_files):
+    real = url_sha256("https://other.example.org/photos/00011.jpg")
+    holds.hold(holder="item:1", url_sha256=real, image_sha256="ab" * 32)
+    publish()
+    members = group(real)
+    assert len(members) == K + 1
+    assert keys(feed_files, "public", releases.delta_name(1)) == members
+    holds.release_hold(holder="item:1")
+    publish()
+    assert [(line["key"], line["op"]) for line in lines(feed_files, "public", releases.delta_name(2))] == [
+        (key, "remove") for key in members
+    ]
+    assert keys(feed_files, "public", releases.snapshot_name(2)) == []
+
+
+def test_a_decoy_another_group_still_carries_stays(dataset, publish, feed_files):
+    first = url_sha256("https://big.example.com/photos/00001.jpg")
+    second = url_sha256("https://big.example.com/photos/00002.jpg")
+    holds.hold(holder="item:1", url_sha256=first)
+    holds.hold(holder="item:2", url_sha256=second)
+    publish()
+    # Give the second entry one of the first one's decoys too, as a group drawn later could hold it.
+    shared = next(key for key in group(first) if key != first and key not in group(second))
+    PublicDecoy.objects.create(entry=BlocklistEntry.objects.get(url_sha256=second), dataset=dataset, url_sha256=shared)
+    holds.release_hold(holder="item:1")
+    publish()
+    delta = lines(feed_files, "public", releases.delta_name(2))
+    removed = [line["key"] for line in delta if line["op"] == "remove"]
+    assert shared not in removed and first in removed
+    assert shared in keys(feed_files, "public", releases.snapshot_name(2))
+
+
+def test_decoys_are_stable_across_releases_and_imports(dataset, publish, feed_files):
+    real = url_sha256("https://big.example.com/photos/00030.jpg")
+    holds.hold(holder="item:1", url_sha256=real)
+    publish()
+    members = group(real)
+    add_rows(dataset, "big.example.com", 200, start=1000)  # the host's circle changes
+    publish()
+    holds.release_hold(holder="item:1")
+    publish()
+    holds.hold(holder="item:2", url_sha256=real)  # blocked again later
+    publish()
+    assert group(real) == members
+    assert keys(feed_files, "public", releases.delta_name(4)) == members
+    assert keys(feed_files, "public", releases.snapshot_name(4)) == members
+
+
+def test_no_lone_real_key_for_urls_in_no_dataset_or_a_tiny_host(dataset, publish, feed_files):
+    nowhere = url_sha256("https://unindexed.example/secret.jpg")
+    tiny = url_sha256("https://tiny.example.net/photos/00000.jpg")
+    holds.hold(holder="item:1", url_sha256=nowhere)
+    holds.hold(holder="item:2", url_sha256=tiny)
+    publish()
+    # No dataset: keys of no URL, derived from a secret.
+    assert group(nowhere) == sorted([nowhere, *decoys.filler_keys(nowhere, K)])
+    assert not DatasetRow.objects.filter(url_sha256__in=decoys.filler_keys(nowhere, K)).exists()
+    # A host of three rows gives its two others, and the rest of the dataset the remainder.
+    tiny_decoys = set(group(tiny)) - {tiny}
+    assert len(tiny_decoys) == K
+    assert host_keys(dataset, "tiny.example.net") - {tiny} <= tiny_decoys
+    assert tiny_decoys <= set(DatasetRow.objects.filter(dataset=dataset).values_list("url_sha256", flat=True))
+    public = keys(feed_files, "public", releases.snapshot_name(1))
+    assert public == sorted(set(group(nowhere)) | set(group(tiny)))
+
+
+def test_the_partner_tier_is_exact(dataset, publish, feed_files):
+    real = [url_sha256(f"https://big.example.com/photos/{i:05d}.jpg") for i in (3, 4, 5)]
+    for i, key in enumerate(real):
+        holds.hold(holder=f"item:{i}", url_sha256=key, image_sha256=f"{i + 1:02x}" * 32)
+    release = publish()
+    assert keys(feed_files, "partner", releases.snapshot_name(1)) == sorted(real)
+    assert manifest(feed_files, "partner", 1)["snapshot"]["entries"] == release.entries == 3
+    assert "decoys" not in manifest(feed_files, "partner", 1)
+    # Each image sha256 is public exactly once, on a line of its own group.
+    public = lines(feed_files, "public", releases.snapshot_name(1))
+    carried = {line["sha256"]: line["key"] for line in public if line["sha256"]}
+    for i, key in enumerate(real):
+        assert carried[f"{i + 1:02x}" * 32] in group(key)
+
+
+def test_the_lookup_api_answers_as_the_public_feed_does(dataset, publish, feed_files):
+    real = url_sha256("https://other.example.org/photos/00040.jpg")
+    holds.hold(holder="item:1", url_sha256=real)
+    everything = sorted(DatasetRow.objects.values_list("url_sha256", flat=True))
+    assert not any(result["blocked"] for result in lookup(everything)["results"])  # approved, not yet published
+    publish()
+    answer = lookup(everything)
+    public = set(keys(feed_files, "public", releases.snapshot_name(1)))
+    assert answer["version"] == 1
+    assert {result["url_sha256"] for result in answer["results"] if result["blocked"]} == public
+    holds.release_hold(holder="item:1")
+    publish()
+    assert not any(result["blocked"] for result in lookup(everything)["results"])
+
+
+def test_manifest_and_counts_say_what_decoys_cost_each_dataset(dataset, publish, feed_files):
+    holds.hold(holder="item:1", url_sha256=url_sha256("https://big.example.com/photos/00009.jpg"))
+    holds.hold(holder="item:2", url_sha256=url_sha256("https://unindexed.example/x.jpg"))
+    publish()
+    (count,) = decoys.decoy_counts()
+    assert (count.dataset, count.release, count.decoys, count.rows) == ("laion-mini", "2026-01", K, 123)
+    assert count.share == pytest.approx(K / 123)
+    summary = manifest(feed_files, "public", 1)["decoys"]
+    assert summary["per_key"] == K
+    assert summary["datasets"] == [
+        {"dataset": "laion-mini", "release": "2026-01", "decoys": K, "rows": 123, "share": round(K / 123, 9)}
+    ]
+    assert summary["keys_of_no_url"] == K
+
+
+def test_the_columnar_snapshot_holds_the_same_keys(dataset, publish, feed_files):
+    import pyarrow.parquet as pq
+
+    real = url_sha256("https://big.example.com/photos/00012.jpg")
+    holds.hold(holder="item:1", url_sha256=real, image_sha256="cd" * 32, phash=0xF0F0, pdq=7, pdq_quality=80)
+    publish()
+    for tier in releases.TIERS:
+        described = manifest(feed_files, tier, 1)["snapshot_parquet"]
+        path = feed_files.path(releases.storage_path(tier, described["path"]))
+        table = pq.read_table(path)
+        assert [key.hex() for key in table.column("url_sha256").to_pylist()] == keys(
+            feed_files, tier, releases.snapshot_name(1)
+        )
+        assert described["entries"] == table.num_rows
+        assert table.schema.field("url_sha256").type.byte_width == 32
+    partner = pq.read_table(feed_files.path(releases.storage_path("partner", "snapshot-000001.parquet")))
+    assert partner.column("phash").to_pylist() == [(0xF0F0).to_bytes(8, "big")]
+    assert partner.column("pdq").to_pylist() == [(7).to_bytes(32, "big")]
+    assert partner.column("pdq_quality").to_pylist() == [80]
+
+
+@pytest.mark.postgres
+def test_postgres_draws_the_same_decoys_as_the_rowwise_draw(dataset, signing_key, monkeypatch):
+    reals = [url_sha256(f"https://{host}/photos/{i:05d}.jpg") for host in ("big.example.com", "tiny.example.net")
+             for i in (0, 1, 2)]  # fmt: skip
+    for i, key in enumerate(reals):
+        holds.hold(holder=f"item:{i}", url_sha256=key)
+    assert connection.vendor == "postgresql"
+    decoys.draw_decoys()
+    fast = {key: group(key) for key in reals}
+    PublicDecoy.objects.all().delete()
+    BlocklistEntry.objects.update(decoys_drawn=False)
+    monkeypatch.setattr(decoys, "_draw_postgres", decoys._draw_rowwise)  # the row-wise path, same database
+    decoys.draw_decoys()
+    assert {key: group(key) for key in reals} == fast
