@@ -12,7 +12,8 @@ from a keyed hash of the key (``salted_hmac`` under ``SECRET_KEY``). The k other
 decoys. Hash order is unrelated to what a URL says, so a window is k random rows of the host,
 and the real key sits at a uniformly random, secret place in it: within what the adversary can
 see (host, URL shape, hash order), every member is equally likely to be the real one. Keys that
-are already blocklist entries are skipped. A host with fewer than k + 1 rows gives what it has
+are already blocklist entries or decoys of another entry are skipped, so groups drawn in different
+releases do not overlap. A host with fewer than k + 1 rows gives what it has
 and the rest come from the whole dataset, the same way (a weaker crowd, counted in the README).
 
 A URL that no imported dataset holds gets k keys of no URL at all (keyed hashes): nobody can
@@ -112,8 +113,10 @@ def _draw_windows(indexed, k: int) -> None:
 def _window(dataset_id: int, host: str | None, key: str, position: int, k: int, taken: set[str]) -> list[str]:
     """The k rows around ``key`` on the circle of the dataset's (host's) rows in hash order, skipping ``taken``."""
     position = min(position, k)
-    rows = DatasetRow.objects.filter(dataset_id=dataset_id).exclude(
-        Exists(BlocklistEntry.objects.filter(url_sha256=OuterRef("url_sha256")))
+    rows = (
+        DatasetRow.objects.filter(dataset_id=dataset_id)
+        .exclude(Exists(BlocklistEntry.objects.filter(url_sha256=OuterRef("url_sha256"))))
+        .exclude(Exists(PublicDecoy.objects.filter(url_sha256=OuterRef("url_sha256"))))
     )
     if host is not None:
         rows = rows.annotate(host=UrlHost("url")).filter(host=host)
@@ -127,15 +130,30 @@ def _window(dataset_id: int, host: str | None, key: str, position: int, k: int, 
 
 
 def _draw_rowwise(groups: list, k: int) -> None:
-    """The draw one group at a time (SQLite, small indexes); ``_draw_postgres`` is the same in one statement."""
-    decoys = []
+    """The draw one group at a time (SQLite, small indexes); ``_draw_postgres`` is the same in two statements:
+    every group's host window first, then the whole dataset for groups still short."""
+    picked = {}
     for entry_id, key, dataset_id, host, position in groups:
-        taken = {key}
-        picked = _window(dataset_id, host, key, position, k, taken)
-        if len(picked) < k:
-            picked += _window(dataset_id, None, key, position, k - len(picked), taken | set(picked))
-        decoys += [PublicDecoy(entry_id=entry_id, dataset_id=dataset_id, url_sha256=decoy) for decoy in picked]
-    PublicDecoy.objects.bulk_create(decoys, batch_size=10_000, ignore_conflicts=True)
+        picked[entry_id, dataset_id] = _window(dataset_id, host, key, position, k, {key})
+    _store(picked)
+    extra = {}
+    for entry_id, key, dataset_id, _host, position in groups:
+        have = picked[entry_id, dataset_id]
+        if len(have) < k:
+            extra[entry_id, dataset_id] = _window(dataset_id, None, key, position, k - len(have), {key, *have})
+    _store(extra)
+
+
+def _store(picked: dict) -> None:
+    PublicDecoy.objects.bulk_create(
+        [
+            PublicDecoy(entry_id=entry_id, dataset_id=dataset_id, url_sha256=decoy)
+            for (entry_id, dataset_id), keys in picked.items()
+            for decoy in keys
+        ],
+        batch_size=10_000,
+        ignore_conflicts=True,
+    )
 
 
 def _draw_postgres(groups: list, k: int) -> None:
@@ -143,18 +161,21 @@ def _draw_postgres(groups: list, k: int) -> None:
     entries = BlocklistEntry._meta.db_table
     decoys = PublicDecoy._meta.db_table
     host = "lower(split_part(r.url, '/', 3))"
-    free = f"NOT EXISTS (SELECT 1 FROM {entries} b WHERE b.url_sha256 = r.url_sha256)"
+    free = (
+        f"NOT EXISTS (SELECT 1 FROM {entries} b WHERE b.url_sha256 = r.url_sha256) "
+        f"AND NOT EXISTS (SELECT 1 FROM {decoys} u WHERE u.url_sha256 = r.url_sha256)"
+    )
 
     def side(order: str, near: str, far: str, limit: str, scope: str) -> str:
         # One side of the window: the nearest rows on that side, then (the circle) the farthest of the other.
         return f"""
             SELECT url_sha256 FROM (
                 (SELECT r.url_sha256, 0 AS part, r.url_sha256 AS o FROM {rows} r
-                 WHERE r.dataset_id = g.dataset_id {scope} AND r.url_sha256 {near} g.key AND {free}
+                 WHERE {scope} AND r.url_sha256 {near} g.key AND {free}
                  ORDER BY r.url_sha256 {order} LIMIT {limit})
                 UNION ALL
                 (SELECT r.url_sha256, 1, r.url_sha256 FROM {rows} r
-                 WHERE r.dataset_id = g.dataset_id {scope} AND r.url_sha256 {far} g.key AND {free}
+                 WHERE {scope} AND r.url_sha256 {far} g.key AND {free}
                  ORDER BY r.url_sha256 {order} LIMIT {limit})
             ) s ORDER BY part, o {order} LIMIT {limit}
         """
@@ -172,12 +193,13 @@ def _draw_postgres(groups: list, k: int) -> None:
         buffer.seek(0)
         cursor.cursor.copy_expert("COPY optout_decoy_groups FROM STDIN WITH (FORMAT csv)", buffer)
         cursor.execute("ANALYZE optout_decoy_groups")
-        # Within the host first; then, for hosts too small, from the whole dataset.
+        # Within the host first; then, for hosts too small, from the whole dataset. There "dataset_id + 0"
+        # makes PostgreSQL walk the url_sha256 index from the key rather than sort every row of the dataset.
         cursor.execute(
             f"""
             INSERT INTO {decoys} (entry_id, dataset_id, url_sha256)
             SELECT g.entry_id, g.dataset_id, w.url_sha256 FROM optout_decoy_groups g
-            CROSS JOIN LATERAL ({window(f"AND {host} = g.host", "g.position", f"{k} - g.position")}) w
+            CROSS JOIN LATERAL ({window(f"r.dataset_id = g.dataset_id AND {host} = g.host", "g.position", f"{k} - g.position")}) w
             ON CONFLICT DO NOTHING
             """
         )
@@ -192,8 +214,8 @@ def _draw_postgres(groups: list, k: int) -> None:
             SELECT g.entry_id, g.dataset_id, w.url_sha256 FROM short g
             CROSS JOIN LATERAL ({
                 window(
-                    f"AND NOT EXISTS (SELECT 1 FROM {decoys} t WHERE t.entry_id = g.entry_id "
-                    "AND t.url_sha256 = r.url_sha256)",
+                    f"r.dataset_id + 0 = g.dataset_id AND NOT EXISTS (SELECT 1 FROM {decoys} t "
+                    "WHERE t.entry_id = g.entry_id AND t.url_sha256 = r.url_sha256)",
                     "LEAST(g.position, g.missing)",
                     "g.missing - LEAST(g.position, g.missing)",
                 )
