@@ -104,9 +104,7 @@ def main() -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="optout-load-"))
     redis = OwnRedis(folder / "redis", port=args.port + 1)
-    postgres = (
-        OwnPostgres(folder / "pg", port=args.port + 2) if args.fault == "postgres" else SharedPostgres(args.postgres)
-    )
+    postgres = OwnPostgres(port=args.port + 2) if args.fault == "postgres" else SharedPostgres(args.postgres)
     results_path = folder / "results.json"
     failures: list[str] = []
     print(f"optout load: fault={args.fault} duration={args.duration}s users={args.users} folder={folder}")

@@ -1,6 +1,6 @@
 """The production set-up on one machine, for the load harness and the fault tests.
 
-    with Stack(tmp, postgres=OwnPostgres(tmp / "pg", port=8163), redis=OwnRedis(tmp / "redis", port=8164),
+    with Stack(tmp, postgres=OwnPostgres(port=8163), redis=OwnRedis(tmp / "redis", port=8164),
                web_port=8161) as stack:
         stack.prepare()            # migrate, signing key, demo dataset, a first release
         stack.start()              # gunicorn (config/gunicorn.py), a Celery worker, Celery beat
@@ -18,11 +18,14 @@ import contextlib
 import glob
 import json
 import os
+import pwd
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -76,28 +79,38 @@ def _pg_bin(name: str) -> str:
 
 
 class OwnPostgres:
-    """A PostgreSQL instance of our own, in a temporary data folder, on 127.0.0.1:port."""
+    """A PostgreSQL instance of our own, in a fresh temporary data folder, on 127.0.0.1:port.
 
-    def __init__(self, folder: Path, *, port: int):
-        self.folder = Path(folder)
+    PostgreSQL refuses to run as root: as root, the folder is given to the ``postgres`` user
+    and its commands run as that user (``runuser``).
+    """
+
+    def __init__(self, *, port: int):
         self.port = port
+        self.folder = Path(tempfile.mkdtemp(prefix="optout-pg-"))
         self.data = self.folder / "data"
+        self._as = []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.folder, owner.pw_uid, owner.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
 
     def url(self, database: str) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
 
     def _ctl(self, *args: str) -> None:
         subprocess.run(
-            [_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "postgres.log"), "-w", "-t", "60", *args],
+            [*self._as, _pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "postgres.log")]
+            + ["-w", "-t", "60", *args],
             check=True,
             capture_output=True,
         )
 
     def start(self) -> None:
         if not self.data.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
             subprocess.run(
-                [_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+                [*self._as, _pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+                + ["--no-sync"],
                 check=True,
                 capture_output=True,
             )
@@ -107,6 +120,10 @@ class OwnPostgres:
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._ctl("-m", "fast", "stop")
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def restart(self, *, down_for: float) -> tuple[float, float]:
         """Stop (ending every connection, as a restart does), stay down, start. Returns (down at, up at)."""
@@ -151,7 +168,7 @@ class SharedPostgres:
     def start(self) -> None:
         pass
 
-    def stop(self) -> None:
+    def remove(self) -> None:
         pass
 
 
@@ -319,7 +336,7 @@ class Stack:
             with contextlib.suppress(Exception):
                 drop_database(self.postgres.server_url, self.database)
         with contextlib.suppress(Exception):
-            self.postgres.stop()
+            self.postgres.remove()
 
     def manage(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
         result = subprocess.run(
@@ -410,7 +427,7 @@ class Stack:
 
     def health(self) -> int:
         try:
-            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=5) as response:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=15) as response:  # noqa: S310 (loopback)
                 return response.status
         except urllib.error.HTTPError as exc:
             return exc.code
@@ -481,7 +498,8 @@ class HealthLog:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.seen.append((time.monotonic(), self.stack.health()))
+            asked = time.monotonic()  # when it was asked: the answer to a broker check takes seconds
+            self.seen.append((asked, self.stack.health()))
 
     def __enter__(self) -> "HealthLog":
         self._thread.start()
