@@ -96,7 +96,7 @@ def main() -> int:
     parser.add_argument(
         "--port", type=int, default=8161, help="gunicorn's port; Redis and PostgreSQL take the next two"
     )
-    parser.add_argument("--blocklist-entries", type=int, default=20_000)
+    parser.add_argument("--blocklist-entries", type=int, default=5000)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) afterwards")
     args = parser.parse_args()
     if not 10 <= args.duration <= 600 or not 1 <= args.users <= 200:
