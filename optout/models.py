@@ -102,7 +102,8 @@ class Dataset(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return f"{self.name} {self.release}".strip()
+        # "laion-5b, 2022-03": a reader sees the name and the release, not "laion 1".
+        return f"{self.name}, {self.release}" if self.release else self.name
 
 
 # A dataset row's URL is at most this long: longer "URLs" in scraped lists are data: URIs or junk, not

@@ -303,8 +303,11 @@ def _log(removal: RemovalRequest, actor: Actor, action: str, reason: str) -> Non
 
 
 @transaction.atomic
-def claim_removal(removal: RemovalRequest, *, reviewer) -> RemovalRequest:
-    """Assign a request in review to this reviewer (taking it over if someone else had it)."""
+def claim_removal(removal: RemovalRequest, *, reviewer, on_deciding: bool = False) -> RemovalRequest:
+    """Assign a request in review to this reviewer (taking it over if someone else had it).
+
+    ``on_deciding``: the claim is part of a decision (approving or rejecting claims the case first),
+    and the event says so."""
     actor = _require_reviewer(reviewer)
     if removal.state != RemovalState.IN_REVIEW:
         raise TransitionError(
@@ -319,8 +322,19 @@ def claim_removal(removal: RemovalRequest, *, reviewer) -> RemovalRequest:
         assigned_to=reviewer,
     )
     removal.assigned_to = reviewer
-    _log(removal, actor, RequestEvent.Action.CLAIM, f"assigned to {actor.label}")
+    reason = f"assigned to {actor.label}"
+    if on_deciding:
+        reason += ", automatically on deciding"
+        if previous is not None:
+            reason += " (taken over from another reviewer)"
+    _log(removal, actor, RequestEvent.Action.CLAIM, reason)
     return removal
+
+
+def claim_to_decide(removal: RemovalRequest, *, reviewer) -> None:
+    """Deciding a case claims it first, as its own recorded event, if the reviewer had not."""
+    if removal.state == RemovalState.IN_REVIEW and removal.assigned_to_id != reviewer.pk:
+        claim_removal(removal, reviewer=reviewer, on_deciding=True)
 
 
 @transaction.atomic
@@ -360,6 +374,7 @@ def approve_removal(removal: RemovalRequest, *, reviewer, note: str = "") -> Rem
     the state does not allow it, another reviewer won, or nothing would be blocked.
     """
     actor = _require_reviewer(reviewer)
+    claim_to_decide(removal, reviewer=reviewer)
     items = list(items_to_block(removal))
     if removal.state == RemovalState.IN_REVIEW and not items:
         raise TransitionError(
@@ -389,6 +404,7 @@ def reject_removal(removal: RemovalRequest, *, reviewer, reason: str, note: str 
         raise TransitionError("Choose a reason for the rejection.")
     if reason == RejectReason.OTHER and not note.strip():
         raise TransitionError("Say why in the note when the reason is 'Other'.")
+    claim_to_decide(removal, reviewer=reviewer)
     label = RejectReason(reason).label
     _transition(
         removal,

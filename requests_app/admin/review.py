@@ -14,11 +14,14 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from requests_app import services
+from requests_app.admin import queue
+from requests_app.admin.evidence import closest_strong_match, evidence_words
 from requests_app.exceptions import TransitionError
 from requests_app.models import ItemDecision, ItemState, RejectReason, RemovalItem, RemovalRequest, RemovalState
 from requests_app.preview import PreviewUnavailable, preview_of_url
@@ -27,12 +30,47 @@ REVIEW_TEMPLATE = "admin/requests_app/removalrequest/review.html"
 
 
 class ApproveForm(forms.Form):
+    """The note, and one decision per item: deciding the items is part of approving, so nothing is
+    lost for want of a per-item Save. The item fields live beside their items on the page and join
+    this form through their ``form`` attribute."""
+
     note = forms.CharField(
         required=False,
         max_length=2000,
         label="Note (optional)",
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
     )
+
+    def __init__(self, *args, items=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.items = list(items)
+        for item in self.items:
+            self.fields[self.item_field(item)] = forms.ChoiceField(
+                choices=ItemDecision.choices,
+                required=False,
+                initial=item.decision,
+                label="Decision",
+                widget=forms.Select(
+                    attrs={
+                        "form": "approve-form",
+                        "class": "review-item-decision",
+                        # Whether "follow the verdict" blocks it: the page's script counts from this.
+                        "data-matches": "1" if item.state in services.MATCH_STATES else "0",
+                    }
+                ),
+            )
+
+    @staticmethod
+    def item_field(item: RemovalItem) -> str:
+        return f"item_{item.pk}"
+
+    def decisions(self) -> dict[int, str]:
+        """The items whose decision changed, with the new one."""
+        return {
+            item.pk: self.cleaned_data[self.item_field(item)]
+            for item in self.items
+            if self.cleaned_data.get(self.item_field(item), item.decision) != item.decision
+        }
 
 
 class RejectForm(forms.Form):
@@ -48,21 +86,20 @@ class RejectForm(forms.Form):
     )
 
 
-class DecideForm(forms.Form):
-    item = forms.IntegerField(widget=forms.HiddenInput)
-    decision = forms.ChoiceField(choices=ItemDecision.choices, required=False, label="Decision")
-
-
 # Verdicts after which there is nothing to preview: verification got no image at this address.
 NO_IMAGE_STATES = frozenset({ItemState.UNREACHABLE, ItemState.NOT_AN_IMAGE, ItemState.REFUSED})
 
 
 @dataclass
 class ItemRow:
+    number: int
     item: RemovalItem
     will_block: bool
     preview_url: str  # empty: no preview
-    decide_form: DecideForm
+    evidence: str  # in words (requests_app/admin/evidence.py)
+    decision_field: forms.BoundField | None
+    compare_with: "ItemRow | None" = None  # for a no-match item: the closest strong match of the case
+    compare_bits: int | None = None
 
 
 def _form_error(form: forms.Form) -> str:
@@ -79,6 +116,7 @@ class ReviewPages:
         name = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
             path("<int:object_id>/review/", self.admin_site.admin_view(self.review_view), name=f"{name}_review"),
+            path("next/", self.admin_site.admin_view(self.next_view), name=f"{name}_next"),
             path(
                 "<int:object_id>/items/<int:item_id>/preview.jpg",
                 self.admin_site.admin_view(self.preview_view),
@@ -101,21 +139,30 @@ class ReviewPages:
 
     def _review_context(self, request, removal: RemovalRequest) -> dict:
         can_review = self.has_review_permission(request)
+        in_review = removal.state == RemovalState.IN_REVIEW
         to_block = set(services.items_to_block(removal).values_list("pk", flat=True))
+        items = list(removal.items.select_related("dataset_row__dataset"))
+        approve_form = ApproveForm(items=items, auto_id="id_%s")
         rows = [
             ItemRow(
+                number=number,
                 item=item,
                 will_block=item.pk in to_block,
                 preview_url=""
                 if item.state in NO_IMAGE_STATES
                 else reverse("admin:requests_app_removalrequest_preview", args=[removal.pk, item.pk]),
-                decide_form=DecideForm(
-                    initial={"item": item.pk, "decision": item.decision}, auto_id=f"id_item{item.pk}_%s"
-                ),
+                evidence=evidence_words(item),
+                decision_field=approve_form[ApproveForm.item_field(item)] if can_review and in_review else None,
             )
-            for item in removal.items.select_related("dataset_row__dataset")
+            for number, item in enumerate(items, start=1)
         ]
+        by_pk = {row.item.pk: row for row in rows}
+        for row in rows:
+            comparison = closest_strong_match(row.item, items)
+            if comparison is not None:
+                row.compare_with, row.compare_bits = by_pk[comparison.item.pk], comparison.bits_apart
         references = list(removal.references.values_list("image_index", "source"))
+        upcoming = queue.next_case(exclude=removal.pk)
         return {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -127,15 +174,16 @@ class ReviewPages:
             "reference_sources": sorted({source for _index, source in references}),
             "inconsistent_items": sum(row.item.hashes_inconsistent for row in rows),
             "can_review": can_review,
-            "in_review": removal.state == RemovalState.IN_REVIEW,
+            "in_review": in_review,
             "assigned_to_me": removal.assigned_to_id == request.user.pk,
             "to_block_count": len(to_block),
-            "approve_form": ApproveForm(),
+            "approve_form": approve_form,
             "reject_form": RejectForm(),
             "phash_threshold": settings.OPTOUT_PHASH_THRESHOLD,
             "pdq_threshold": settings.OPTOUT_PDQ_THRESHOLD,
             "change_url": reverse("admin:requests_app_removalrequest_change", args=[removal.pk]),
             "changelist_url": reverse("admin:requests_app_removalrequest_changelist"),
+            "next_url": reverse("admin:requests_app_removalrequest_review", args=[upcoming.pk]) if upcoming else "",
         }
 
     # --- Acts -------------------------------------------------------------------
@@ -145,7 +193,7 @@ class ReviewPages:
         # non-reviewer gets the same 403 whatever the form holds.
         if not self.has_review_permission(request):
             raise PermissionDenied("Only reviewers can decide removal requests.")
-        acts = {"claim": self._claim, "approve": self._approve, "reject": self._reject, "decide": self._decide}
+        acts = {"claim": self._claim, "approve": self._approve, "reject": self._reject}
         act = acts.get(request.POST.get("action", ""))
         if act is None:
             messages.error(request, "Unknown action.")
@@ -164,10 +212,16 @@ class ReviewPages:
         return f"You are now the reviewer of {removal.case}."
 
     def _approve(self, request, removal: RemovalRequest) -> str:
-        form = ApproveForm(request.POST)
+        form = ApproveForm(request.POST, items=removal.items.all())
         if not form.is_valid():
             raise TransitionError(_form_error(form))
-        services.approve_removal(removal, reviewer=request.user, note=form.cleaned_data["note"])
+        # One act: the claim, the item decisions and the approval stand or fall together.
+        with transaction.atomic():
+            services.claim_to_decide(removal, reviewer=request.user)
+            items = {item.pk: item for item in form.items}
+            for pk, decision in form.decisions().items():
+                services.decide_item(items[pk], reviewer=request.user, decision=decision)
+            services.approve_removal(removal, reviewer=request.user, note=form.cleaned_data["note"])
         blocked = removal.items.filter(blocked=True).count()
         return f"{removal.case} is approved: {blocked} item(s) go on the blocklist with the next release."
 
@@ -180,18 +234,15 @@ class ReviewPages:
         )
         return f"{removal.case} is rejected."
 
-    def _decide(self, request, removal: RemovalRequest) -> str:
-        form = DecideForm(request.POST)
-        if not form.is_valid():
-            raise TransitionError(_form_error(form))
-        item = removal.items.filter(pk=form.cleaned_data["item"]).first()
-        if item is None:
-            raise TransitionError("That item is not part of this request.")
-        decision = form.cleaned_data["decision"]
-        if decision == item.decision:
-            return ""
-        services.decide_item(item, reviewer=request.user, decision=decision)
-        return f"Item {item.pk}: {ItemDecision(decision).label}."
+    def next_view(self, request):
+        """The oldest case in review nobody has claimed, or the list when none waits."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        upcoming = queue.next_case()
+        if upcoming is None:
+            messages.info(request, "No case is waiting for a reviewer.")
+            return HttpResponseRedirect(reverse("admin:requests_app_removalrequest_changelist"))
+        return HttpResponseRedirect(reverse("admin:requests_app_removalrequest_review", args=[upcoming.pk]))
 
     # --- The preview ------------------------------------------------------------
 

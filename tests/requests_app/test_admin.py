@@ -274,15 +274,22 @@ def test_review_page_shows_items_distances_and_history(reviewer_client):
     assert "found in the index by the reference hashes" in html and "given by the requester" in html
     assert strong.url in html  # reviewers see the links
     assert "never kept" in html
-    assert html.count('class="review-blurred"') == 2  # no preview of a refused address
+    # No preview of a refused address; the no-match item shows the strong match beside it.
+    assert html.count('class="review-blurred"') == 3
+    assert "Shown beside item 1, the strong match of this case" in html
     assert f'src="{preview_url(strong)}"' in html
     assert "private network" in html
     # The history: the requester filed it.
     assert "requester" in html and "received" in html
-    # One form per act, each with its CSRF token.
-    for act in ("claim", "approve", "reject", "decide"):
+    # One form per act, each with its CSRF token; item decisions belong to the approve form.
+    for act in ("claim", "approve", "reject"):
         assert f'name="action" value="{act}"' in html
-    assert html.count("csrfmiddlewaretoken") == html.count('method="post"') == 3 + 3 + 1  # and the logout form
+    assert 'value="decide"' not in html and ">Save<" not in html
+    assert html.count("csrfmiddlewaretoken") == html.count('method="post"') == 3 + 1  # and the logout form
+    assert html.count('form="approve-form"') == 3
+    # Evidence in words beside the bits.
+    assert "The same picture, edited a little (cropped, filtered or re-framed)." in html
+    assert "Probably a different picture." in html
 
 
 @pytest.mark.django_db
@@ -336,23 +343,45 @@ def test_a_refused_transition_comes_back_as_a_message(reviewer_client):
 
 
 @pytest.mark.django_db
-def test_item_decisions_and_claim_on_the_page(reviewer_client):
-    removal = in_review([STRONG, NONE])
-    strong, none = removal.items.order_by("id")
-    reviewer_client.post(review_url(removal), {"action": "claim"})
-    reviewer_client.post(review_url(removal), {"action": "decide", "item": none.pk, "decision": "approve"})
-    reviewer_client.post(review_url(removal), {"action": "decide", "item": strong.pk, "decision": "reject"})
-    assert RemovalRequest.objects.get(pk=removal.pk).assigned_to == reviewer_client.user
-    assert RemovalItem.objects.get(pk=none.pk).decision == ItemDecision.APPROVE
-    assert RemovalItem.objects.get(pk=strong.pk).decision == ItemDecision.REJECT
-    actions = list(RequestEvent.objects.filter(removal=removal).values_list("action", flat=True))
-    assert actions.count("claim") == 1 and actions.count("item_decision") == 2
-    stranger = in_review([STRONG]).items.get()
+def test_item_decisions_are_sent_with_the_approval_and_deciding_claims_the_case(reviewer_client):
+    removal = in_review([STRONG, NONE, WEAK])
+    strong, none, weak = removal.items.order_by("id")
     response = reviewer_client.post(
-        review_url(removal), {"action": "decide", "item": stranger.pk, "decision": "reject"}
+        review_url(removal),
+        {"action": "approve", f"item_{none.pk}": "approve", f"item_{weak.pk}": "reject", f"item_{strong.pk}": ""},
     )
-    assert "That item is not part of this request." in message_texts(response)
-    assert RemovalItem.objects.get(pk=stranger.pk).decision == ""
+    removal.refresh_from_db()
+    assert removal.state == RemovalState.APPROVED
+    assert removal.assigned_to == reviewer_client.user
+    assert set(removal.items.filter(blocked=True).values_list("pk", flat=True)) == {strong.pk, none.pk}
+    assert RemovalItem.objects.get(pk=none.pk).decision == ItemDecision.APPROVE
+    assert RemovalItem.objects.get(pk=weak.pk).decision == ItemDecision.REJECT
+    events = list(RequestEvent.objects.filter(removal=removal).order_by("id").values_list("action", "reason"))
+    claim = [reason for action, reason in events if action == "claim"]
+    assert claim == ["assigned to rhea, automatically on deciding"]
+    assert [action for action, _ in events][-4:] == ["claim", "item_decision", "item_decision", "transition"]
+    assert any("2 item(s) go on the blocklist" in t for t in message_texts(response))
+
+
+@pytest.mark.django_db
+def test_a_refused_approval_keeps_no_item_decision_nor_claim(reviewer_client):
+    removal = in_review([NONE, UNREACHABLE])
+    none, unreachable = removal.items.order_by("id")
+    response = reviewer_client.post(review_url(removal), {"action": "approve", f"item_{none.pk}": "reject"})
+    assert any("no matching item to block" in t for t in message_texts(response))
+    assert RemovalItem.objects.get(pk=none.pk).decision == ""
+    assert RemovalRequest.objects.get(pk=removal.pk).assigned_to is None
+    assert not RequestEvent.objects.filter(removal=removal, action__in=["claim", "item_decision"]).exists()
+
+
+@pytest.mark.django_db
+def test_claiming_by_hand_is_still_one_click(reviewer_client):
+    removal = in_review([STRONG])
+    reviewer_client.post(review_url(removal), {"action": "claim"})
+    assert RemovalRequest.objects.get(pk=removal.pk).assigned_to == reviewer_client.user
+    reviewer_client.post(review_url(removal), {"action": "approve"})
+    reasons = list(RequestEvent.objects.filter(removal=removal, action="claim").values_list("reason", flat=True))
+    assert reasons == ["assigned to rhea"]  # no second, automatic claim
 
 
 @pytest.mark.django_db
@@ -370,7 +399,7 @@ def test_staff_without_the_review_permission_can_look_but_not_decide(viewer_clie
         {"action": "approve"},
         {"action": "reject", "reason": "no_match"},
         {"action": "claim"},
-        {"action": "decide", "item": item.pk, "decision": "reject"},
+        {"action": "approve", f"item_{item.pk}": "reject"},
     ):
         assert viewer_client.post(review_url(removal), data).status_code == 403
     assert RemovalRequest.objects.get(pk=removal.pk).state == RemovalState.IN_REVIEW
