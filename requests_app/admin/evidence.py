@@ -32,8 +32,10 @@ def evidence_words(item: RemovalItem) -> str:
     """One phrase: what the comparison says the picture at the link is, next to the reference."""
     if item.state in NO_PICTURE:
         return NO_PICTURE[item.state]
-    if item.sha256_equal:
-        return "the very same file as a reference picture (identical bytes)"
+    if item.hashes_inconsistent:
+        return "hashes that cannot come from one picture: the same sha256, but far-apart perceptual hashes"
+    if item.bytes_identical:
+        return "the very same file as a reference picture (our server hashed both)"
     phash_near = _near(item.phash_distance, settings.OPTOUT_PHASH_THRESHOLD)
     pdq_near = _near(item.pdq_distance, settings.OPTOUT_PDQ_THRESHOLD)
     if item.state == ItemState.MATCH_STRONG:

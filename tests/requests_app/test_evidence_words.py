@@ -6,9 +6,16 @@ from requests_app.admin.evidence import closest_strong_match, evidence_words
 from requests_app.models import RemovalItem
 
 
-def item(state, *, phash=None, pdq=None, same=None, pk=1, image_phash=""):
+def item(state, *, phash=None, pdq=None, same=None, pk=1, image_phash="", identical=False, inconsistent=False):
     return RemovalItem(
-        pk=pk, state=state, phash_distance=phash, pdq_distance=pdq, sha256_equal=same, image_phash=image_phash
+        pk=pk,
+        state=state,
+        phash_distance=phash,
+        pdq_distance=pdq,
+        sha256_equal=same,
+        bytes_identical=identical,
+        hashes_inconsistent=inconsistent,
+        image_phash=image_phash,
     )
 
 
@@ -16,8 +23,17 @@ def item(state, *, phash=None, pdq=None, same=None, pk=1, image_phash=""):
     ("verdict", "words"),
     [
         (
-            item("match_strong", phash=0, pdq=0, same=True),
-            "the very same file as a reference picture (identical bytes)",
+            item("match_strong", phash=0, pdq=0, same=True, identical=True),
+            "the very same file as a reference picture (our server hashed both)",
+        ),
+        # A sha256 the device sent is a claim: the words come from the perceptual hashes.
+        (
+            item("match_weak", phash=1, pdq=None, same=True),
+            "probably the same picture, but only one fingerprint could be compared",
+        ),
+        (
+            item("no_match", phash=30, pdq=120, same=True, inconsistent=True),
+            "hashes that cannot come from one picture: the same sha256, but far-apart perceptual hashes",
         ),
         (item("match_strong", phash=2, pdq=6), "the same picture, recompressed or resized"),
         (item("match_strong", phash=2, pdq=None), "the same picture, recompressed or resized"),

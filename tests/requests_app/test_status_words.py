@@ -83,6 +83,8 @@ def test_found_copies_are_promised_a_reviewer_only_while_one_has_to_decide(clien
     services.add_found_item(removal, row, state="match_strong", image_sha256="e" * 64)
     secret = secret_of(removal)
     assert "A reviewer will look at it too" in status(client, removal, secret).content.decode()
+    found = removal.items.get(found_by_system=True)
+    services.decide_item(found, reviewer=rita, decision="approve")  # found copies are blocked only when ticked
     services.approve_removal(removal, reviewer=rita)
     body = status(client, removal, secret).content.decode()
     assert "A reviewer will look" not in body
