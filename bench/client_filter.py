@@ -1,13 +1,22 @@
-"""Benchmark of the builder client: ``pull`` of a 100k-entry blocklist, then ``filter`` of a 1M-row Parquet file.
+"""Benchmark of the builder client: ``pull`` + load of a release, ``filter`` against it, near-duplicate lookups.
 
-    .venv/bin/python bench/client_filter.py [--rows 1000000] [--entries 100000]
+    .venv/bin/python bench/client_filter.py [--rows 10000000] [--entries 1000000] [--reference-rows 1000000]
+        [--shards 8] [--near-rows 20000] [--near-entries 1000000]
 
 Needs no database: it writes a release (gzip JSON Lines snapshot, manifest and
-minisign signature, as ``optout.blocklist.releases`` lays them out) into a temporary
-folder, serves it with ``http.server`` on loopback, pulls it with the client,
-and filters an img2dataset-like Parquet file (url, caption, sha256) where 5% of
-the rows are blocked by URL (written in a non-canonical spelling) and 1% by
-image sha256. Prints rows/s for the filter and the time of the pull.
+minisign signature, as ``optout.blocklist.releases`` lays them out) into a
+temporary folder, serves it with ``http.server`` on loopback, pulls it with the
+client and loads it (the figure for "pull + load"). It then filters an
+img2dataset-like Parquet file (url, caption, sha256) where 5% of the rows are
+blocked by URL (half of them spelled non-canonically) and 1% by image sha256,
+and prints, in the same run:
+
+- the fast path (``batch.Rules``, one process) in rows/s, beside the per-row
+  reference path (``batch.reference_keep``, on the first ``--reference-rows``);
+- the same rows cut into ``--shards`` Parquet shards, with ``--jobs 1`` and ``--jobs 2``;
+- near-duplicate lookups (``nearby``) of random pHashes at distance 8 and PDQ
+  hashes at distance 31 against ``--near-entries`` blocked ones, beside a
+  linear scan of the same queries.
 """
 
 import argparse
@@ -25,47 +34,46 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from optout.blocklist import signing  # noqa: E402  (pure: no Django)
-from optout.client import cli  # noqa: E402
-from optout.client.canonical import url_sha256  # noqa: E402
+from optout.client import batch, cli, nearby, state  # noqa: E402
+from optout.client.filter import Job, filter_file, filter_many  # noqa: E402
+from optout.client.manifest import iso, trusted_comment  # noqa: E402
 
 
 def canonical_json(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_release(folder: Path, entries: list[dict], key: signing.SigningKey) -> None:
-    entries.sort(key=lambda entry: entry["key"])
-    lines = b"".join(canonical_json(entry) + b"\n" for entry in entries)
-    snapshot = gzip.compress(lines, compresslevel=6, mtime=0)
+def write_release(folder: Path, lines: list[bytes], keys: list[str], key: signing.SigningKey) -> None:
+    snapshot = gzip.compress(b"".join(lines), compresslevel=6, mtime=0)
     (folder / "snapshot-000001.jsonl.gz").write_bytes(snapshot)
     now = datetime.now(UTC).replace(microsecond=0)
     manifest = {
         "feed": "bench-public",
         "tier": "public",
         "version": 1,
-        "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "expires": (now + timedelta(hours=48)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": iso(now),
+        "expires": iso(now + timedelta(hours=48)),
         "previous": None,
         "snapshot": {
             "path": "snapshot-000001.jsonl.gz",
             "sha256": hashlib.sha256(snapshot).hexdigest(),
             "bytes": len(snapshot),
-            "entries": len(entries),
+            "entries": len(lines),
         },
         "delta": None,
-        "state_sha256": hashlib.sha256(b"".join(e["key"].encode() + b"\n" for e in entries)).hexdigest(),
+        "state_sha256": hashlib.sha256("".join(f"{k}\n" for k in keys).encode()).hexdigest(),
         "algorithms": {},
         "key_id": key.public_key.key_id_hex,
     }
     body = canonical_json(manifest)
-    comment = f"feed:{manifest['feed']} version:1 expires:{manifest['expires']}"
     (folder / "manifest.json").write_bytes(body)
-    (folder / "manifest.json.minisig").write_text(key.sign(body, trusted_comment=comment))
+    (folder / "manifest.json.minisig").write_text(key.sign(body, trusted_comment=trusted_comment(manifest)))
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -73,10 +81,30 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+def _timed(function):
+    started = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - started
+
+
+def make_rows(count: int, rng) -> pa.Table:
+    numbers = pa.array(np.arange(count).astype(str))
+    hosts = pa.array(np.char.add("https://img", (np.arange(count) % 97).astype(str)))
+    folders = pa.array((np.arange(count) // 1000).astype(str))
+    urls = pc.binary_join_element_wise(hosts, ".example-cdn.com/photos/", folders, "/", numbers, ".jpg", "")
+    sha256s = pa.array([hashlib.sha256(b"%d" % i).hexdigest() for i in range(count)])
+    captions = pc.binary_join_element_wise("a photo ", numbers, "")
+    return pa.table({"url": urls, "caption": captions, "sha256": sha256s})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--reference-rows", type=int, default=1_000_000)
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--near-rows", type=int, default=20_000)
+    parser.add_argument("--near-entries", type=int, default=1_000_000)
     args = parser.parse_args()
     rng = np.random.default_rng(7)
 
@@ -84,54 +112,121 @@ def main() -> None:
         root = Path(temporary)
         feed = root / "feed"
         feed.mkdir()
+        table = make_rows(args.rows, rng)
         ids = rng.permutation(args.rows)
-        urls = [f"https://img{i % 97}.example-cdn.com/photos/{i // 1000}/{i}.jpg" for i in range(args.rows)]
-        sha256s = [hashlib.sha256(b"%d" % i).hexdigest() for i in range(args.rows)]
-        blocked_by_url = ids[: args.rows // 20]
-        blocked_by_sha = ids[args.rows // 20 : args.rows // 20 + args.rows // 100]
-        entries = [
-            {"key": url_sha256(urls[i]), "op": "add", "url_sha256": url_sha256(urls[i]), "sha256": None}
-            for i in blocked_by_url
-        ]
-        for i in blocked_by_sha:
-            fake = hashlib.sha256(b"elsewhere %d" % i).hexdigest()
-            entries.append({"key": fake, "op": "add", "url_sha256": fake, "sha256": sha256s[i]})
+        by_url, by_sha = ids[: args.rows // 20], ids[args.rows // 20 : args.rows // 20 + args.rows // 100]
+        url_list = table.column("url").to_pylist()
+        sha_list = table.column("sha256").to_pylist()
+        entries = {}
+        for i in by_url:
+            key = hashlib.sha256(url_list[i].encode()).hexdigest()
+            entries[key] = None
+        for i in by_sha:
+            entries[hashlib.sha256(b"elsewhere %d" % i).hexdigest()] = sha_list[i]
+        filler = 0
         while len(entries) < args.entries:
-            fake = hashlib.sha256(b"other %d" % len(entries)).hexdigest()
-            entries.append({"key": fake, "op": "add", "url_sha256": fake, "sha256": None})
-        for i in blocked_by_url[::2]:  # half the blocked rows spelled differently from the canonical form
-            urls[i] = urls[i].replace("https://", "HTTPS://").replace(".com/", ".com:443/")
-        write_release(feed, entries, key := signing.generate())
-        table = pa.table({"url": urls, "caption": [f"a photo {i}" for i in range(args.rows)], "sha256": sha256s})
+            entries[hashlib.sha256(b"other %d" % filler).hexdigest()] = None
+            filler += 1
+        keys = sorted(entries)
+        lines = [canonical_json({"key": k, "op": "add", "sha256": entries[k], "url_sha256": k}) + b"\n" for k in keys]
+        write_release(feed, lines, keys, key := signing.generate())
+        del lines
+        for i in by_url[::2]:  # half the blocked rows spelled differently from the canonical form
+            url_list[i] = url_list[i].replace("https://", "HTTPS://").replace(".com/", ".com:443/")
+        table = table.set_column(0, "url", pa.array(url_list))
+        del url_list, sha_list
         pq.write_table(table, root / "in.parquet", row_group_size=100_000)
-        del table, urls, sha256s
 
         handler = functools.partial(_QuietHandler, directory=str(feed))
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        state = root / "state"
+        state_dir, trust = root / "state", root / "trust"
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
         try:
-            started = time.perf_counter()
-            base = f"http://127.0.0.1:{server.server_address[1]}/"
-            code = cli.main(["pull", "--feed", base, "--pubkey", key.public_key.to_base64(), "--state", str(state)])
-            pull_seconds = time.perf_counter() - started
+            pubkey = key.public_key.to_base64()
+            command = ["pull", "--feed", base, "--pubkey", pubkey, "--state", str(state_dir), "--trust-dir", str(trust)]
+            code, pull_seconds = _timed(lambda: cli.main(command))
         finally:
             server.shutdown()
         assert code == 0
-        started = time.perf_counter()
-        code = cli.main(
-            ["filter", str(root / "in.parquet"), "--out", str(root / "out.parquet"), "--sha256-column", "sha256"]
-            + ["--state", str(state)]
-        )
-        seconds = time.perf_counter() - started
-        assert code == 0
-        kept = pq.ParquetFile(root / "out.parquet").metadata.num_rows
-        expected = args.rows - len(blocked_by_url) - len(blocked_by_sha)
-        assert kept == expected, (kept, expected)
-        print(f"pull of {args.entries} entries: {pull_seconds:.2f} s")
+        blocklist, load_seconds = _timed(lambda: state.load(state_dir, trust_dir=trust))
+        rules, rules_seconds = _timed(lambda: batch.Rules(blocklist))
         print(
-            f"filter of {args.rows} Parquet rows against {len(entries)} entries: {seconds:.2f} s, {args.rows / seconds:,.0f} rows/s"
+            f"pull of {args.entries:,} entries: {pull_seconds:.2f} s; load {load_seconds:.2f} s; rules {rules_seconds:.2f} s"
         )
+        print(f"pull + load: {pull_seconds + load_seconds + rules_seconds:.2f} s (target 3 s at 1M entries)")
+
+        columns = batch.Columns(sha256="sha256")
+        counts, seconds = _timed(lambda: filter_file(rules, root / "in.parquet", root / "out.parquet", columns=columns))
+        expected = args.rows - len(by_url) - len(by_sha)
+        assert counts.kept == expected, (counts.summary(), expected)
+        fast = args.rows / seconds
+        print(
+            f"filter (fast path, 1 process), {args.rows:,} Parquet rows against {len(entries):,} entries: {seconds:.2f} s, {fast:,.0f} rows/s"
+        )
+
+        sample = pq.ParquetFile(root / "in.parquet").iter_batches(batch_size=min(args.reference_rows, args.rows))
+        record = next(sample)
+        reference_seconds = time.perf_counter()
+        reference = batch.reference_keep(blocklist, record, columns)
+        _timed(
+            lambda: pq.write_table(
+                pa.Table.from_batches([record.filter(pa.array(reference == batch.KEPT))]), root / "ref.parquet"
+            )
+        )
+        reference_seconds = time.perf_counter() - reference_seconds
+        same = (rules.keep(record, columns)[0] == reference).all()
+        slow = record.num_rows / reference_seconds
+        print(
+            f"filter (per-row reference), first {record.num_rows:,} rows: {slow:,.0f} rows/s; identical output: {bool(same)}"
+        )
+        print(f"fast / reference: {fast / slow:.2f}x (target 2.5x; and 1M rows/s)")
+
+        shards = root / "shards"
+        shards.mkdir()
+        step = -(-args.rows // args.shards)
+        for number, start in enumerate(range(0, args.rows, step)):
+            pq.write_table(table.slice(start, step), shards / f"part-{number:05d}.parquet", row_group_size=100_000)
+        del table
+        sources = sorted(shards.iterdir())
+        job = Job(
+            state_dir=state_dir,
+            trust_dir=trust,
+            allow_expired=False,
+            release=rules.release,
+            max_distance=None,
+            max_pdq_distance=None,
+            columns=columns,
+            batch_rows=65_536,
+        )
+        timings = {}
+        for jobs in (1, 2):
+            out = root / f"clean-{jobs}"
+            out.mkdir()
+            counts, timings[jobs] = _timed(lambda: filter_many(rules, job, sources, out, jobs=jobs))  # noqa: B023
+            assert counts.kept == expected
+            print(
+                f"filter of {len(sources)} shards with --jobs {jobs}: {timings[jobs]:.2f} s, {args.rows / timings[jobs]:,.0f} rows/s"
+            )
+        print(f"--jobs 2 / --jobs 1: {timings[1] / timings[2]:.2f}x (target 1.7x)")
+
+        for name, bits, radius, make in (
+            ("pHash", 64, 8, lambda h: nearby.PHashIndex(h[:, 0], 8)),
+            ("PDQ", 256, 31, lambda h: nearby.PDQIndex(h, 31)),
+        ):
+            words = bits // 64
+            blocked = rng.integers(0, 2**64 - 1, size=(args.near_entries, words), dtype=np.uint64, endpoint=True)
+            queries = rng.integers(0, 2**64 - 1, size=(args.near_rows, words), dtype=np.uint64, endpoint=True)
+            queries[::10] = blocked[: len(queries[::10])] ^ np.uint64(0b111)  # some true neighbours
+            index, build = _timed(lambda: make(blocked))  # noqa: B023
+            found, seconds = _timed(lambda: index.near(queries[:, 0] if words == 1 else queries))  # noqa: B023
+            linear_rows = min(len(queries), 500)
+            expected_near, linear = _timed(lambda: nearby.linear_near(blocked, queries[:linear_rows], radius))  # noqa: B023
+            assert found[:linear_rows].tolist() == expected_near.tolist()
+            print(
+                f"near-duplicates, {name} at distance {radius}, {len(queries):,} rows against {args.near_entries:,}: "
+                f"{len(queries) / seconds:,.0f} rows/s (index built in {build:.1f} s); linear scan {linear_rows / linear:,.0f} rows/s"
+            )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,12 @@ slashes, plain printable ASCII) take a regular-expression fast path that
 returns the input unchanged (or without its port). A property test checks
 that the fast path and the full algorithm agree.
 
+``web_url`` is stricter, for the builder client's rows: it accepts only what
+could be a picture on the web, an http(s) URL with a host name or an IP address.
+A scheme other than http(s) (``javascript:alert(1)``, ``ftp://...``) and a host
+that no DNS name can spell (``not a url at all`` would otherwise canonicalise
+to ``http://not%20a%20url%20at%20all/``) raise ``BadURL`` saying so.
+
 Pure standard library: the dataset builders' client imports this module.
 """
 
@@ -53,12 +59,18 @@ import ipaddress
 import re
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["BadURL", "canonical_url", "parse_ipv4", "url_sha256"]
+__all__ = ["BadURL", "canonical_url", "parse_ipv4", "url_sha256", "web_url"]
 
 
 class BadURL(ValueError):
     """Input that cannot be a URL (see the module docstring for what counts)."""
 
+
+# Its own canonical form (the filter's vectorised fast path relies on this, and a property test checks it):
+# lower-case http(s), a host name, no port, a path without "//" or "/." (no segment starts with a dot), and a
+# query, of printable ASCII without '%' and '#'.
+_SEGMENT = r'[!"$&-,\-0->@-~][!"$&-.0->@-~]*'
+AS_IS = rf'https?://(?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*/(?:{_SEGMENT}(?:/{_SEGMENT})*/?)?(?:\?[!"$&-~]*)?'
 
 # Already canonical: lower-case http(s), a host name whose last label starts
 # with a letter (so it can never parse as an IPv4 number), an optional port
@@ -96,6 +108,29 @@ def canonical_url(url: str | bytes) -> str:
     else:
         raise BadURL("a URL must be text")
     return _canonical_slow(raw)
+
+
+# A scheme written out: letters then ":", unless what follows is a port (``example.com:8080/x``).
+_WRITTEN_SCHEME = re.compile(r"[\x00-\x20]*([A-Za-z][A-Za-z0-9+.-]*):(?![0-9]*(?:[/?#]|$))")
+_WEB = re.compile(r"https?://(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])(?:[/?].*)?", re.DOTALL)
+
+
+def web_url(url: str | bytes) -> str:
+    """The canonical form of ``url`` when it can name a picture on the web (http or https, a real host).
+
+    Raises ``BadURL`` otherwise, saying what is wrong.
+    """
+    text = url.decode("utf-8", "replace") if isinstance(url, bytes | bytearray) else url
+    if isinstance(text, str):
+        written = _WRITTEN_SCHEME.match(text)
+        if written is not None and written[1].lower() not in ("http", "https"):
+            raise BadURL(f"the scheme is {written[1]!r}, not http(s)")
+    canonical = canonical_url(url)
+    if not canonical.startswith(("http://", "https://")):
+        raise BadURL(f"the scheme is {canonical.partition(':')[0]!r}, not http(s)")
+    if not _WEB.fullmatch(canonical):
+        raise BadURL("the host is not a host name or an IP address")
+    return canonical
 
 
 def url_sha256(url: str | bytes) -> str:

@@ -6,6 +6,8 @@ why; 2 for a usage error; ``check`` exits 3 when any URL is blocked.
 """
 
 import argparse
+import contextlib
+import csv
 import hashlib
 import os
 import sys
@@ -13,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from optout.client import canonical, minisign, state
-from optout.client.filter import FilterError, filter_file
+from optout.client.batch import Columns, DigestSet, Rules, WrongRelease
+from optout.client.filter import FilterError, Job, filter_file, filter_many, inputs
 from optout.client.pull import PullError, pull
 
 ALLOW_EXPIRED = "--i-accept-an-expired-blocklist"
@@ -58,13 +61,19 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds allowed for the manifest and for its signature, all told; artifacts get more by size (default 30)",
     )
 
-    p = commands.add_parser("filter", parents=[common], help="drop blocked rows from a Parquet, CSV or JSONL file")
-    p.add_argument("input", type=Path)
-    p.add_argument("--out", type=Path, required=True, help="the output file, in the input's format (.gz to compress)")
+    p = commands.add_parser("filter", parents=[common], help="drop blocked rows from Parquet, CSV or JSONL files")
+    p.add_argument("input", help="a file, a folder of shards, or a glob (quote it)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="the output file in the input's format (.gz to compress), or a folder"
+    )
     p.add_argument("--url-column", default="url")
-    p.add_argument("--sha256-column", default=None, help="column of image sha256 (hex) to check too")
+    p.add_argument("--sha256-column", default=None, help="column of image sha256 (hex or 32 bytes) to check too")
     p.add_argument("--phash-column", default=None, help="column of pHashes (16 hex digits or int64; partner feed)")
     p.add_argument("--max-distance", type=int, default=None, help="drop rows within this pHash Hamming distance")
+    p.add_argument("--pdq-column", default=None, help="column of PDQ hashes (64 hex digits; partner feed)")
+    p.add_argument("--max-pdq-distance", type=int, default=None, help="drop rows within this PDQ Hamming distance")
+    p.add_argument("--report", type=Path, default=None, help="write file,row,rule for every dropped row to this CSV")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for many input files (default 1)")
     p.add_argument("--batch-rows", type=int, default=65_536, help=argparse.SUPPRESS)
     p.add_argument(ALLOW_EXPIRED, dest="allow_expired", action="store_true", help="filter with an expired blocklist")
 
@@ -90,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         _fail(f"refused: {exc}")
     except FilterError as exc:
         _fail(f"filter failed, no output written: {exc}")
+    except WrongRelease as exc:
+        _fail(f"filter failed: {exc}")
     except OSError as exc:
         _fail(f"{exc}")
     return 1
@@ -146,31 +157,79 @@ def _load(args):
 
 
 def _filter(args) -> int:
+    if args.max_distance is not None and args.phash_column is None:
+        raise FilterError("--max-distance needs --phash-column")
+    if args.max_pdq_distance is not None and args.pdq_column is None:
+        raise FilterError("--max-pdq-distance needs --pdq-column")
+    sources = inputs(args.input)
     blocklist = _load(args)
-    counts = filter_file(
-        blocklist,
-        args.input,
-        args.out,
-        url_column=args.url_column,
-        sha256_column=args.sha256_column,
-        phash_column=args.phash_column,
-        max_distance=args.max_distance,
-        batch_rows=args.batch_rows,
-    )
+    algorithms = blocklist.manifest.get("algorithms", {})
+    for flag, name in ((args.max_distance, "phash"), (args.max_pdq_distance, "pdq")):
+        if flag is not None and name not in algorithms:
+            raise FilterError(f"this blocklist has no {name} hashes: distance filtering needs the partner feed")
+    rules = Rules(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
+    columns = Columns(url=args.url_column, sha256=args.sha256_column, phash=args.phash_column, pdq=args.pdq_column)
+    with _report(args.report) as report:
+        if len(sources) == 1 and not args.out.is_dir():
+            counts = filter_file(
+                rules, sources[0], args.out, columns=columns, batch_rows=args.batch_rows, report=report, progress=True
+            )
+        else:
+            job = Job(
+                state_dir=args.state,
+                trust_dir=args.trust_dir,
+                allow_expired=args.allow_expired,
+                release=rules.release,
+                max_distance=args.max_distance,
+                max_pdq_distance=args.max_pdq_distance,
+                columns=columns,
+                batch_rows=args.batch_rows,
+            )
+            args.out.mkdir(parents=True, exist_ok=True)
+            done = []
+
+            def on_file(source, total):
+                done.append(source)
+                if sys.stderr.isatty():
+                    print(f"\r{len(done)}/{len(sources)} files, {total.read:,} rows", end="", file=sys.stderr)
+
+            counts = filter_many(rules, job, sources, args.out, jobs=args.jobs, report=report, on_file=on_file)
+            if sys.stderr.isatty():
+                print(file=sys.stderr)
     print(f"{counts.summary()}; blocklist {blocklist.current.feed} version {blocklist.current.version}")
     return 0
+
+
+@contextlib.contextmanager
+def _report(path: Path | None):
+    """A csv.writer for ``--report`` (file,row,rule), written beside and renamed when the run succeeds."""
+    if path is None:
+        yield None
+        return
+    temporary = path.with_name(f".{path.name}.part")
+    with open(temporary, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("file", "row", "rule"))
+        try:
+            yield writer
+        except BaseException:
+            handle.close()
+            temporary.unlink(missing_ok=True)
+            raise
+    os.replace(temporary, path)
 
 
 def _check(args) -> int:
     blocklist = _load(args)
     blocked = False
+    keys = DigestSet(blocklist.url_bytes)
     for url in args.urls:
         try:
-            digest = hashlib.sha256(canonical.canonical_url(url).encode("ascii")).digest()
+            digest = hashlib.sha256(canonical.web_url(url).encode("ascii")).digest()
         except canonical.BadURL as exc:
-            _fail(f"{url}: not a URL ({exc})")
+            _fail(f"{url}: not a web URL ({exc})")
             return 1
-        if digest in blocklist.urls:
+        if digest in keys:
             blocked = True
             print(f"blocked\t{url}")
         else:
@@ -182,10 +241,12 @@ def _hash_url(args) -> int:
     status = 0
     for url in args.urls:
         try:
-            print(f"{canonical.url_sha256(url)}  {canonical.canonical_url(url)}")
+            form = canonical.web_url(url)
         except canonical.BadURL as exc:
-            _fail(f"{url}: not a URL ({exc})")
+            _fail(f"{url}: not a web URL ({exc})")
             status = 1
+            continue
+        print(f"{hashlib.sha256(form.encode('ascii')).hexdigest()}  {form}")
     return status
 
 

@@ -1,38 +1,48 @@
-"""``filter``: drop the blocked rows of a URL list, streaming, in the input's own format.
+"""``filter``: drop the blocked rows of URL lists, streaming, in the input's own format.
 
-A row is dropped when its canonical URL's sha256 is a blocklist key, when its
-image sha256 is blocked, when (partner data, ``max_distance`` set) its pHash is
-within that Hamming distance of a blocked one, or when its URL cannot be
-canonicalised at all (fail closed: the client cannot say such a row is not blocked).
+Which rows are dropped, and why, is ``batch.Rules`` (the same code Spark and
+``datasets`` run): a row goes when its URL is not a plausible web URL
+(``bad_url``: fail closed, the client cannot say such a row is not blocked),
+when its canonical URL's sha256 is a key (``url``), when its image sha256 is
+blocked (``sha256``), or (partner data) when its pHash or PDQ hash is within the
+given distance of a blocked one (``phash``, ``pdq``). A JSON Lines row that is not
+a JSON object cannot be judged and goes too (``bad_row``).
 
-Formats: Parquet (needs pyarrow), CSV and JSON Lines, each optionally gzip
-(not Parquet, which compresses inside). Rows go through in batches, so memory
-does not grow with the input. The output is written to a temporary file beside
-``out`` and renamed at the end: a failed run leaves no output.
+Formats: Parquet, CSV and JSON Lines, each optionally gzip (not Parquet, which
+compresses inside). Rows go through in batches, so memory does not grow with
+the input. Each output is written to a temporary file beside it and renamed at
+the end: a failed run leaves no output. ``report`` (a CSV path) lists every
+dropped row as ``file,row,rule``, rows counted from 0 in each input.
+
+Many inputs (a folder or a glob of shards) go to an output folder under the
+same names, ``jobs`` files at a time in worker processes; each worker loads
+the state itself and refuses to work unless it holds the release the parent
+verified.
 """
 
 import contextlib
 import csv
+import glob
 import gzip
-import hashlib
 import io
 import json
 import os
-import re
+import sys
 import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optout.client.canonical import BadURL, canonical_url
-from optout.client.state import Blocklist
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from optout.client import state
+from optout.client.batch import KEPT, REASONS, Columns, Rules
 
 BATCH_ROWS = 65_536
-FORMATS = ("parquet", "csv", "jsonl")
 _EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
-_MASK64 = (1 << 64) - 1
-_PAIRS_PER_STEP = 4_000_000  # row x blocked-pHash pairs compared at once (32 MB of uint64)
 
 
 class FilterError(Exception):
@@ -43,11 +53,19 @@ class FilterError(Exception):
 class Counts:
     read: int = 0
     kept: int = 0
-    by_reason: dict = field(default_factory=lambda: {"url": 0, "sha256": 0, "phash": 0, "bad_url": 0, "bad_row": 0})
+    by_reason: dict = field(
+        default_factory=lambda: dict.fromkeys(("url", "sha256", "phash", "pdq", "bad_url", "bad_row"), 0)
+    )
 
     @property
     def dropped(self) -> int:
         return self.read - self.kept
+
+    def add(self, other: "Counts") -> None:
+        self.read += other.read
+        self.kept += other.kept
+        for name, count in other.by_reason.items():
+            self.by_reason[name] += count
 
     def summary(self) -> str:
         reasons = ", ".join(f"{name} {count}" for name, count in self.by_reason.items())
@@ -58,8 +76,7 @@ def detect_format(path: Path) -> tuple[str, bool]:
     """(format, gzipped) from a file name such as ``part-0.csv.gz``."""
     name = path.name.lower()
     gzipped = name.endswith(".gz")
-    stem = name.removesuffix(".gz")
-    fmt = _EXTENSIONS.get(os.path.splitext(stem)[1])
+    fmt = _EXTENSIONS.get(os.path.splitext(name.removesuffix(".gz"))[1])
     if fmt is None:
         raise FilterError(f"cannot tell the format of {path} (use .parquet, .csv or .jsonl, optionally .gz)")
     if fmt == "parquet" and gzipped:
@@ -67,90 +84,86 @@ def detect_format(path: Path) -> tuple[str, bool]:
     return fmt, gzipped
 
 
-class Judge:
-    """Decides which rows of a batch to keep."""
+class Progress:
+    """One line on a terminal: rows, rows/s and, when the total is known, the ETA. Silent elsewhere."""
 
-    def __init__(self, blocklist: Blocklist, *, max_distance: int | None):
-        self.urls = blocklist.urls
-        self.sha256s = blocklist.sha256s
-        self.max_distance = max_distance
-        self.phashes = None
-        if max_distance is not None:
-            self.phashes = blocklist.phashes()
+    def __init__(self, total: int | None, *, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.total = total
+        self.rows = 0
+        self.started = self._shown = time.monotonic()
+
+    def advance(self, rows: int) -> None:
+        self.rows += rows
+        now = time.monotonic()
+        if self.enabled and now - self._shown >= 0.5:
+            self._shown = now
+            self.stream.write("\r" + self.line(now) + "\x1b[K")
+            self.stream.flush()
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max(1e-9, (now or time.monotonic()) - self.started)
+        rate = self.rows / elapsed
+        text = f"{self.rows:,} rows, {rate:,.0f} rows/s"
+        if self.total:
+            left = (self.total - self.rows) / rate if rate else 0
+            text = f"{self.rows:,}/{self.total:,} rows ({100 * self.rows / self.total:.0f}%), {rate:,.0f} rows/s, ETA {left:.0f} s"
+        return text
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+class _Judge:
+    """Applies the rules to batches of one input, counting and reporting."""
+
+    def __init__(self, rules: Rules, columns: Columns, name: str, report, progress: Progress | None):
+        self.rules, self.columns, self.name, self.report, self.progress = rules, columns, name, report, progress
         self.counts = Counts()
 
-    def keep(self, urls: list, sha256s: list | None, phashes: list | None) -> list[bool]:
-        keep = []
-        by_reason = self.counts.by_reason
-        blocked_urls, blocked_sha256s = self.urls, self.sha256s
-        for index, url in enumerate(urls):
-            try:
-                digest = hashlib.sha256(canonical_url(url).encode("ascii")).digest()
-            except BadURL:
-                by_reason["bad_url"] += 1
-                keep.append(False)
-                continue
-            if digest in blocked_urls:
-                by_reason["url"] += 1
-                keep.append(False)
-                continue
-            if sha256s is not None:
-                value = sha256s[index]
-                if isinstance(value, bytes) and len(value) == 32:
-                    image = value
-                elif isinstance(value, str) and _HEX64.fullmatch(value):
-                    image = bytes.fromhex(value)
-                else:
-                    image = None
-                if image is not None and image in blocked_sha256s:
-                    by_reason["sha256"] += 1
-                    keep.append(False)
-                    continue
-            keep.append(True)
-        if phashes is not None and self.phashes is not None and len(self.phashes):
-            self._drop_near(keep, phashes)
-        self.counts.read += len(urls)
-        self.counts.kept += sum(keep)
-        return keep
+    def keep(self, batch: pa.RecordBatch) -> np.ndarray:
+        reason, _ = self.rules.keep(batch, self.columns)
+        kept = reason == KEPT
+        self._count(reason[~kept], np.flatnonzero(~kept))
+        self.counts.read += batch.num_rows
+        self.counts.kept += int(kept.sum())
+        if self.progress is not None:
+            self.progress.advance(batch.num_rows)
+        return kept
 
-    def _drop_near(self, keep: list[bool], phashes: list) -> None:
-        import numpy as np
+    def _count(self, reasons: np.ndarray, rows: np.ndarray) -> None:
+        for code, count in enumerate(np.bincount(reasons.astype(np.int64), minlength=len(REASONS))):
+            self.counts.by_reason[REASONS[code]] += int(count)
+        if self.report is not None:
+            base = self.counts.read
+            self.report.writerows(
+                (self.name, base + int(row), REASONS[code]) for row, code in zip(rows, reasons, strict=True)
+            )
 
-        rows, values = [], []
-        for index, value in enumerate(phashes):
-            if not keep[index]:
-                continue
-            if isinstance(value, int):
-                rows.append(index)
-                values.append(value & _MASK64)  # a signed 64-bit column holds the same bits
-            elif isinstance(value, str) and _HEX16.fullmatch(value.strip()):
-                rows.append(index)
-                values.append(int(value.strip(), 16))
-        if not rows:
-            return
-        query = np.array(values, dtype=np.uint64)
-        step = max(1, _PAIRS_PER_STEP // len(self.phashes))
-        for start in range(0, len(query), step):
-            part = query[start : start + step]
-            distances = np.bitwise_count(part[:, None] ^ self.phashes[None, :])
-            near = (distances <= self.max_distance).any(axis=1)
-            for offset in np.flatnonzero(near):
-                keep[rows[start + offset]] = False
-                self.counts.by_reason["phash"] += 1
+    def bad_row(self) -> None:
+        if self.report is not None:
+            self.report.writerow((self.name, self.counts.read, "bad_row"))
+        self.counts.read += 1
+        self.counts.by_reason["bad_row"] += 1
 
 
 def filter_file(
-    blocklist: Blocklist,
+    rules: Rules,
     source: Path,
     out: Path,
     *,
-    url_column: str = "url",
-    sha256_column: str | None = None,
-    phash_column: str | None = None,
-    max_distance: int | None = None,
+    columns: Columns,
     batch_rows: int = BATCH_ROWS,
+    report=None,
+    progress: bool = False,
 ) -> Counts:
-    """Write the rows of ``source`` that are not blocked to ``out``; returns the counts. Raises ``FilterError``."""
+    """Write the rows of ``source`` that ``rules`` keep to ``out``; returns the counts. Raises ``FilterError``.
+
+    ``report`` is a ``csv.writer`` that gets ``file,row,rule`` for each dropped row.
+    """
     source, out = Path(source), Path(out)
     fmt, gzipped = detect_format(source)
     out_fmt, out_gzipped = detect_format(out)
@@ -158,31 +171,34 @@ def filter_file(
         raise FilterError(f"the output must be {fmt} like the input (name it .{fmt}, optionally .gz)")
     if out.exists() and source.resolve() == out.resolve():
         raise FilterError("the output would overwrite the input")
-    if max_distance is not None and phash_column is None:
-        raise FilterError("--max-distance needs --phash-column")
-    if max_distance is not None and "phash" not in blocklist.manifest.get("algorithms", {}):
-        raise FilterError("this blocklist has no pHashes: distance filtering needs the partner feed")
-    judge = Judge(blocklist, max_distance=max_distance)
-    columns = {"url": url_column, "sha256": sha256_column, "phash": phash_column}
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     os.close(fd)
+    meter = None
     try:
         if fmt == "parquet":
-            _parquet(judge, source, Path(temporary), columns, batch_rows)
+            parquet = _open_parquet(source)
+            meter = Progress(parquet.metadata.num_rows) if progress else None
+            judge = _Judge(rules, columns, str(source), report, meter)
+            _parquet(judge, parquet, source, Path(temporary), batch_rows)
         else:
+            meter = Progress(None) if progress else None
+            judge = _Judge(rules, columns, str(source), report, meter)
             opener = gzip.open if gzipped else open
             out_opener = (lambda p, m: gzip.open(p, m, compresslevel=6)) if out_gzipped else open
             with opener(source, "rb") as reader, out_opener(temporary, "wb") as writer:
                 if fmt == "csv":
-                    _csv(judge, reader, writer, columns, batch_rows)
+                    _csv(judge, reader, writer, batch_rows)
                 else:
-                    _jsonl(judge, reader, writer, columns, batch_rows)
+                    _jsonl(judge, reader, writer, batch_rows)
         os.replace(temporary, out)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    finally:
+        if meter is not None:
+            meter.close()
     return judge.counts
 
 
@@ -194,7 +210,11 @@ def _column(names: list[str], name: str | None, source) -> int | None:
     return names.index(name)
 
 
-def _csv(judge: Judge, reader, writer, columns: dict, batch_rows: int) -> None:
+def _named(columns: Columns) -> dict[str, str]:
+    return {role: name for role, name in columns.__dict__.items() if name is not None}
+
+
+def _csv(judge: _Judge, reader, writer, batch_rows: int) -> None:
     text_in = io.TextIOWrapper(reader, encoding="utf-8", newline="")
     text_out = io.TextIOWrapper(writer, encoding="utf-8", newline="")
     rows = csv.reader(text_in)
@@ -204,16 +224,16 @@ def _csv(judge: Judge, reader, writer, columns: dict, batch_rows: int) -> None:
     except StopIteration:
         raise FilterError("the CSV file is empty (no header row)") from None
     out.writerow(header)
-    url_at = _column(header, columns["url"], "the CSV header")
-    sha_at = _column(header, columns["sha256"], "the CSV header")
-    phash_at = _column(header, columns["phash"], "the CSV header")
+    positions = {role: _column(header, name, "the CSV header") for role, name in _named(judge.columns).items()}
     batch: list[list[str]] = []
 
     def flush():
-        urls = [row[url_at] if len(row) > url_at else "" for row in batch]
-        shas = [row[sha_at] if len(row) > sha_at else "" for row in batch] if sha_at is not None else None
-        phashes = [row[phash_at] if len(row) > phash_at else "" for row in batch] if phash_at is not None else None
-        out.writerows(row for row, keep in zip(batch, judge.keep(urls, shas, phashes), strict=True) if keep)
+        arrays = {
+            judge.columns.__dict__[role]: pa.array([row[at] if len(row) > at else "" for row in batch], pa.string())
+            for role, at in positions.items()
+        }
+        keep = judge.keep(pa.record_batch(arrays) if batch else _empty(arrays))
+        out.writerows(row for row, kept in zip(batch, keep, strict=True) if kept)
         batch.clear()
 
     try:
@@ -221,7 +241,8 @@ def _csv(judge: Judge, reader, writer, columns: dict, batch_rows: int) -> None:
             batch.append(row)
             if len(batch) >= batch_rows:
                 flush()
-        flush()
+        if batch:
+            flush()
     except (csv.Error, UnicodeDecodeError) as exc:
         raise FilterError(f"the CSV file is unreadable near row {judge.counts.read + len(batch) + 1}: {exc}") from None
     text_out.flush()
@@ -229,16 +250,29 @@ def _csv(judge: Judge, reader, writer, columns: dict, batch_rows: int) -> None:
     text_in.detach()
 
 
-def _jsonl(judge: Judge, reader, writer, columns: dict, batch_rows: int) -> None:
+def _empty(arrays: dict) -> pa.RecordBatch:
+    return pa.record_batch({name: pa.array([], pa.string()) for name in arrays})
+
+
+def _json_value(value, role: str):
+    """A JSON value as the column type ``Rules`` reads: text, or (pHash) an integer as 16 hex digits."""
+    if role == "phash" and isinstance(value, int) and not isinstance(value, bool):
+        return f"{value & ((1 << 64) - 1):016x}"
+    return value if isinstance(value, str) else None
+
+
+def _jsonl(judge: _Judge, reader, writer, batch_rows: int) -> None:
     lines: list[bytes] = []
-    urls, shas, phashes = [], [], []
-    names = (columns["url"], columns["sha256"], columns["phash"])
+    roles = _named(judge.columns)
+    values: dict[str, list] = {role: [] for role in roles}
 
     def flush():
-        keep = judge.keep(urls, shas if names[1] else None, phashes if names[2] else None)
+        arrays = {roles[role]: pa.array(column, pa.string()) for role, column in values.items()}
+        keep = judge.keep(pa.record_batch(arrays))
         writer.write(b"".join(line for line, kept in zip(lines, keep, strict=True) if kept))
-        for part in (lines, urls, shas, phashes):
-            part.clear()
+        lines.clear()
+        for column in values.values():
+            column.clear()
 
     for raw in reader:
         if not raw.strip():
@@ -249,35 +283,118 @@ def _jsonl(judge: Judge, reader, writer, columns: dict, batch_rows: int) -> None
                 raise ValueError
         except ValueError:
             # Unreadable: it cannot be judged, so it is not passed on (fail closed).
-            judge.counts.read += 1
-            judge.counts.by_reason["bad_row"] += 1
+            if lines:
+                flush()
+            judge.bad_row()
             continue
         lines.append(raw if raw.endswith(b"\n") else raw + b"\n")
-        urls.append(row.get(names[0]) or "")
-        shas.append(row.get(names[1]) if names[1] else None)
-        phashes.append(row.get(names[2]) if names[2] else None)
+        for role, name in roles.items():
+            values[role].append(_json_value(row.get(name), role) if role != "url" else (row.get(name) or ""))
         if len(lines) >= batch_rows:
             flush()
-    flush()
+    if lines:
+        flush()
 
 
-def _parquet(judge: Judge, source: Path, temporary: Path, columns: dict, batch_rows: int) -> None:
+def _open_parquet(source: Path) -> pq.ParquetFile:
     try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise FilterError("Parquet needs pyarrow: pip install pyarrow") from None
-    try:
-        parquet = pq.ParquetFile(source)
+        return pq.ParquetFile(source)
     except (OSError, pa.ArrowException) as exc:
         raise FilterError(f"{source} is not a readable Parquet file: {exc}") from None
+
+
+def _parquet(judge: _Judge, parquet: pq.ParquetFile, source: Path, temporary: Path, batch_rows: int) -> None:
     schema = parquet.schema_arrow
-    for name in columns.values():
+    for name in _named(judge.columns).values():
         _column(schema.names, name, source)
     with pq.ParquetWriter(temporary, schema) as writer:
         for batch in parquet.iter_batches(batch_size=batch_rows):
-            urls = [url or "" for url in batch.column(columns["url"]).to_pylist()]
-            shas = batch.column(columns["sha256"]).to_pylist() if columns["sha256"] else None
-            phashes = batch.column(columns["phash"]).to_pylist() if columns["phash"] else None
-            keep = judge.keep(urls, shas, phashes)
-            writer.write_batch(batch.filter(pa.array(keep, type=pa.bool_())))
+            writer.write_batch(batch.filter(pa.array(judge.keep(batch))))
+
+
+# --- Many files -----------------------------------------------------------------------------------------
+
+
+def inputs(spec: str) -> list[Path]:
+    """The files a command-line input names: a file, a folder (its files of known formats), or a glob."""
+    path = Path(spec)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and _known(p))
+    else:
+        found = sorted(Path(name) for name in glob.glob(spec) if Path(name).is_file())
+    if not found:
+        raise FilterError(f"no input files in {spec}")
+    return found
+
+
+def _known(path: Path) -> bool:
+    try:
+        detect_format(path)
+    except FilterError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to rebuild the rules: the state to load, and the release it must hold."""
+
+    state_dir: Path
+    trust_dir: Path | None
+    allow_expired: bool
+    release: str
+    max_distance: int | None
+    max_pdq_distance: int | None
+    columns: Columns
+    batch_rows: int
+
+
+_worker_rules: Rules | None = None
+
+
+def _start_worker(job: Job) -> None:
+    global _worker_rules
+    blocklist = state.load(job.state_dir, allow_expired=job.allow_expired, trust_dir=job.trust_dir)
+    rules = Rules(blocklist, max_distance=job.max_distance, max_pdq_distance=job.max_pdq_distance)
+    rules.require_release(job.release)  # fail closed: another pull may have switched the state meanwhile
+    _worker_rules = rules
+
+
+def _work(job: Job, source: Path, out: Path) -> tuple[Counts, list]:
+    buffer = io.StringIO()
+    counts = filter_file(
+        _worker_rules, source, out, columns=job.columns, batch_rows=job.batch_rows, report=csv.writer(buffer)
+    )
+    return counts, buffer.getvalue()
+
+
+def filter_many(
+    rules: Rules, job: Job, sources: list[Path], out_dir: Path, *, jobs: int, report=None, on_file=None
+) -> Counts:
+    """Filter each of ``sources`` into ``out_dir`` under its own name, ``jobs`` at a time; returns the totals."""
+    names = [source.name for source in sources]
+    if len(set(names)) != len(names):
+        raise FilterError("two inputs have the same file name: their outputs would collide")
+    total = Counts()
+    if jobs <= 1:
+        for source in sources:
+            total.add(
+                filter_file(
+                    rules, source, out_dir / source.name, columns=job.columns, batch_rows=job.batch_rows, report=report
+                )
+            )
+            if on_file:
+                on_file(source, total)
+        return total
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker, initargs=(job,)) as pool:
+        futures = [(source, pool.submit(_work, job, source, out_dir / source.name)) for source in sources]
+        for source, future in futures:
+            counts, lines = future.result()
+            total.add(counts)
+            if report is not None and lines:
+                report.writerows(csv.reader(io.StringIO(lines)))
+            if on_file:
+                on_file(source, total)
+    return total

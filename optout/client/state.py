@@ -10,6 +10,7 @@ Layout::
         urls.bin                the keys (url_sha256) as sorted 32-byte digests
         sha256.bin              the image sha256 values, sorted, unique, 32 bytes each
         phash.bin               the pHashes (partner tier), sorted, unique, 8 bytes little-endian each
+        pdq.bin                 the PDQ hashes (partner tier), sorted, unique, 32 bytes each
 
 A generation is written in a temporary directory, renamed, and only then named
 by ``current.json`` (itself replaced atomically), so a crash at any point leaves
@@ -42,6 +43,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from optout.client import minisign
 from optout.client.manifest import iso, parse_time
 
@@ -50,7 +53,8 @@ __all__ = ["Blocklist", "Current", "EntryWriter", "Pin", "StateError", "iso", "l
 FORMAT = 1
 TRUST_DIR_ENV = "OPTOUT_CLIENT_TRUST_DIR"
 CURRENT = "current.json"
-FILES = ("manifest.json", "manifest.json.minisig", "entries.jsonl", "urls.bin", "sha256.bin", "phash.bin")
+FILES = ("manifest.json", "manifest.json.minisig", "entries.jsonl", "urls.bin", "sha256.bin", "phash.bin", "pdq.bin")
+_ADDED_LATER = {"pdq.bin"}  # states pulled before it existed load without it
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 _GENERATION = re.compile(r"(?:\.tmp-)?v[0-9]{6,}-[A-Za-z0-9_]+")
@@ -159,6 +163,7 @@ class EntryWriter:
         self._urls = open(directory / "urls.bin", "wb")  # noqa: SIM115
         self._sha256: set[bytes] = set()
         self._phash: set[int] = set()
+        self._pdq: set[bytes] = set()
         self._state = hashlib.sha256()
         self._last = ""
         self.count = 0
@@ -186,6 +191,11 @@ class EntryWriter:
             if not isinstance(phash, str) or not _HEX16.fullmatch(phash):
                 raise ValueError(f"entry {key}: phash is not 16 lower-case hex digits")
             self._phash.add(int(phash, 16))
+        pdq = line.get("pdq")
+        if pdq is not None:
+            if not isinstance(pdq, str) or not _HEX64.fullmatch(pdq):
+                raise ValueError(f"entry {key}: pdq is not 64 lower-case hex digits")
+            self._pdq.add(bytes.fromhex(pdq))
         self._entries.write(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n")
         self._urls.write(bytes.fromhex(key))
         self._state.update(key.encode("ascii") + b"\n")
@@ -200,11 +210,25 @@ class EntryWriter:
         (self.directory / "phash.bin").write_bytes(
             b"".join(value.to_bytes(8, "little") for value in sorted(self._phash))
         )
+        (self.directory / "pdq.bin").write_bytes(b"".join(sorted(self._pdq)))
         return self._state.hexdigest()
 
     def abort(self) -> None:
         self._entries.close()
         self._urls.close()
+
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def state_sha256(keys: bytes) -> str:
+    """``state_sha256`` of sorted 32-byte keys: the sha256 of their hex forms, each followed by a newline."""
+    raw = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 32)
+    text = np.empty((len(raw), 65), dtype=np.uint8)
+    text[:, 0:64:2] = _HEX_DIGITS[raw >> 4]
+    text[:, 1:64:2] = _HEX_DIGITS[raw & 15]
+    text[:, 64] = 10
+    return hashlib.sha256(text.tobytes()).hexdigest()
 
 
 def read_entries(directory: Path):
@@ -334,16 +358,19 @@ class Blocklist:
 
     current: Current
     manifest: dict
-    urls: set[bytes]
-    sha256s: set[bytes]
+    url_bytes: bytes  # the keys, sorted 32-byte digests
+    sha256_bytes: bytes  # the image sha256 values, sorted 32-byte digests
     phash_bytes: bytes
+    pdq_bytes: bytes
     expired: bool
 
-    def phashes(self):
-        """The pHashes as a numpy uint64 array (numpy is needed only for distance filtering)."""
-        import numpy as np
-
+    def phashes(self) -> np.ndarray:
+        """The pHashes as a uint64 array."""
         return np.frombuffer(self.phash_bytes, dtype="<u8").astype(np.uint64)
+
+    def pdqs(self) -> np.ndarray:
+        """The PDQ hashes as an (n, 4) array of big-endian 64-bit words."""
+        return np.frombuffer(self.pdq_bytes, dtype=">u8").reshape(-1, 4)
 
 
 def load(
@@ -360,6 +387,8 @@ def load(
         raise StateError(f"{state_dir / CURRENT} names a bad generation")
     try:
         for name in FILES:
+            if name in _ADDED_LATER and name not in current.files:
+                continue
             if sha256_file(directory / name) != current.files.get(name):
                 raise StateError(f"{directory / name} changed since it was verified; pull again")
         body = (directory / "manifest.json").read_bytes()
@@ -367,6 +396,7 @@ def load(
         keys = (directory / "urls.bin").read_bytes()
         sha256s = (directory / "sha256.bin").read_bytes()
         phash_bytes = (directory / "phash.bin").read_bytes()
+        pdq_bytes = (directory / "pdq.bin").read_bytes() if "pdq.bin" in current.files else b""
     except OSError as exc:
         raise StateError(f"cannot read the state in {directory}: {exc}") from None
     except UnicodeDecodeError:
@@ -381,10 +411,9 @@ def load(
         manifest = json.loads(body)
     except (minisign.BadSignature, ValueError) as exc:
         raise StateError(f"the stored manifest does not verify: {exc}") from None
-    if len(keys) % 32 or len(sha256s) % 32 or len(phash_bytes) % 8:
+    if len(keys) % 32 or len(sha256s) % 32 or len(phash_bytes) % 8 or len(pdq_bytes) % 32:
         raise StateError("the stored entry files are damaged")
-    state = hashlib.sha256(b"".join(keys[i : i + 32].hex().encode() + b"\n" for i in range(0, len(keys), 32)))
-    if state.hexdigest() != manifest.get("state_sha256") or manifest.get("version") != current.version:
+    if state_sha256(keys) != manifest.get("state_sha256") or manifest.get("version") != current.version:
         raise StateError("the stored entries do not match the signed manifest; pull again")
     try:
         expires = parse_time(manifest.get("expires"))
@@ -399,8 +428,9 @@ def load(
     return Blocklist(
         current=current,
         manifest=manifest,
-        urls={keys[i : i + 32] for i in range(0, len(keys), 32)},
-        sha256s={sha256s[i : i + 32] for i in range(0, len(sha256s), 32)},
+        url_bytes=keys,
+        sha256_bytes=sha256s,
         phash_bytes=phash_bytes,
+        pdq_bytes=pdq_bytes,
         expired=expired,
     )

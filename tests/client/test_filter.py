@@ -112,7 +112,7 @@ def test_filter_csv_drops_blocked_urls_in_any_spelling_and_blocked_bytes(pulled,
     assert code == 0, err
     assert [row["url"] for row in read_csv(tmp_path / f"out{suffix}", gz=gz)] == CLEAN
     assert read_csv(tmp_path / f"out{suffix}", gz=gz)[2]["caption"] == 'quote " and, comma'
-    assert out.startswith("8 rows read, 3 kept, 5 dropped (url 3, sha256 1, phash 0, bad_url 1, bad_row 0)")
+    assert out.startswith("8 rows read, 3 kept, 5 dropped (url 3, sha256 1, phash 0, pdq 0, bad_url 1, bad_row 0)")
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -287,7 +287,11 @@ def test_hash_url_prints_the_shared_canonical_form(builder):
     expected = canonical.url_sha256(BLOCKED_URL)
     assert out == f"{expected}  {BLOCKED_URL}\n" * 3
     code, out, err = builder("hash-url", "http:///x")
-    assert code == 1 and "not a URL" in err
+    assert code == 1 and "not a web URL (the URL has no host)" in err
+    code, out, err = builder("hash-url", "javascript:alert(1)")
+    assert (code, out) == (1, "") and "the scheme is 'javascript', not http(s)" in err and "port" not in err
+    code, out, err = builder("hash-url", "not a url at all")
+    assert (code, out) == (1, "") and "the host is not a host name or an IP address" in err
 
 
 def test_status_describes_the_state(pulled, builder, signing_key):
@@ -321,3 +325,77 @@ def test_the_client_imports_without_django():
     )
     assert result.stdout.splitlines()[0] == "[]", result.stderr
     assert "pull" in result.stdout
+
+
+# --- Reports, bad rows, many files ----------------------------------------------------------------------
+
+
+def test_the_report_names_each_dropped_row_and_its_rule(pulled, builder, tmp_path):
+    pulled()
+    data = rows() + [{"url": "not a url at all", "sha256": "", "phash": "", "caption": "junk"}]
+    write_csv(tmp_path / "in.csv", data)
+    args = ["--sha256-column", "sha256", "--report", tmp_path / "dropped.csv", "--batch-rows", "3"]
+    code, out, err = builder("filter", tmp_path / "in.csv", "--out", tmp_path / "out.csv", *args)
+    assert code == 0, err
+    report = read_csv(tmp_path / "dropped.csv")
+    assert [(row["row"], row["rule"]) for row in report] == [
+        ("0", "url"),
+        ("1", "url"),
+        ("2", "url"),
+        ("3", "sha256"),
+        ("7", "bad_url"),
+        ("8", "bad_url"),
+    ]
+    assert {row["file"] for row in report} == {str(tmp_path / "in.csv")}
+    assert "not a url at all" not in (tmp_path / "out.csv").read_text()
+    assert "bad_url 2" in out
+
+
+def test_a_jsonl_line_that_is_not_an_object_is_reported_as_a_bad_row(pulled, builder, tmp_path):
+    pulled()
+    (tmp_path / "in.jsonl").write_bytes(
+        b'{"url": "https://cdn.example.net/ok/1.jpg"}\n[1, 2]\n{"url": "%s"}\n' % BLOCKED_URL.encode()
+    )
+    args = ["--report", tmp_path / "dropped.csv"]
+    code, out, err = builder("filter", tmp_path / "in.jsonl", "--out", tmp_path / "out.jsonl", *args)
+    assert code == 0, err
+    assert [(row["row"], row["rule"]) for row in read_csv(tmp_path / "dropped.csv")] == [("1", "bad_row"), ("2", "url")]
+    assert read_jsonl(tmp_path / "out.jsonl") == [{"url": "https://cdn.example.net/ok/1.jpg"}]
+
+
+def test_a_folder_of_shards_is_filtered_by_worker_processes(pulled, builder, tmp_path):
+    pulled()
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for number in range(3):
+        pq.write_table(pa.Table.from_pylist(rows()), shards / f"part-{number:05d}.parquet")
+    (shards / "README.txt").write_text("not a shard")
+    args = ["--sha256-column", "sha256", "--jobs", "2", "--report", tmp_path / "dropped.csv"]
+    code, out, err = builder("filter", shards, "--out", tmp_path / "clean", *args)
+    assert code == 0, err
+    assert out.startswith("24 rows read, 9 kept, 15 dropped (url 9, sha256 3, phash 0, pdq 0, bad_url 3, bad_row 0)")
+    for number in range(3):
+        assert pq.read_table(tmp_path / "clean" / f"part-{number:05d}.parquet").column("url").to_pylist() == CLEAN
+    assert len(read_csv(tmp_path / "dropped.csv")) == 15
+    # A glob names the same shards.
+    code, out, err = builder("filter", str(shards / "part-*.parquet"), "--out", tmp_path / "clean2")
+    assert code == 0 and out.startswith("24 rows read")
+
+
+def test_a_worker_holding_another_release_refuses(pulled, builder, tmp_path, trust_dir):
+    from optout.client import filter as filtering
+    from optout.client.batch import Columns, WrongRelease
+
+    pulled()
+    job = filtering.Job(
+        state_dir=builder.state_dir,
+        trust_dir=trust_dir,
+        allow_expired=False,
+        release="0" * 64,  # what the driver verified: not what this state holds
+        max_distance=None,
+        max_pdq_distance=None,
+        columns=Columns(),
+        batch_rows=10,
+    )
+    with pytest.raises(WrongRelease, match="refusing to filter with another blocklist"):
+        filtering._start_worker(job)

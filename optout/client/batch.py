@@ -1,0 +1,303 @@
+"""The filter's core: which rows of an Arrow record batch a verified release blocks.
+
+``Rules`` is built once from a loaded, verified ``state.Blocklist`` and is then a
+pure function of a batch: ``rules.keep(batch, columns)`` returns the keep mask
+and the rule that dropped each other row; ``rules.filter(batch, columns)`` the
+kept rows. It carries the sha256 of the manifest it was built from
+(``rules.release``), so that distributed workers can check that they apply the
+release the driver verified (``require_release``). The command line, Spark and
+Hugging Face ``datasets`` all go through it.
+
+Speed. URLs that are already canonical (the common case in real URL lists) are
+found by one vectorised regular expression over the whole column and hashed as
+they are; only the others go through the per-row canonicaliser. Lookups are
+binary searches in the sorted digests (numpy), not Python sets. ``reference_keep``
+is the plain per-row definition the fast path must equal, row for row (a
+property test holds them together, and the bench compares their speed).
+
+Rules, in order (the first that applies names the row's reason): ``bad_url``
+(not a plausible web URL: fail closed, the row cannot be judged), ``url``,
+``sha256`` (image bytes), ``phash`` and ``pdq`` (partner data, within the given
+Hamming distance, see ``nearby``).
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass
+from operator import methodcaller
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from optout.client import nearby
+from optout.client.canonical import AS_IS, BadURL, web_url
+from optout.client.state import Blocklist
+
+REASONS = ("bad_url", "url", "sha256", "phash", "pdq")
+KEPT = -1
+
+_AS_IS = f"^{AS_IS}$"  # for RE2 (pyarrow), which has no fullmatch
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
+_SPACE = " \t\r\n"
+_NIBBLES = np.full(256, 0, dtype=np.uint8)
+for _digit in b"0123456789":
+    _NIBBLES[_digit] = _digit - 48
+for _digit in b"abcdef":
+    _NIBBLES[_digit] = _NIBBLES[_digit - 32] = _digit - 87
+
+
+class WrongRelease(Exception):
+    """A worker holds another release than the one it was told to apply."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of the batch hold what (None: not checked)."""
+
+    url: str = "url"
+    sha256: str | None = None
+    phash: str | None = None
+    pdq: str | None = None
+
+
+class DigestSet:
+    """Sorted, unique 32-byte digests, answering membership for many digests at once."""
+
+    def __init__(self, raw: bytes):
+        self.words = np.frombuffer(raw, dtype=">u8").reshape(-1, 4)
+        self.first = self.words[:, 0].astype(np.uint64)
+        # Keys sharing their first 64 bits: rare by chance, but a crafted key could collide on purpose.
+        self.shared = np.zeros(len(self.first), dtype=bool)
+        self.shared[1:] = self.first[1:] == self.first[:-1]
+        self.shared[:-1] |= self.shared[1:]
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, digest: bytes) -> bool:
+        return bool(self.contains(np.frombuffer(digest, dtype=">u8").reshape(1, 4))[0])
+
+    def contains(self, digests: np.ndarray) -> np.ndarray:
+        """For an (n, 4) array of big-endian words, whether each digest is in the set."""
+        found = np.zeros(len(digests), dtype=bool)
+        if not len(self.words) or not len(digests):
+            return found
+        first = digests[:, 0].astype(np.uint64)
+        low = np.minimum(np.searchsorted(self.first, first, "left"), len(self.first) - 1)
+        found = (self.words[low] == digests).all(axis=1)
+        for row in np.flatnonzero(self.shared[low] & (self.first[low] == first) & ~found):
+            high = np.searchsorted(self.first, first[row], "right")
+            found[row] = bool((self.words[low[row] : high] == digests[row]).all(axis=1).any())
+        return found
+
+
+class Rules:
+    """The filter of one verified release (see the module docstring)."""
+
+    def __init__(self, blocklist: Blocklist, *, max_distance: int | None = None, max_pdq_distance: int | None = None):
+        self.release = blocklist.current.manifest_sha256
+        self.version = blocklist.current.version
+        self.urls = DigestSet(blocklist.url_bytes)
+        self.sha256s = DigestSet(blocklist.sha256_bytes)
+        self.max_distance = max_distance
+        self.max_pdq_distance = max_pdq_distance
+        self.phashes = nearby.PHashIndex(blocklist.phashes(), max_distance) if max_distance is not None else None
+        self.pdqs = nearby.PDQIndex(blocklist.pdqs(), max_pdq_distance) if max_pdq_distance is not None else None
+
+    def require_release(self, release: str) -> None:
+        """Raise ``WrongRelease`` unless these rules are those of the manifest with sha256 ``release``."""
+        if release != self.release:
+            raise WrongRelease(
+                f"this worker holds the release whose manifest sha256 is {self.release} (version {self.version}), "
+                f"not {release}: refusing to filter with another blocklist than the one verified"
+            )
+
+    def filter(self, batch: pa.RecordBatch, columns: Columns) -> pa.RecordBatch:
+        return batch.filter(pa.array(self.keep(batch, columns)[0] == KEPT))
+
+    def keep(self, batch: pa.RecordBatch, columns: Columns) -> tuple[np.ndarray, None]:
+        """(reason per row: an index into ``REASONS``, or ``KEPT``; None)."""
+        rows = batch.num_rows
+        reason = np.full(rows, KEPT, dtype=np.int8)
+        digests, bad = url_digests(batch.column(columns.url))
+        reason[bad] = 0
+        open_ = reason == KEPT
+        reason[open_ & self.urls.contains(digests)] = 1
+        if columns.sha256 is not None:
+            images, given = sha256_digests(batch.column(columns.sha256))
+            open_ = (reason == KEPT) & given
+            reason[open_ & self.sha256s.contains(images)] = 2
+        if columns.phash is not None and self.phashes is not None:
+            values, given = phash_values(batch.column(columns.phash))
+            rows_ = np.flatnonzero((reason == KEPT) & given)
+            reason[rows_[self.phashes.near(values[rows_])]] = 3
+        if columns.pdq is not None and self.pdqs is not None:
+            values, given = hex_digests(batch.column(columns.pdq))
+            rows_ = np.flatnonzero((reason == KEPT) & given)
+            reason[rows_[self.pdqs.near(values[rows_])]] = 4
+        return reason, None
+
+
+# --- Columns to numbers -------------------------------------------------------------------------------
+
+
+def _strings(column) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_large_string(column.type) or pa.types.is_string_view(column.type):
+        column = column.cast(pa.string())
+    if pa.types.is_null(column.type):
+        column = column.cast(pa.string())
+    return column
+
+
+def url_digests(column) -> tuple[np.ndarray, np.ndarray]:
+    """(the url_sha256 of each row as an (n, 4) array of big-endian words, which rows are not plausible URLs)."""
+    column = _strings(column)
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        values = column.to_pylist()
+        return _slow_digests(values, np.arange(len(values)), len(values))
+    column = column.fill_null("")
+    fast = pc.match_substring_regex(column, _AS_IS)
+    rows = len(column)
+    raw = np.zeros((rows, 32), dtype=np.uint8)
+    bad = np.zeros(rows, dtype=bool)
+    fast_rows = np.flatnonzero(fast.to_numpy(zero_copy_only=False))
+    if len(fast_rows):
+        values = column.filter(fast).cast(pa.binary()).to_numpy(zero_copy_only=False)
+        joined = b"".join(map(methodcaller("digest"), map(hashlib.sha256, values)))
+        raw[fast_rows] = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
+    slow_rows = np.flatnonzero(~fast.to_numpy(zero_copy_only=False))
+    if len(slow_rows):
+        values = column.take(pa.array(slow_rows)).to_pylist()
+        for index, value in zip(slow_rows, values, strict=True):
+            try:
+                raw[index] = np.frombuffer(hashlib.sha256(web_url(value).encode("ascii")).digest(), dtype=np.uint8)
+            except BadURL:
+                bad[index] = True
+    return raw.view(">u8").reshape(rows, 4), bad
+
+
+def _slow_digests(values: list, rows: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    raw = np.zeros((count, 32), dtype=np.uint8)
+    bad = np.zeros(count, dtype=bool)
+    for index, value in zip(rows, values, strict=True):
+        try:
+            raw[index] = np.frombuffer(hashlib.sha256(web_url(value or "").encode("ascii")).digest(), dtype=np.uint8)
+        except BadURL:
+            bad[index] = True
+    return raw.view(">u8").reshape(count, 4), bad
+
+
+def _decode_hex(column: pa.Array, digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes of each row's hex value as an (n, digits // 2) uint8 array, which rows hold exactly that)."""
+    rows = len(column)
+    column = pc.utf8_trim(column, _SPACE)
+    given = pc.match_substring_regex(column, f"^[0-9a-fA-F]{{{digits}}}$").fill_null(False)
+    given = given.to_numpy(zero_copy_only=False)
+    out = np.zeros((rows, digits // 2), dtype=np.uint8)
+    if given.any():
+        chosen = column.filter(pa.array(given)).cast(pa.binary())
+        offsets = np.frombuffer(chosen.buffers()[1], dtype=np.int32)[chosen.offset : chosen.offset + len(chosen) + 1]
+        data = np.frombuffer(chosen.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+        nibbles = _NIBBLES[data].reshape(-1, digits)
+        out[given] = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+    return out, given
+
+
+def sha256_digests(column) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's image sha256 as (n, 4) big-endian words, which rows give one): 64 hex digits or 32 bytes."""
+    column = _strings(column)
+    rows = len(column)
+    if pa.types.is_fixed_size_binary(column.type) or pa.types.is_binary(column.type):
+        raw = np.zeros((rows, 32), dtype=np.uint8)
+        values = column.to_pylist()
+        given = np.array([isinstance(v, bytes) and len(v) == 32 for v in values], dtype=bool)
+        for index in np.flatnonzero(given):
+            raw[index] = np.frombuffer(values[index], dtype=np.uint8)
+        return raw.view(">u8").reshape(rows, 4), given
+    if not pa.types.is_string(column.type):
+        return np.zeros((rows, 4), dtype=">u8"), np.zeros(rows, dtype=bool)
+    raw, given = _decode_hex(column, 64)
+    return raw.view(">u8").reshape(rows, 4), given
+
+
+def hex_digests(column) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's 256-bit hash from 64 hex digits as (n, 4) big-endian words, which rows give one)."""
+    return sha256_digests(column)
+
+
+def phash_values(column) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's pHash as uint64, which rows give one): 16 hex digits, or an int64/uint64 column."""
+    column = _strings(column)
+    rows = len(column)
+    if pa.types.is_integer(column.type):
+        given = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        values = column.fill_null(0).cast(pa.int64() if pa.types.is_signed_integer(column.type) else pa.uint64())
+        return values.to_numpy().view(np.uint64), given
+    if not pa.types.is_string(column.type):
+        return np.zeros(rows, dtype=np.uint64), np.zeros(rows, dtype=bool)
+    raw, given = _decode_hex(column, 16)
+    return raw.view(">u8").reshape(rows).astype(np.uint64), given
+
+
+# --- The per-row reference ----------------------------------------------------------------------------
+
+
+def reference_keep(
+    blocklist: Blocklist, batch: pa.RecordBatch, columns: Columns, *, max_distance=None, max_pdq_distance=None
+) -> np.ndarray:
+    """The rules of the module docstring, one row at a time in plain Python: what ``Rules.keep`` must equal."""
+    urls = {blocklist.url_bytes[i : i + 32] for i in range(0, len(blocklist.url_bytes), 32)}
+    images = {blocklist.sha256_bytes[i : i + 32] for i in range(0, len(blocklist.sha256_bytes), 32)}
+    phashes = [int(value) for value in blocklist.phashes()]
+    pdqs = [int.from_bytes(blocklist.pdq_bytes[i : i + 32], "big") for i in range(0, len(blocklist.pdq_bytes), 32)]
+    data = {
+        name: batch.column(name).to_pylist()
+        for name in {columns.url, columns.sha256, columns.phash, columns.pdq}
+        if name
+    }
+    out = np.full(batch.num_rows, KEPT, dtype=np.int8)
+    for row in range(batch.num_rows):
+        url = data[columns.url][row]
+        try:
+            digest = hashlib.sha256(web_url(url if url is not None else "").encode("ascii")).digest()
+        except BadURL:
+            out[row] = 0
+            continue
+        if digest in urls:
+            out[row] = 1
+            continue
+        if columns.sha256 is not None:
+            image = _reference_sha256(data[columns.sha256][row])
+            if image is not None and image in images:
+                out[row] = 2
+                continue
+        if columns.phash is not None and max_distance is not None:
+            value = data[columns.phash][row]
+            if isinstance(value, int):
+                value &= (1 << 64) - 1
+            elif isinstance(value, str) and _HEX16.fullmatch(value.strip(_SPACE)):
+                value = int(value.strip(_SPACE), 16)
+            else:
+                value = None
+            if value is not None and any((value ^ other).bit_count() <= max_distance for other in phashes):
+                out[row] = 3
+                continue
+        if columns.pdq is not None and max_pdq_distance is not None:
+            value = data[columns.pdq][row]
+            if isinstance(value, str) and _HEX64.fullmatch(value.strip(_SPACE)):
+                number = int(value.strip(_SPACE), 16)
+                if any((number ^ other).bit_count() <= max_pdq_distance for other in pdqs):
+                    out[row] = 4
+    return out
+
+
+def _reference_sha256(value) -> bytes | None:
+    if isinstance(value, bytes) and len(value) == 32:
+        return value
+    if isinstance(value, str) and _HEX64.fullmatch(value.strip(_SPACE)):
+        return bytes.fromhex(value.strip(_SPACE))
+    return None

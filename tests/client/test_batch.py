@@ -1,0 +1,202 @@
+"""The filter's core over Arrow batches: the fast path equals the per-row reference, row for row; the
+near-duplicate index equals a linear scan; the rules stay pinned to the release they were built from."""
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from optout.client import batch, nearby, state
+from optout.client.canonical import AS_IS, BadURL, canonical_url, web_url
+from tests.client.test_canonical import MORE_CASES, SAFE_BROWSING_CASES
+
+# Real-world shapes: CDN paths, query strings, upper case, ports, dot segments, escapes, junk.
+_host = st.one_of(
+    st.from_regex(r"[a-z0-9-]{1,8}(\.[a-z0-9-]{1,8}){0,3}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9.%_ -]{1,12}", fullmatch=True),
+    st.sampled_from(["127.0.0.1", "0x7f.1", "[::1]", "bücher.de", "a..b.", "user@host", "i.pinimg.com"]),
+)
+_path = st.one_of(
+    st.text(alphabet="/.abcAZ09%25#?&=;~ \t+@:ü\\", max_size=24),
+    st.from_regex(r"(/[a-z0-9_-]{1,10}){1,4}\.(jpg|png|webp)(\?w=[0-9]{1,4})?", fullmatch=True),
+)
+_url = st.builds(
+    lambda scheme, host, port, path: f"{scheme}{host}{port}{path}",
+    st.sampled_from(["http://", "https://", "HTTP://", "", "ftp://", "javascript:", "data:"]),
+    _host,
+    st.sampled_from(["", ":80", ":", ":8080"]),
+    _path,
+)
+AS_IS_FULL = f"^{AS_IS}$"
+
+
+def make_blocklist(*, urls=(), images=(), phashes=(), pdqs=()) -> state.Blocklist:
+    """A loaded blocklist as ``state.load`` returns it, straight from values (no feed, no disk)."""
+    keys = sorted({hashlib.sha256(web_url(url).encode("ascii")).digest() for url in urls})
+    current = state.Current(
+        generation="v000001-x",
+        feed_url="http://feed.invalid/",
+        feed="test-partner",
+        tier="partner",
+        version=1,
+        manifest_sha256="ab" * 32,
+        created="",
+        expires="",
+        accepted_at="",
+        entries=len(keys),
+        state_sha256=state.state_sha256(b"".join(keys)),
+        key_id="",
+        public_key="",
+    )
+    return state.Blocklist(
+        current=current,
+        manifest={"version": 1},
+        url_bytes=b"".join(keys),
+        sha256_bytes=b"".join(sorted({bytes.fromhex(image) for image in images})),
+        phash_bytes=b"".join(value.to_bytes(8, "little") for value in sorted(set(phashes))),
+        pdq_bytes=b"".join(sorted({value.to_bytes(32, "big") for value in pdqs})),
+        expired=False,
+    )
+
+
+def blockable(urls):
+    out = []
+    for url in urls:
+        try:
+            web_url(url)
+        except BadURL:
+            continue
+        out.append(url)
+    return out
+
+
+def assert_same(blocklist, table, columns, **distances):
+    rules = batch.Rules(blocklist, **distances)
+    record = table.to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
+    fast, _ = rules.keep(record, columns)
+    reference = batch.reference_keep(blocklist, record, columns, **distances)
+    assert fast.tolist() == reference.tolist()
+    return fast
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    urls=st.lists(_url, min_size=1, max_size=40),
+    chosen=st.data(),
+)
+@example(urls=["not a url at all", "javascript:alert(1)", "https://a.example/x.jpg"], chosen=None)
+def test_the_fast_path_equals_the_per_row_reference(urls, chosen):
+    candidates = blockable(urls)
+    blocked = (
+        chosen.draw(st.lists(st.sampled_from(candidates), max_size=5)) if chosen and candidates else candidates[:1]
+    )
+    images = [hashlib.sha256(url.encode()).hexdigest() for url in urls]
+    spelled = [image.upper() if i % 3 == 0 else image for i, image in enumerate(images)]
+    spelled = [value if i % 5 != 4 else "not hex" for i, value in enumerate(spelled)]
+    blocklist = make_blocklist(urls=blocked, images=images[1::2])
+    table = pa.table({"url": urls, "sha256": spelled})
+    fast = assert_same(blocklist, table, batch.Columns(url="url", sha256="sha256"))
+    # Every blocked spelling goes, for one reason or another.
+    assert all(fast[i] != batch.KEPT for i, url in enumerate(urls) if url in blocked)
+
+
+@pytest.mark.parametrize("cases", [SAFE_BROWSING_CASES, MORE_CASES], ids=["safe-browsing", "more"])
+def test_the_fast_path_equals_the_reference_on_the_canonicalisation_vectors(cases):
+    urls = [url.decode("latin-1") if isinstance(url, bytes) else url for url, _ in cases]
+    expected = [expected for _, expected in cases]
+    blocklist = make_blocklist(urls=blockable(expected[::2]))
+    fast = assert_same(blocklist, pa.table({"url": urls + expected}), batch.Columns())
+    assert (fast == 1).any()
+
+
+def test_nulls_and_large_strings_are_judged_too():
+    blocklist = make_blocklist(urls=["https://a.example/x.jpg"])
+    table = pa.table({"url": pa.array(["https://a.example/x.jpg", None, "https://b.example/y"], pa.large_string())})
+    fast = assert_same(blocklist, table, batch.Columns())
+    assert fast.tolist() == [1, 0, batch.KEPT]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_phash_and_pdq_columns_match_the_reference(data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    phashes = [int(v) for v in rng.integers(0, 2**63, size=20, dtype=np.uint64) * 2 + 1]
+    pdqs = [int.from_bytes(rng.bytes(32), "big") for _ in range(10)]
+    rows = 30
+    query_phash, query_pdq = [], []
+    for i in range(rows):
+        near = phashes[i % len(phashes)] ^ sum(
+            1 << int(b) for b in rng.choice(64, size=int(rng.integers(0, 12)), replace=False)
+        )
+        value = near if i % 2 else int(rng.integers(0, 2**63))
+        query_phash.append(
+            [f"{value:016x}", f"{value:016X} ", value - (1 << 64) if value >= 1 << 63 else value, None, "xyz"][i % 5]
+        )
+        base = pdqs[i % len(pdqs)] ^ sum(
+            1 << int(b) for b in rng.choice(256, size=int(rng.integers(0, 40)), replace=False)
+        )
+        query_pdq.append(f"{base:064x}" if i % 4 else None)
+    urls = [f"https://cdn.example/{i}.jpg" for i in range(rows)]
+    blocklist = make_blocklist(urls=urls[:2], phashes=phashes, pdqs=pdqs)
+    distance = data.draw(st.integers(0, 10))
+    pdq_distance = data.draw(st.integers(0, 40))
+    strings = [value if not isinstance(value, int) else f"{value & (2**64 - 1):016x}" for value in query_phash]
+    for phash_column in (
+        pa.array(strings),
+        pa.array([v if isinstance(v, int) else None for v in query_phash], pa.int64()),
+    ):
+        table = pa.table({"url": urls, "phash": phash_column, "pdq": query_pdq})
+        assert_same(
+            blocklist,
+            table,
+            batch.Columns(phash="phash", pdq="pdq"),
+            max_distance=distance,
+            max_pdq_distance=pdq_distance,
+        )
+
+
+@pytest.mark.parametrize(("bits", "radius"), [(64, 0), (64, 3), (64, 8), (64, 12), (256, 8), (256, 31)])
+def test_the_near_duplicate_index_equals_a_linear_scan(bits, radius):
+    rng = np.random.default_rng(bits * 100 + radius)
+    words = bits // 64
+    blocked = rng.integers(0, 2**64 - 1, size=(3000, words), dtype=np.uint64, endpoint=True)
+    queries = blocked[rng.integers(0, len(blocked), size=600)].copy()
+    for row in range(len(queries)):  # planted near and far neighbours, around the radius
+        for bit in rng.choice(bits, size=int(rng.integers(0, 2 * radius + 3)), replace=False):
+            queries[row, bit // 64] ^= np.uint64(1) << np.uint64(63 - bit % 64)
+    queries = np.vstack([queries, rng.integers(0, 2**64 - 1, size=(200, words), dtype=np.uint64, endpoint=True)])
+    index = nearby.PHashIndex(blocked[:, 0], radius) if bits == 64 else nearby.PDQIndex(blocked, radius)
+    found = index.near(queries[:, 0] if bits == 64 else queries)
+    expected = nearby.linear_near(blocked, queries, radius)
+    assert found.tolist() == expected.tolist()
+    assert 0 < expected.sum() < len(queries)
+
+
+def test_rules_are_pinned_to_their_release():
+    rules = batch.Rules(make_blocklist(urls=["https://a.example/x.jpg"]))
+    rules.require_release("ab" * 32)
+    with pytest.raises(batch.WrongRelease, match="refusing to filter with another blocklist"):
+        rules.require_release("cd" * 32)
+    kept = rules.filter(
+        pa.record_batch({"url": ["https://a.example/x.jpg", "https://b.example/y.jpg"]}), batch.Columns()
+    )
+    assert kept.column("url").to_pylist() == ["https://b.example/y.jpg"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(AS_IS_FULL, fullmatch=True))
+def test_what_the_fast_path_takes_as_is_is_its_own_canonical_form(url):
+    assert canonical_url(url) == url == web_url(url)
+
+
+def test_digest_lookups_survive_keys_that_share_their_first_64_bits():
+    prefix = b"\x42" * 8
+    keys = sorted(prefix + bytes([i]) * 24 for i in range(5)) + [b"\x43" * 32]
+    digests = batch.DigestSet(b"".join(keys))
+    for key in keys:
+        assert key in digests
+    assert prefix + b"\x09" * 24 not in digests
+    assert b"\x00" * 32 not in digests and b"\xff" * 32 not in digests
