@@ -11,37 +11,37 @@ no truncated files), and what reaches the browser is a fresh JPEG of at most
 import io
 
 from django.conf import settings
-from PIL import Image, ImageOps
 
 from optout.fetch import FetchError, fetch_image
-from optout.imaging import ALLOWED_FORMATS, ImageRejected, compute_signals
+from optout.imaging import ImageRejected
+from optout.imaging.decode import ORIENTATION, bounded_decode, exif_orientation, flatten, load_pixels, open_image
 
 PREVIEW_SIDE = 512
-_WHITE = (255, 255, 255)
 
 
 class PreviewUnavailable(Exception):
     """No preview for this URL now. The message is safe to show a reviewer."""
 
 
+@bounded_decode
 def thumbnail_jpeg(data: bytes, *, max_bytes: int, max_pixels: int, side: int = PREVIEW_SIDE) -> bytes:
     """A JPEG of at most ``side`` x ``side`` pixels of ``data``, upright, on white, without metadata.
 
-    Raises ``ImageRejected`` for anything ``optout.imaging`` would not decode.
+    Raises ``ImageRejected`` for anything ``optout.imaging`` would not decode. The decoding is the
+    signals pipeline's own (format allow-list, caps checked before decoding, damaged files refused, the
+    memory budget, conversion of every mode strip by strip while reducing), so a 16-bit or transparent
+    picture previews as it hashes.
     """
-    # The signals pipeline is the one place that decides what we decode: format
-    # allow-list, caps checked before decoding, damaged files refused. Only
-    # bytes it accepted are opened again here.
-    compute_signals(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    image = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+    image = open_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     image.draft("RGB", (side, side))  # JPEG: let libjpeg decode at a reduced scale
-    image = ImageOps.exif_transpose(image)
+    reduce_by = max(1, min(image.size) // side)
+    load_pixels(image, reduce_by=reduce_by)
+    orientation = exif_orientation(image)
+    image = flatten(image, reduce_by=reduce_by)
+    if orientation != 1:
+        image = image.transpose(ORIENTATION[orientation])
     image.thumbnail((side, side))
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.new("RGB", rgba.size, _WHITE)
-        image.paste(rgba, mask=rgba.getchannel("A"))
-    elif image.mode != "RGB":
+    if image.mode != "RGB":
         image = image.convert("RGB")
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=80)  # no exif/icc passed on: metadata is dropped

@@ -105,6 +105,49 @@ def pixel_bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row, 9)) + chunk(b"IEND", b"")
 
 
+def large_png(
+    width: int, height: int, bit_depth: int, colour_type: int, *, plte: bytes = b"", trns: bytes = b""
+) -> bytes:
+    """A PNG of any PNG mode (``colour_type`` 0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA), written row by
+    row so that no row of pixels sits in memory whole: a soft stripe pattern, which compresses to little.
+    The worst inputs for decoding memory (``bench/decode_memory.py``) are built with it."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
+    row_bytes = (width * channels * bit_depth + 7) // 8
+    compressor = zlib.compressobj(9)
+    parts = []
+    for y in range(height):
+        value = (y * 7) & 0xFF
+        parts.append(compressor.compress(b"\0" + bytes([value, 0x40]) * (row_bytes // 2) + b"\x80" * (row_bytes % 2)))
+    parts.append(compressor.flush())
+    body = b"\x89PNG\r\n\x1a\n" + chunk(
+        b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    )
+    if plte:
+        body += chunk(b"PLTE", plte)
+    if trns:
+        body += chunk(b"tRNS", trns)
+    return body + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def jpeg_with_early_end(name: str = "astronaut", size: tuple[int, int] = (640, 480), keep: float = 0.5) -> bytes:
+    """The first ``keep`` share of a JPEG, closed by an end-of-image marker: libjpeg only warns, and Pillow
+    decodes the missing part grey."""
+    data = photo_jpeg(name, size)
+    return data[: int(len(data) * keep)] + b"\xff\xd9"
+
+
+def jpeg_claiming_size(width: int, height: int) -> bytes:
+    """The data of a 64 x 64 JPEG under a frame header that claims ``width x height``."""
+    data = bytearray(photo_jpeg("coffee", (64, 64)))
+    frame = data.find(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
 def truncated_jpeg(name: str = "astronaut", size: tuple[int, int] = (640, 480), keep: float = 0.6) -> bytes:
     """The first ``keep`` share of a JPEG's bytes: a download cut short."""
     data = photo_jpeg(name, size)

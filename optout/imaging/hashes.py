@@ -19,7 +19,15 @@ import numpy as np
 import pdqhash
 from PIL import Image
 
-from optout.imaging.decode import ORIENTATION, exif_orientation, flatten, load_pixels, luma_of, open_image
+from optout.imaging.decode import (
+    ORIENTATION,
+    bounded_decode,
+    exif_orientation,
+    flatten,
+    load_pixels,
+    luma_of,
+    open_image,
+)
 from optout.imaging.descriptor import DESCRIPTOR_KEY, PDQ_QUALITY_FLOOR, PHASH_HIGHFREQ, PHASH_SIZE, REDUCE_MIN_SIDE
 from optout.imaging.hashbits import (
     MAX64,
@@ -114,6 +122,7 @@ class ImageSignals:
         return cls(phash=phash, pdq=pdq, pdq_quality=quality, sha256=sha256)
 
 
+@bounded_decode
 def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSignals:
     """The signals of an image. Raises ``ImageRejected`` for anything we will not decode."""
     image = open_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
@@ -123,13 +132,11 @@ def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSig
         drafted = image.draft("RGB", (REDUCE_MIN_SIDE, REDUCE_MIN_SIDE))
         if drafted:
             scale = round(width / drafted[1][2])
-    load_pixels(image)
+    reduce_by = max(1, min(width, height) // REDUCE_MIN_SIDE) if scale == 1 else 1
+    load_pixels(image, reduce_by=reduce_by)
     orientation = exif_orientation(image)
-    flat = flatten(image)
-    if scale == 1:
-        scale = max(1, min(width, height) // REDUCE_MIN_SIDE)
-        if scale > 1:
-            flat = flat.reduce(scale)
+    flat = flatten(image, reduce_by=reduce_by)
+    scale *= reduce_by
     if orientation != 1:
         flat = flat.transpose(ORIENTATION[orientation])
         if orientation in (5, 6, 7, 8):
@@ -157,7 +164,7 @@ def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSig
 def compute_signals_naive(data: bytes, *, max_bytes: int = 1 << 30, max_pixels: int = 1 << 28) -> ImageSignals:
     """The reference pipeline: full decode, then ``imagehash.phash`` and ``pdqhash.compute`` (tests, bench)."""
     image = open_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    load_pixels(image)
+    load_pixels(image, budget=None)  # trusted inputs only: its full-size float work is the point
     orientation = exif_orientation(image)
     rgb = flatten(image).convert("RGB")
     if orientation != 1:
