@@ -1,7 +1,9 @@
 """The public transparency report: what the service did, in totals only.
 
 Counts of requests received, approved, rejected and withdrawn per month, the median time from a
-request to its decision, and the current blocklist release. Nothing here is per case: no case
+request to its decision, the current blocklist release, and per dataset how many decoy keys the
+public tier publishes (``optout.blocklist.decoys``: the price of hiding each real key in a crowd,
+paid by public-tier builders who drop those rows too). Nothing here is per case: no case
 reference, link, hash or reviewer. Months are calendar months in UTC; a decision counts in the month
 it was made. The report is cached for a few minutes, since the page is public and its queries scan
 the whole event log.
@@ -16,6 +18,7 @@ from django.db.models import Count, Min
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
+from optout.blocklist import decoys
 from optout.models import Release
 from requests_app.models import RemovalRequest, RemovalState, RequestEvent
 
@@ -42,6 +45,19 @@ class CurrentRelease:
 
 
 @dataclass(frozen=True)
+class DatasetDecoys:
+    dataset: str
+    release: str
+    decoys: int
+    rows: int
+    share: float  # decoys / rows
+
+    @property
+    def percent(self) -> str:
+        return f"{self.share * 100:.2g}%"
+
+
+@dataclass(frozen=True)
 class Report:
     generated: str
     months: list[Month]
@@ -49,7 +65,7 @@ class Report:
     decisions: int
     median_hours_to_decision: float | None
     release: CurrentRelease | None
-    decoys: list[dict] = field(default_factory=list)
+    decoys: list[DatasetDecoys] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -117,6 +133,12 @@ def build_report() -> Report:
         decisions=len(hours),
         median_hours_to_decision=round(statistics.median(hours), 1) if hours else None,
         release=release,
+        decoys=[
+            DatasetDecoys(
+                dataset=count.dataset, release=count.release, decoys=count.decoys, rows=count.rows, share=count.share
+            )
+            for count in decoys.decoy_counts()
+        ],
     )
 
 

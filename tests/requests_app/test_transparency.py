@@ -5,9 +5,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from optout.models import Release
+from optout.blocklist import decoys, holds
+from optout.client.canonical import url_sha256
+from optout.models import Dataset, DatasetRow, Release
 from requests_app import services
 from requests_app.models import RemovalRequest, RequestEvent
+from tests.optout.conftest import feed_files, publish, signing_key  # noqa: F401  (fixtures)
 from tests.requests_app.builders import in_review, reviewer, submit
 
 
@@ -84,3 +87,21 @@ def test_an_empty_service_has_an_honest_report(client, db):
     assert "no decision yet" in html
     assert "No release has been published yet." in html
     assert client.get("/transparency/?format=json").json()["median_hours_to_decision"] is None
+
+
+def test_the_report_shows_the_decoys_per_dataset(client, db, feed_files, publish):  # noqa: F811  (the fixtures)
+    dataset = Dataset.objects.create(name="laion-mini", release="2026-01")
+    urls = [f"https://big.example.com/photos/{i:05d}.jpg" for i in range(40)]
+    DatasetRow.objects.bulk_create([DatasetRow(dataset=dataset, url=url, url_sha256=url_sha256(url)) for url in urls])
+    holds.hold(holder="item:1", url_sha256=url_sha256(urls[7]))
+    publish()
+    (expected,) = decoys.decoy_counts()
+    assert expected.decoys > 0
+    body = client.get("/transparency/?format=json").json()
+    assert body["decoys"] == [
+        {"dataset": "laion-mini", "release": "2026-01", "decoys": expected.decoys, "rows": 40, "share": expected.share}
+    ]
+    html = client.get("/transparency/").content.decode()
+    assert "Decoys in the public blocklist" in html
+    assert f"<td>{expected.decoys}</td><td>40</td>" in html
+    assert url_sha256(urls[7]) not in html and urls[7] not in html
