@@ -4,11 +4,13 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+# `make run PORT=8001` or `PORT=8001 make run`.
+PORT ?= 8000
 
 .PHONY: run test install install-dev clean
 
 run: $(VENV)/.installed-run
-	bin/run
+	PORT=$(PORT) bin/run
 
 test: $(VENV)/.installed-dev
 	bin/test $(PYTEST_ARGS)

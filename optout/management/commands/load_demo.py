@@ -27,12 +27,17 @@ class Command(BaseCommand):
                 "and mirrored copies of them, served by this app.",
             },
         )
+        base = settings.OPTOUT_PUBLIC_URL
+        first = dataset.rows.order_by("id").values_list("url", flat=True).first()
+        if not created and not reset and first is not None and not first.startswith(f"{base}/"):
+            # Served on another address now (`PORT=8001 make run`): the rows must point to this one.
+            self.stdout.write(f"The demo dataset points to another address ({first}); loading it again for {base}.")
+            reset = True
         if not created and not reset:
             self.stdout.write(f"The demo dataset is loaded already ({dataset.rows.count()} rows).")
             return
         dataset.rows.all().delete()
         descriptor = hashing.our_descriptor()
-        base = settings.OPTOUT_PUBLIC_URL
         rows = []
         for name in demo.names():
             url = f"{base}/demo/images/{name}.jpg"
