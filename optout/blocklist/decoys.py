@@ -29,11 +29,12 @@ published on the line of the group's smallest key rather than on the entry's own
 
 import csv
 import io
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count
 from django.utils.crypto import salted_hmac
 
 from optout.models import BlocklistEntry, Dataset, DatasetRow, PublicDecoy, UrlHost
@@ -65,7 +66,7 @@ def draw_decoys(*, k: int | None = None) -> int:
     k = settings.OPTOUT_PUBLIC_DECOYS if k is None else k
     pending = BlocklistEntry.objects.filter(blocked=True, decoys_drawn=False)
     if k > 0:
-        _draw_windows(pending.filter(Exists(DatasetRow.objects.filter(url_sha256=OuterRef("url_sha256")))), k)
+        _draw_windows(pending, k)
         # URLs in no dataset, and datasets too small to give k rows: keys of no URL make up the number.
         short = pending.annotate(drawn=Count("decoys")).filter(drawn__lt=k)
         PublicDecoy.objects.bulk_create(
@@ -95,53 +96,73 @@ def draw_decoys(*, k: int | None = None) -> int:
         return cursor.rowcount
 
 
-def _draw_windows(indexed, k: int) -> None:
-    groups = []  # (entry id, key, dataset id, host, position)
-    rows = DatasetRow.objects.annotate(host=UrlHost("url"))
-    for entry_id, key in indexed.values_list("id", "url_sha256").iterator(10_000):
-        position = _position(key, k)
-        for dataset_id, host in rows.filter(url_sha256=key).values_list("dataset_id", "host"):
-            groups.append((entry_id, key, dataset_id, host, position))
+def _draw_windows(pending, k: int) -> None:
+    entries = dict(pending.values_list("url_sha256", "id").iterator(10_000))
+    if not entries:
+        return
+    rows = DatasetRow.objects.filter(url_sha256__in=pending.values("url_sha256")).annotate(host=UrlHost("url"))
+    groups = [  # (entry id, key, dataset id, host, position)
+        (entries[key], key, dataset_id, host, _position(key, k))
+        for key, dataset_id, host in rows.values_list("url_sha256", "dataset_id", "host").iterator(10_000)
+    ]
     if not groups:
         return
+    # Every group's window within its host first, then the whole dataset for groups still short.
     if connection.vendor == "postgresql":
-        _draw_postgres(groups, k)
+        _host_windows_postgres(groups, k)
     else:
-        _draw_rowwise(groups, k)
+        _host_windows_rowwise(groups, k)
+    drawn = Counter(
+        PublicDecoy.objects.filter(entry_id__in={group[0] for group in groups}).values_list("entry_id", "dataset_id")
+    )
+    short = [group for group in groups if drawn[group[0], group[2]] < k]
+    if short:
+        have = defaultdict(set)
+        for entry_id, decoy in PublicDecoy.objects.filter(entry_id__in={group[0] for group in short}).values_list(
+            "entry_id", "url_sha256"
+        ):
+            have[entry_id].add(decoy)
+        _store({(entry_id, dataset_id): _window(dataset_id, None, key, position, k - drawn[entry_id, dataset_id],
+                                               {key, *have[entry_id]})
+                for entry_id, key, dataset_id, _host, position in short})  # fmt: skip
 
 
 def _window(dataset_id: int, host: str | None, key: str, position: int, k: int, taken: set[str]) -> list[str]:
-    """The k rows around ``key`` on the circle of the dataset's (host's) rows in hash order, skipping ``taken``."""
+    """The k rows around ``key`` on the circle of the dataset's (host's) rows in hash order, skipping ``taken``
+    and keys already in use (entries, decoys)."""
     position = min(position, k)
-    rows = (
-        DatasetRow.objects.filter(dataset_id=dataset_id)
-        .exclude(Exists(BlocklistEntry.objects.filter(url_sha256=OuterRef("url_sha256"))))
-        .exclude(Exists(PublicDecoy.objects.filter(url_sha256=OuterRef("url_sha256"))))
-    )
+    rows = DatasetRow.objects.filter(dataset_id=dataset_id)
     if host is not None:
         rows = rows.annotate(host=UrlHost("url")).filter(host=host)
-    rows = rows.exclude(url_sha256__in=taken)
     keys = rows.values_list("url_sha256", flat=True)
-    before = list(keys.filter(url_sha256__lt=key).order_by("-url_sha256")[:position])
-    before += list(keys.filter(url_sha256__gt=key).order_by("-url_sha256")[: position - len(before)])
-    after = list(keys.filter(url_sha256__gt=key).order_by("url_sha256")[: k - position])
-    after += list(keys.filter(url_sha256__lt=key).order_by("url_sha256")[: k - position - len(after)])
+    below, above = keys.filter(url_sha256__lt=key), keys.filter(url_sha256__gt=key)
+    before = _free(below.order_by("-url_sha256"), position, taken)
+    before += _free(above.order_by("-url_sha256"), position - len(before), taken | set(before))
+    after = _free(above.order_by("url_sha256"), k - position, taken)
+    after += _free(below.order_by("url_sha256"), k - position - len(after), taken | set(after))
     return list(dict.fromkeys(before + after))[:k]
 
 
-def _draw_rowwise(groups: list, k: int) -> None:
-    """The draw one group at a time (SQLite, small indexes); ``_draw_postgres`` is the same in two statements:
-    every group's host window first, then the whole dataset for groups still short."""
-    picked = {}
-    for entry_id, key, dataset_id, host, position in groups:
-        picked[entry_id, dataset_id] = _window(dataset_id, host, key, position, k, {key})
-    _store(picked)
-    extra = {}
-    for entry_id, key, dataset_id, _host, position in groups:
-        have = picked[entry_id, dataset_id]
-        if len(have) < k:
-            extra[entry_id, dataset_id] = _window(dataset_id, None, key, position, k - len(have), {key, *have})
-    _store(extra)
+def _free(ordered, count: int, taken: set[str]) -> list[str]:
+    """The first ``count`` keys of ``ordered`` not in ``taken`` nor in use. Reads a few more than asked for and
+    checks them by key: an anti-join here makes PostgreSQL sort the whole dataset."""
+    found: list[str] = []
+    offset = 0
+    while len(found) < count:
+        batch = list(ordered[offset : offset + 2 * count + 8])
+        if not batch:
+            break
+        used = set(BlocklistEntry.objects.filter(url_sha256__in=batch).values_list("url_sha256", flat=True))
+        used |= set(PublicDecoy.objects.filter(url_sha256__in=batch).values_list("url_sha256", flat=True))
+        found += [candidate for candidate in batch if candidate not in taken and candidate not in used]
+        offset += len(batch)
+    return found[:count]
+
+
+def _host_windows_rowwise(groups: list, k: int) -> None:
+    """The host windows one group at a time (SQLite); ``_host_windows_postgres`` does all in one statement."""
+    _store({(entry_id, dataset_id): _window(dataset_id, host, key, position, k, {key})
+            for entry_id, key, dataset_id, host, position in groups})  # fmt: skip
 
 
 def _store(picked: dict) -> None:
@@ -156,7 +177,8 @@ def _store(picked: dict) -> None:
     )
 
 
-def _draw_postgres(groups: list, k: int) -> None:
+def _host_windows_postgres(groups: list, k: int) -> None:
+    """The host windows of all groups in one statement: the same rows as ``_window`` gives one by one."""
     rows = DatasetRow._meta.db_table
     entries = BlocklistEntry._meta.db_table
     decoys = PublicDecoy._meta.db_table
@@ -168,15 +190,16 @@ def _draw_postgres(groups: list, k: int) -> None:
 
     def side(order: str, near: str, far: str, limit: str, scope: str) -> str:
         # One side of the window: the nearest rows on that side, then (the circle) the farthest of the other.
+        # The inner LIMITs are the constant k: a LIMIT PostgreSQL cannot see makes it plan for a large one.
         return f"""
             SELECT url_sha256 FROM (
                 (SELECT r.url_sha256, 0 AS part, r.url_sha256 AS o FROM {rows} r
                  WHERE {scope} AND r.url_sha256 {near} g.key AND {free}
-                 ORDER BY r.url_sha256 {order} LIMIT {limit})
+                 ORDER BY r.url_sha256 {order}, r.dataset_id {order} LIMIT {k})
                 UNION ALL
                 (SELECT r.url_sha256, 1, r.url_sha256 FROM {rows} r
                  WHERE {scope} AND r.url_sha256 {far} g.key AND {free}
-                 ORDER BY r.url_sha256 {order} LIMIT {limit})
+                 ORDER BY r.url_sha256 {order}, r.dataset_id {order} LIMIT {k})
             ) s ORDER BY part, o {order} LIMIT {limit}
         """
 
@@ -193,33 +216,11 @@ def _draw_postgres(groups: list, k: int) -> None:
         buffer.seek(0)
         cursor.cursor.copy_expert("COPY optout_decoy_groups FROM STDIN WITH (FORMAT csv)", buffer)
         cursor.execute("ANALYZE optout_decoy_groups")
-        # Within the host first; then, for hosts too small, from the whole dataset. There "dataset_id + 0"
-        # makes PostgreSQL walk the url_sha256 index from the key rather than sort every row of the dataset.
         cursor.execute(
             f"""
             INSERT INTO {decoys} (entry_id, dataset_id, url_sha256)
             SELECT g.entry_id, g.dataset_id, w.url_sha256 FROM optout_decoy_groups g
             CROSS JOIN LATERAL ({window(f"r.dataset_id = g.dataset_id AND {host} = g.host", "g.position", f"{k} - g.position")}) w
-            ON CONFLICT DO NOTHING
-            """
-        )
-        cursor.execute(
-            f"""
-            WITH short AS (
-                SELECT g.*, {k} - count(d.id) AS missing FROM optout_decoy_groups g
-                LEFT JOIN {decoys} d ON d.entry_id = g.entry_id AND d.dataset_id = g.dataset_id
-                GROUP BY g.entry_id, g.key, g.dataset_id, g.host, g.position HAVING count(d.id) < {k}
-            )
-            INSERT INTO {decoys} (entry_id, dataset_id, url_sha256)
-            SELECT g.entry_id, g.dataset_id, w.url_sha256 FROM short g
-            CROSS JOIN LATERAL ({
-                window(
-                    f"r.dataset_id + 0 = g.dataset_id AND NOT EXISTS (SELECT 1 FROM {decoys} t "
-                    "WHERE t.entry_id = g.entry_id AND t.url_sha256 = r.url_sha256)",
-                    "LEAST(g.position, g.missing)",
-                    "g.missing - LEAST(g.position, g.missing)",
-                )
-            }) w
             ON CONFLICT DO NOTHING
             """
         )

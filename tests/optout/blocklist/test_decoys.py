@@ -196,6 +196,6 @@ def test_postgres_draws_the_same_decoys_as_the_rowwise_draw(dataset, signing_key
     fast = {key: group(key) for key in reals}
     PublicDecoy.objects.all().delete()
     BlocklistEntry.objects.update(decoys_drawn=False)
-    monkeypatch.setattr(decoys, "_draw_postgres", decoys._draw_rowwise)  # the row-wise path, same database
+    monkeypatch.setattr(decoys, "_host_windows_postgres", decoys._host_windows_rowwise)  # same database
     decoys.draw_decoys()
     assert {key: group(key) for key in reals} == fast
