@@ -1,19 +1,25 @@
-"""Benchmark of ``publish_release``: a blocklist of 100,000 entries, published three times.
+"""Benchmark of ``publish_release``: a blocklist of N entries, published four times, with and without decoys.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/optout_publishbench .venv/bin/python bench/publish.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/optout_publishbench .venv/bin/python bench/publish.py \\
+        --entries 1000000 --decoys 0
 
-Fills the blocklist with N entries (every one with an image sha256; half with pHash and PDQ), then times:
-1. the first release (a snapshot and a delta of N entries, both tiers, signed);
+For each k in --decoys (0 = bare public keys, as before decoys), in the same run: fills the blocklist with N
+entries in SQL (every one with an image sha256; half with pHash and PDQ), whose URLs are rows of a dataset of
+--rows rows over --hosts hosts (so decoys can be drawn), then times:
+1. the first release (snapshots and deltas of both tiers, Parquet too, decoys drawn, signed);
 2. a release after 1% of the entries changed (1% new holds, 0.5% released);
-3. a release with nothing changed (the schedule's re-signing; the snapshot file is reused).
-Files go to a temporary directory through the file-system storage. The database is migrated first.
+3. a release after 100 entries changed (its delta's size is printed);
+4. a release with nothing changed (the schedule's re-signing; the snapshot files are reused).
+It prints the process's peak resident memory after each (the fill runs in the database, so that peak is the
+publisher's), and the snapshot sizes per entry. Files go to a temporary directory through the file-system storage.
 
-It empties the blocklist tables of the database it runs on, so it refuses a database whose name has no "bench".
+It empties the dataset index and the blocklist of the database it runs on, so it refuses a database whose name
+has no "bench".
 """
 
 import argparse
 import os
-import random
+import resource
 import sys
 import tempfile
 import time
@@ -28,91 +34,140 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.core.files.storage import FileSystemStorage  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.utils import timezone  # noqa: E402
 
-from optout.blocklist import (  # noqa: E402
-    holds,  # noqa: E402
-    releases,
-    signing,
-)
-from optout.imaging import hashbits  # noqa: E402
-from optout.models import BlocklistEntry, BlocklistHold, FeedAccess, Release  # noqa: E402
+from optout.blocklist import holds, releases, signing  # noqa: E402
+from optout.models import BlocklistHold, Dataset  # noqa: E402
 
 
-def fill(entries: int, rng: random.Random) -> None:
-    now = timezone.now()
-    BlocklistHold.objects.all().delete()
-    FeedAccess.objects.all().delete()
+def fill(entries: int, rows: int, hosts: int) -> None:
+    """N entries on every (rows / N)-th row of a synthetic dataset, built by the database itself."""
     with connection.cursor() as cursor:
-        # Releases point at each other (PROTECT): empty the table in one statement.
-        cursor.execute(f"DELETE FROM {Release._meta.db_table}")
-    BlocklistEntry.objects.all().delete()
-    batch = []
-    for i in range(entries):
-        full = i % 2 == 0
-        batch.append(
-            BlocklistEntry(
-                url_sha256=f"{rng.getrandbits(256):064x}",
-                sha256=f"{rng.getrandbits(256):064x}",
-                phash=hashbits.to_signed64(rng.getrandbits(64)) if full else None,
-                pdq=f"{rng.getrandbits(256):064x}" if full else "",
-                pdq_quality=rng.randint(50, 100) if full else None,
-                blocked=True,
-                dirty=True,
-                created_at=now,
-                changed_at=now,
-            )
+        cursor.execute(
+            "TRUNCATE optout_datasetrow, optout_dataset, optout_blocklisthold, optout_publicdecoy, "
+            "optout_blocklistentry, optout_release, optout_feedaccess CASCADE"
         )
-    entries_made = BlocklistEntry.objects.bulk_create(batch, batch_size=5000)
-    BlocklistHold.objects.bulk_create(
-        [BlocklistHold(entry=entry, holder=f"bench:{entry.pk}", created_at=now) for entry in entries_made],
-        batch_size=5000,
-    )
+    dataset = Dataset.objects.create(name="bench-publish")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO optout_datasetrow (dataset_id, url, url_sha256, sha256, hash_attempts, fetch_error)
+            SELECT %s, u, encode(sha256(convert_to(u, 'UTF8')), 'hex'), '', 0, ''
+            FROM (SELECT 'https://h' || (i * 7919 %% %s) || '.example/p/' || md5(i::text) || '.jpg' AS u
+                  FROM generate_series(1, %s) AS i) s
+            """,
+            [dataset.pk, hosts, rows],
+        )
+        step = max(1, rows // (entries * 2))  # every other slot stays free for the later new holds
+        cursor.execute(
+            """
+            INSERT INTO optout_blocklistentry (url_sha256, sha256, phash, pdq, pdq_quality, blocked, published,
+                dirty, decoys_drawn, sha256_key, created_at, changed_at)
+            SELECT r.url_sha256, encode(sha256(convert_to('img' || r.n, 'UTF8')), 'hex'),
+                CASE WHEN r.n %% 2 = 0 THEN ('x' || substr(md5(r.n::text), 1, 16))::bit(64)::bigint END,
+                CASE WHEN r.n %% 2 = 0 THEN md5(r.n::text) || md5((r.n + 1)::text) ELSE '' END,
+                CASE WHEN r.n %% 2 = 0 THEN 50 + r.n %% 51 END,
+                TRUE, FALSE, TRUE, FALSE, '', now(), now()
+            FROM (SELECT url_sha256, row_number() OVER (ORDER BY id) AS n FROM optout_datasetrow) r
+            WHERE r.n %% %s = 0 AND r.n / %s <= %s
+            """,
+            [step * 2, step * 2, entries],
+        )
+        cursor.execute(
+            "INSERT INTO optout_blocklisthold (entry_id, holder, created_at) "
+            "SELECT id, 'bench:' || id, now() FROM optout_blocklistentry"
+        )
+        cursor.execute("ANALYZE")
 
 
-def timed(label: str, storage, key) -> None:
+def free_rows(count: int) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.url_sha256 FROM optout_datasetrow r WHERE NOT EXISTS (SELECT 1 FROM optout_blocklistentry e "
+            "WHERE e.url_sha256 = r.url_sha256) AND NOT EXISTS (SELECT 1 FROM optout_publicdecoy d "
+            "WHERE d.url_sha256 = r.url_sha256) ORDER BY r.id DESC LIMIT %s",
+            [count],
+        )
+        return [key for (key,) in cursor.fetchall()]
+
+
+def change(new: int, released: int, tag: str) -> None:
+    for i, key in enumerate(free_rows(new)):
+        holds.hold(holder=f"bench:{tag}:{i}", url_sha256=key, image_sha256=f"{i:064x}")
+    old = BlocklistHold.objects.exclude(holder__contains=":new").order_by("id").values_list("holder", flat=True)
+    for holder in list(old[:released]):
+        holds.release_hold(holder=holder)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(label: str, storage, key) -> tuple[float, object]:
     started = time.perf_counter()
     release = releases.publish_release(storage=storage, signing_key=key)
     elapsed = time.perf_counter() - started
-    public = release.tiers["public"]["snapshot"]
-    partner = release.tiers["partner"]["snapshot"]
+    public = release.tiers["public"]
     print(
-        f"{label}: release {release.version} in {elapsed:.2f} s — {release.entries:,} entries, "
-        f"+{release.added:,} -{release.removed:,}; snapshot public {public['bytes'] / 1e6:.1f} MB, "
-        f"partner {partner['bytes'] / 1e6:.1f} MB"
+        f"  {label}: release {release.version} in {elapsed:.2f} s; {release.entries:,} entries "
+        f"(+{release.added:,} -{release.removed:,}), public keys {public['snapshot']['entries']:,}; "
+        f"delta public {_delta_bytes(release, 'public'):,} B, partner {_delta_bytes(release, 'partner'):,} B; "
+        f"peak RSS {peak_mb():.0f} MB"
     )
+    return elapsed, release
+
+
+def _delta_bytes(release, tier: str) -> int:
+    return release.tiers[tier]["files"][releases.delta_name(release.version)]["bytes"]
+
+
+def run(k: int, args) -> dict:
+    settings.OPTOUT_PUBLIC_DECOYS = k
+    started = time.perf_counter()
+    fill(args.entries, args.rows, args.hosts)
+    print(f"k = {k}: filled {args.entries:,} entries over {args.rows:,} rows in {time.perf_counter() - started:.0f} s")
+    key = signing.generate()
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = FileSystemStorage(location=tmp)
+        times["first"], release = timed("first release", storage, key)
+        for tier in releases.TIERS:
+            snap, table = release.tiers[tier]["snapshot"], release.tiers[tier]["snapshot_parquet"]
+            print(
+                f"  {tier} snapshot: {snap['bytes'] / 1e6:.1f} MB gzip JSON Lines ({snap['bytes'] / snap['entries']:.1f}"
+                f" B/entry), {table['bytes'] / 1e6:.1f} MB Parquet ({table['bytes'] / table['entries']:.1f} B/entry)"
+            )
+        changes = args.entries // 100
+        change(changes, changes // 2, "new1")
+        times["1%"], _ = timed("after 1% changed", storage, key)
+        change(50, 50, "new2")
+        times["100"], _ = timed("after 100 changed", storage, key)
+        times["resign"], _ = timed("nothing changed (re-sign)", storage, key)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--rows", type=int, default=None, help="dataset rows (default: entries x (largest k + 2))")
+    parser.add_argument("--hosts", type=int, default=5_000)
+    parser.add_argument("--decoys", default="0,9", help="comma-separated values of k to run, in order")
     args = parser.parse_args()
+    ks = [int(value) for value in args.decoys.split(",")]
+    args.rows = args.rows or args.entries * (max(ks) + 2)
     database = connection.settings_dict["NAME"]
-    if "bench" not in str(database):
+    if connection.vendor != "postgresql" or "bench" not in str(database):
         sys.exit(f"refusing to run on {connection.vendor} database {database!r}: it empties the blocklist")
     call_command("migrate", verbosity=0)
-    rng = random.Random(6)
-    started = time.perf_counter()
-    fill(args.entries, rng)
-    print(f"{connection.vendor}: filled {args.entries:,} entries in {time.perf_counter() - started:.1f} s")
-    key = signing.generate()
-    with tempfile.TemporaryDirectory() as tmp:
-        storage = FileSystemStorage(location=tmp)
-        timed("first release", storage, key)
-        changes = args.entries // 100
-        for i in range(changes):
-            holds.hold(holder=f"bench:new:{i}", url_sha256=f"{rng.getrandbits(256):064x}", image_sha256="ab" * 32)
-        for holder in (
-            BlocklistHold.objects.filter(holder__startswith="bench:")
-            .exclude(holder__startswith="bench:new")
-            .values_list("holder", flat=True)[: changes // 2]
-        ):
-            holds.release_hold(holder=holder)
-        timed("after 1% changed", storage, key)
-        timed("nothing changed (re-sign)", storage, key)
+    results = {k: run(k, args) for k in ks}
+    if len(results) > 1:
+        base, *others = results
+        for k in others:
+            ratios = ", ".join(f"{step} {results[k][step] / results[base][step]:.2f}x" for step in results[base])
+            print(f"k = {k} against k = {base}, same entries, same run: {ratios}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def row_signals(row: DatasetRow) -> imaging.ImageSignals | None:
     if row.phash is None:
         return None
     pdq = None
-    if row.pdq_0 is not None:
+    if row.pdq_0 is not None and row.pdq_quality is not None:  # a PDQ of unknown quality (imported) is no evidence
         pdq = hashbits.pdq_from_words((row.pdq_0, row.pdq_1, row.pdq_2, row.pdq_3))
     return imaging.ImageSignals(
         phash=hashbits.from_signed64(row.phash),

@@ -26,9 +26,12 @@ Decisions worth knowing:
   the whole row is left out rather than imported half-known. Empty or null hash cells are fine: the hash is
   simply unknown (img2dataset leaves them empty for failed downloads). Malformed CSV records and JSON lines
   are bad rows too. The summary counts bad rows by reason and keeps a few examples.
-- **PDQ needs its quality.** PDQ hashes below quality 50 must be discarded, so ``pdq_column`` requires
-  ``pdq_quality_column``; without the score we could not tell. PDQ words and quality are stored only when
-  the quality is at least 50 (below that the row is imported with PDQ unknown).
+- **PDQ quality.** PDQ hashes below quality 50 must be discarded: with ``pdq_quality_column``, PDQ words
+  and quality are stored only when the quality is at least 50 (below that the row is imported with PDQ
+  unknown). Without a quality column (many pipelines keep only the hash), nothing is computed and the PDQ
+  is stored with its quality unknown (null). Such a row is *found* by its PDQ (the matcher searches it), but
+  its PDQ never counts as evidence: verification reads an unknown quality as below the floor, so the row
+  gives evidence only through its pHash or its bytes (a single family: weak at most).
 - **Imported hashes are labelled.** Rows that got a hash from the file point to a ``HashDescriptor`` with key
   ``import:<columns>``: the hashes came from the file, computed by an unknown library and version, so they
   may not be comparable with the ones this system computes. ``hashed_at`` stays empty, because we did not
@@ -87,11 +90,6 @@ def import_files(
         raise DatasetImportError(f"unknown format {file_format!r}; choose one of {', '.join(FORMATS)}")
     if batch_size < 1:
         raise DatasetImportError("the batch size must be at least 1")
-    if columns.pdq and not columns.pdq_quality:
-        raise DatasetImportError(
-            "a PDQ column needs its quality column: PDQ hashes below quality 50 must be discarded, "
-            "and without the score we cannot tell which"
-        )
     sources = [_Source.open(Path(path), file_format, columns) for path in paths]
     if not sources:
         raise DatasetImportError("no file to import")

@@ -122,12 +122,15 @@ def _prepare(
         text = _as_text(batch.column(PDQ))
         valid, bad = _hex_check(text, 64)
         flag(bad, BAD_PDQ)
-        q_present, q_bad, q_value = _quality(batch.column(PDQ_QUALITY))
-        flag(valid & q_bad, BAD_PDQ_QUALITY)
-        keep = valid & q_present & (q_value >= MIN_PDQ_QUALITY)
+        if PDQ_QUALITY in names:
+            q_present, q_bad, q_value = _quality(batch.column(PDQ_QUALITY))
+            flag(valid & q_bad, BAD_PDQ_QUALITY)
+            keep = valid & q_present & (q_value >= MIN_PDQ_QUALITY)
+            out["pdq_quality"] = pa.array(q_value, type=pa.int16(), mask=~keep)
+        else:  # no quality column: the hash is kept, its quality unknown (see the package docstring)
+            keep = valid
         for i, word in enumerate(_hex_words(text, keep, 4)):
             out[f"pdq_{i}"] = word
-        out["pdq_quality"] = pa.array(q_value, type=pa.int16(), mask=~keep)
         has_hash |= keep
     if SHA256 in names:
         text = _as_text(batch.column(SHA256))

@@ -25,7 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--description")
         parser.add_argument("--url-column", default="url")
         parser.add_argument("--phash-column", help="pHash as 16 hex digits.")
-        parser.add_argument("--pdq-column", help="PDQ as 64 hex digits; needs --pdq-quality-column.")
+        parser.add_argument(
+            "--pdq-column", help="PDQ as 64 hex digits; without --pdq-quality-column its quality is unknown."
+        )
         parser.add_argument("--pdq-quality-column", help="PDQ quality 0-100; PDQ below 50 is not stored.")
         parser.add_argument("--sha256-column", help="sha256 of the image bytes, 64 hex digits (img2dataset: sha256).")
         parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)

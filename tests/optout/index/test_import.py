@@ -226,11 +226,25 @@ def test_unknown_format_is_a_clear_error(tmp_path):
     assert "1 inserted" in run("laion-test", path, "--format=csv")
 
 
-def test_pdq_without_quality_is_refused(tmp_path):
+def test_pdq_without_quality_is_stored_with_its_quality_unknown(tmp_path):
     path = tmp_path / "rows.parquet"
     write_parquet(path, ROWS)
-    with pytest.raises(CommandError, match="PDQ column needs its quality column"):
-        run("laion-test", path, "--pdq-column=pdq")
+    assert "7 inserted" in run("laion-test", path, "--pdq-column=pdq")  # only URL and PDQ are checked
+    rows = {row.url: row for row in DatasetRow.objects.all()}
+    for url in ("https://example.com/a.jpg", "https://example.com/c.jpg"):  # the 30 no longer drops it: unknown
+        row = rows[url]
+        assert hashbits.pdq_to_hex(hashbits.pdq_from_words([row.pdq_0, row.pdq_1, row.pdq_2, row.pdq_3])) == PDQ
+        assert row.pdq_quality is None
+    assert rows["http://images.example.org/b.png"].pdq_0 is None
+    assert rows["https://example.com/a.jpg"].descriptor.key == "import:pdq=pdq"
+    # Found by its PDQ, but never evidence: verification reads the unknown quality as below the floor.
+    from optout.index import matcher
+    from requests_app import verification
+
+    a = rows["https://example.com/a.jpg"]
+    assert a.pk in {match.row_id for match in matcher.pdq_neighbours(hashbits.pdq_from_hex(PDQ), 0)}
+    a.phash = 0  # row_signals needs a pHash to describe a row at all
+    assert verification.row_signals(a).pdq is None
 
 
 def test_format_is_sniffed_from_magic_bytes_without_an_extension(tmp_path):
