@@ -65,12 +65,12 @@ def fill(entries: int, rows: int, hosts: int) -> None:
         cursor.execute(
             """
             INSERT INTO optout_blocklistentry (url_sha256, sha256, phash, pdq, pdq_quality, blocked, published,
-                dirty, decoys_drawn, sha256_key, created_at, changed_at)
+                dirty, decoys_drawn, created_at, changed_at)
             SELECT r.url_sha256, encode(sha256(convert_to('img' || r.n, 'UTF8')), 'hex'),
                 CASE WHEN r.n %% 2 = 0 THEN ('x' || substr(md5(r.n::text), 1, 16))::bit(64)::bigint END,
                 CASE WHEN r.n %% 2 = 0 THEN md5(r.n::text) || md5((r.n + 1)::text) ELSE '' END,
                 CASE WHEN r.n %% 2 = 0 THEN 50 + r.n %% 51 END,
-                TRUE, FALSE, TRUE, FALSE, '', now(), now()
+                TRUE, FALSE, TRUE, FALSE, now(), now()
             FROM (SELECT url_sha256, row_number() OVER (ORDER BY id) AS n FROM optout_datasetrow) r
             WHERE r.n %% %s = 0 AND r.n / %s <= %s
             """,

@@ -225,9 +225,6 @@ class BlocklistEntry(models.Model):
     dirty = models.BooleanField(default=False)
     # The public tier hides the key among decoys (PublicDecoy), drawn once, the first time it is published.
     decoys_drawn = models.BooleanField(default=False)
-    sha256_key = HexField(
-        max_length=64, blank=True, help_text="The public key (its own or a decoy's) whose line carries sha256."
-    )
     created_at = models.DateTimeField()
     changed_at = models.DateTimeField()
 

@@ -23,13 +23,13 @@ when the datasets holding a URL have fewer than k other rows.
 The group is drawn once and stored (``PublicDecoy``): later imports never reshuffle it, a
 re-blocked entry gets the same group back, and the group arrives in the release that first
 publishes the entry and leaves with it (see ``releases``). The image ``sha256`` of the entry is
-published on the line of the group's smallest key rather than on the entry's own, so that
-"which line carries a sha256" points at a random member too.
+published on the line of the group's smallest key rather than on the entry's own (``releases``
+picks it), so that "which line carries a sha256" points at a random member too.
 """
 
 import csv
 import io
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -58,42 +58,27 @@ def filler_keys(key: str, k: int) -> list[str]:
     return [_keyed(f"filler:{key}:{i}").hex() for i in range(k)]
 
 
-def draw_decoys(*, k: int | None = None) -> int:
-    """Draw the decoy group of every blocked entry that has none yet; returns how many entries got one.
-
-    Called by the publisher under the blocklist lock, before it builds the release.
-    """
+def draw_decoys(*, k: int | None = None) -> None:
+    """Draw the decoy group of every blocked entry that has none yet (``decoys_drawn`` is set by the publisher
+    when the release that carries them commits). Called by the publisher under the blocklist lock."""
     k = settings.OPTOUT_PUBLIC_DECOYS if k is None else k
     pending = BlocklistEntry.objects.filter(blocked=True, decoys_drawn=False)
-    if k > 0:
-        _draw_windows(pending, k)
-        # URLs in no dataset, and datasets too small to give k rows: keys of no URL make up the number.
-        short = pending.annotate(drawn=Count("decoys")).filter(drawn__lt=k)
-        PublicDecoy.objects.bulk_create(
-            [
-                PublicDecoy(entry_id=entry_id, dataset=None, url_sha256=decoy)
-                for entry_id, key, drawn in short.values_list("id", "url_sha256", "drawn").iterator(10_000)
-                for decoy in filler_keys(key, k)[: k - drawn]
-            ],
-            batch_size=10_000,
-            ignore_conflicts=True,
-        )
-    with connection.cursor() as cursor:
-        entries = BlocklistEntry._meta.db_table
-        decoys = PublicDecoy._meta.db_table
-        cursor.execute(
-            f"""
-            UPDATE {entries} SET decoys_drawn = %s, sha256_key = (
-                SELECT MIN(candidate) FROM (
-                    SELECT url_sha256 AS candidate FROM {decoys} WHERE entry_id = {entries}.id
-                    UNION ALL SELECT {entries}.url_sha256
-                ) AS grp
-            )
-            WHERE blocked = %s AND decoys_drawn = %s
-            """,
-            [True, True, False],
-        )
-        return cursor.rowcount
+    # Published before it had decoys (an installation upgrading): its group arrives now, so it is a change.
+    pending.filter(published=True, dirty=False).update(dirty=True)
+    if k == 0:
+        return
+    _draw_windows(pending, k)
+    # URLs in no dataset, and datasets too small to give k rows: keys of no URL make up the number.
+    short = pending.annotate(drawn=Count("decoys")).filter(drawn__lt=k)
+    PublicDecoy.objects.bulk_create(
+        [
+            PublicDecoy(entry_id=entry_id, dataset=None, url_sha256=decoy)
+            for entry_id, key, drawn in short.values_list("id", "url_sha256", "drawn").iterator(10_000)
+            for decoy in filler_keys(key, k)[: k - drawn]
+        ],
+        batch_size=10_000,
+        ignore_conflicts=True,
+    )
 
 
 def _draw_windows(pending, k: int) -> None:
@@ -101,13 +86,14 @@ def _draw_windows(pending, k: int) -> None:
     if not entries:
         return
     rows = DatasetRow.objects.filter(url_sha256__in=pending.values("url_sha256")).annotate(host=UrlHost("url"))
-    groups = [  # (entry id, key, dataset id, host, position)
+    groups = sorted(  # (entry id, key, dataset id, host, position), in entry order: the order groups are drawn in
         (entries[key], key, dataset_id, host, _position(key, k))
         for key, dataset_id, host in rows.values_list("url_sha256", "dataset_id", "host").iterator(10_000)
-    ]
+    )
     if not groups:
         return
-    # Every group's window within its host first, then the whole dataset for groups still short.
+    # Every group's window within its host first, then the whole dataset for groups still short. Each group
+    # skips the rows earlier groups took, so groups never share a decoy.
     if connection.vendor == "postgresql":
         _host_windows_postgres(groups, k)
     else:
@@ -115,16 +101,11 @@ def _draw_windows(pending, k: int) -> None:
     drawn = Counter(
         PublicDecoy.objects.filter(entry_id__in={group[0] for group in groups}).values_list("entry_id", "dataset_id")
     )
-    short = [group for group in groups if drawn[group[0], group[2]] < k]
-    if short:
-        have = defaultdict(set)
-        for entry_id, decoy in PublicDecoy.objects.filter(entry_id__in={group[0] for group in short}).values_list(
-            "entry_id", "url_sha256"
-        ):
-            have[entry_id].add(decoy)
-        _store({(entry_id, dataset_id): _window(dataset_id, None, key, position, k - drawn[entry_id, dataset_id],
-                                               {key, *have[entry_id]})
-                for entry_id, key, dataset_id, _host, position in short})  # fmt: skip
+    for entry_id, key, dataset_id, _host, position in groups:
+        missing = k - drawn[entry_id, dataset_id]
+        if missing > 0:
+            have = set(PublicDecoy.objects.filter(entry_id=entry_id).values_list("url_sha256", flat=True))
+            _store({(entry_id, dataset_id): _window(dataset_id, None, key, position, missing, {key, *have})})
 
 
 def _window(dataset_id: int, host: str | None, key: str, position: int, k: int, taken: set[str]) -> list[str]:
@@ -160,9 +141,9 @@ def _free(ordered, count: int, taken: set[str]) -> list[str]:
 
 
 def _host_windows_rowwise(groups: list, k: int) -> None:
-    """The host windows one group at a time (SQLite); ``_host_windows_postgres`` does all in one statement."""
-    _store({(entry_id, dataset_id): _window(dataset_id, host, key, position, k, {key})
-            for entry_id, key, dataset_id, host, position in groups})  # fmt: skip
+    """The host windows one group at a time (SQLite); ``_host_windows_postgres`` does the same in rounds."""
+    for entry_id, key, dataset_id, host, position in groups:
+        _store({(entry_id, dataset_id): _window(dataset_id, host, key, position, k, {key})})
 
 
 def _store(picked: dict) -> None:
@@ -178,7 +159,7 @@ def _store(picked: dict) -> None:
 
 
 def _host_windows_postgres(groups: list, k: int) -> None:
-    """The host windows of all groups in one statement: the same rows as ``_window`` gives one by one."""
+    """The host windows of all groups, a statement per round: the same rows as ``_window`` gives one by one."""
     rows = DatasetRow._meta.db_table
     entries = BlocklistEntry._meta.db_table
     decoys = PublicDecoy._meta.db_table
@@ -207,23 +188,34 @@ def _host_windows_postgres(groups: list, k: int) -> None:
         return f"({side('DESC', '<', '>', before, scope)}) UNION ({side('ASC', '>', '<', after, scope)})"
 
     with connection.cursor() as cursor:
+        # Round r draws the r-th group (in entry order) of every host: groups of one host see each other's
+        # picks, as one by one, and groups of different hosts cannot meet.
+        rounds = Counter()
+        numbered = []
+        for group in groups:
+            numbered.append((*group, rounds[group[2], group[3]]))
+            rounds[group[2], group[3]] += 1
         cursor.execute(
             'CREATE TEMPORARY TABLE optout_decoy_groups (entry_id bigint, key text COLLATE "C", '
-            "dataset_id bigint, host text, position int) ON COMMIT DROP"
+            "dataset_id bigint, host text, position int, round int) ON COMMIT DROP"
         )
         buffer = io.StringIO()
-        csv.writer(buffer).writerows(groups)
+        csv.writer(buffer).writerows(numbered)
         buffer.seek(0)
         cursor.cursor.copy_expert("COPY optout_decoy_groups FROM STDIN WITH (FORMAT csv)", buffer)
         cursor.execute("ANALYZE optout_decoy_groups")
-        cursor.execute(
-            f"""
-            INSERT INTO {decoys} (entry_id, dataset_id, url_sha256)
-            SELECT g.entry_id, g.dataset_id, w.url_sha256 FROM optout_decoy_groups g
-            CROSS JOIN LATERAL ({window(f"r.dataset_id = g.dataset_id AND {host} = g.host", "g.position", f"{k} - g.position")}) w
-            ON CONFLICT DO NOTHING
-            """
-        )
+        scope = f"r.dataset_id = g.dataset_id AND {host} = g.host"
+        for number in range(max(rounds.values())):
+            cursor.execute(
+                f"""
+                INSERT INTO {decoys} (entry_id, dataset_id, url_sha256)
+                SELECT g.entry_id, g.dataset_id, w.url_sha256 FROM optout_decoy_groups g
+                CROSS JOIN LATERAL ({window(scope, "g.position", f"{k} - g.position")}) w
+                WHERE g.round = %s
+                ON CONFLICT DO NOTHING
+                """,
+                [number],
+            )
 
 
 @dataclass(frozen=True)

@@ -179,16 +179,30 @@ def _partner_delta_sql() -> str:
 
 def _public_keys_sql(flag: str, keys: str = "") -> str:
     """The public lines (key, sha256) of the state ``flag`` names: ``blocked`` (now) or ``published`` (the latest
-    release). Each entry's own key and its decoys; the image sha256 sits on the group's ``sha256_key`` line."""
-    own = f"AND e.url_sha256 IN ({keys})" if keys else ""
+    release). Each entry's own key and its decoys; the image sha256 sits on the line of the group's smallest key,
+    which is the real one only as often as any other member (``decoys``)."""
+    own = f"AND g.url_sha256 IN ({keys})" if keys else ""
     decoy = f"AND d.url_sha256 IN ({keys})" if keys else ""
+    # Only the groups that hold one of those keys, when keys are given (a delta): not the whole blocklist.
+    near = (
+        f"AND (e.url_sha256 IN ({keys}) OR e.id IN (SELECT n.entry_id FROM {_DECOYS} n WHERE n.url_sha256 IN ({keys})))"
+        if keys
+        else ""
+    )
     return f"""
+        WITH grp AS (
+            SELECT e.id, e.url_sha256, NULLIF(e.sha256, '') AS sha256,
+                   CASE WHEN MIN(d.url_sha256) IS NULL OR e.url_sha256 < MIN(d.url_sha256) THEN e.url_sha256
+                        ELSE MIN(d.url_sha256) END AS carrier
+            FROM {_ENTRIES} e LEFT JOIN {_DECOYS} d ON d.entry_id = e.id
+            WHERE e.{flag} {near} GROUP BY e.id, e.url_sha256, e.sha256
+        )
         SELECT k, MAX(sha) AS sha FROM (
-            SELECT e.url_sha256 AS k, CASE WHEN e.sha256_key = e.url_sha256 THEN NULLIF(e.sha256, '') END AS sha
-            FROM {_ENTRIES} e WHERE e.{flag} {own}
+            SELECT g.url_sha256 AS k, CASE WHEN g.carrier = g.url_sha256 THEN g.sha256 END AS sha
+            FROM grp g WHERE TRUE {own}
             UNION ALL
-            SELECT d.url_sha256, CASE WHEN e.sha256_key = d.url_sha256 THEN NULLIF(e.sha256, '') END
-            FROM {_DECOYS} d JOIN {_ENTRIES} e ON e.id = d.entry_id WHERE e.{flag} {decoy}
+            SELECT d.url_sha256, CASE WHEN g.carrier = d.url_sha256 THEN g.sha256 END
+            FROM {_DECOYS} d JOIN grp g ON g.id = d.entry_id WHERE TRUE {decoy}
         ) p GROUP BY k
     """
 
@@ -271,7 +285,7 @@ def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signin
         _write_delta(build, tier)
         _write_snapshot(build, tier)
     # The new state is now the published one; decoy counts below are of this release.
-    BlocklistEntry.objects.filter(dirty=True, blocked=True).update(dirty=False, published=True)
+    BlocklistEntry.objects.filter(dirty=True, blocked=True).update(dirty=False, published=True, decoys_drawn=True)
     BlocklistEntry.objects.filter(dirty=True, blocked=False).update(dirty=False, published=False)
     manifests = {tier: _tier_manifest(build, tier, signing_key, upcoming) for tier in TIERS}
     tiers = {}

@@ -199,3 +199,15 @@ def test_postgres_draws_the_same_decoys_as_the_rowwise_draw(dataset, signing_key
     monkeypatch.setattr(decoys, "_host_windows_postgres", decoys._host_windows_rowwise)  # same database
     decoys.draw_decoys()
     assert {key: group(key) for key in reals} == fast
+
+
+def test_groups_drawn_in_one_release_share_no_decoy(dataset, publish, feed_files):
+    reals = [url_sha256(f"https://tiny.example.net/photos/{i:05d}.jpg") for i in range(2)]
+    reals += [url_sha256(f"https://big.example.com/photos/{i:05d}.jpg") for i in range(20, 25)]
+    for i, key in enumerate(reals):
+        holds.hold(holder=f"item:{i}", url_sha256=key)
+    publish()
+    groups = [set(group(key)) for key in reals]
+    assert all(len(members) == K + 1 for members in groups)
+    assert len(set().union(*groups)) == len(reals) * (K + 1)  # pairwise disjoint
+    assert len(keys(feed_files, "public", releases.snapshot_name(1))) == len(reals) * (K + 1)
