@@ -3,10 +3,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, Throttled
 from rest_framework.exceptions import ValidationError as DRFValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
+from config.parsers import JSONParser
 from requests_app import intake, limits, services
 from requests_app.exceptions import TransitionError
 from requests_app.serializers import CaseInput, CreateRemovalInput, CreateRemovalOutput, RemovalStatusOutput

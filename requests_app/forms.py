@@ -1,8 +1,7 @@
-import json
-
 from django import forms
 from django.core.exceptions import ValidationError
 
+from config import parsers
 from optout.models import Dataset
 from requests_app import intake
 
@@ -70,7 +69,7 @@ class RemovalRequestForm(forms.Form):
         if not raw:
             return []
         try:
-            items = json.loads(raw)
+            items = parsers.loads(raw)
         except ValueError:
             raise ValidationError("The fingerprints computed by this page could not be read.") from None
         if not isinstance(items, list):
