@@ -15,6 +15,7 @@ from django.conf import settings
 from optout.fetch import FetchError, fetch_image
 from optout.imaging import ImageRejected
 from optout.imaging.decode import ORIENTATION, bounded_decode, exif_orientation, flatten, load_pixels, open_image
+from optout.imaging.descriptor import REDUCE_MIN_SIDE
 
 PREVIEW_SIDE = 512
 
@@ -34,7 +35,9 @@ def thumbnail_jpeg(data: bytes, *, max_bytes: int, max_pixels: int, side: int = 
     """
     image = open_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     image.draft("RGB", (side, side))  # JPEG: let libjpeg decode at a reduced scale
-    reduce_by = max(1, min(image.size) // side)
+    # The same reduction as the signals' (short side kept >= REDUCE_MIN_SIDE): whatever hashed within the
+    # memory budget previews within it too.
+    reduce_by = max(1, min(image.size) // REDUCE_MIN_SIDE)
     load_pixels(image, reduce_by=reduce_by)
     orientation = exif_orientation(image)
     image = flatten(image, reduce_by=reduce_by)
