@@ -355,6 +355,15 @@ OPTOUT_CHECK_DEADLINE_SECONDS = env_int("OPTOUT_CHECK_DEADLINE_SECONDS", 900, mi
 OPTOUT_RECEIVED_GRACE_SECONDS = env_int("OPTOUT_RECEIVED_GRACE_SECONDS", 120, minimum=0)
 OPTOUT_VERIFY_MAX_ATTEMPTS = env_int("OPTOUT_VERIFY_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
 
+# After a decision: a rejected case can be appealed once within this many days; the monitoring
+# sweeper matches rows that gained signals (and ends expired monitoring) this often.
+OPTOUT_APPEAL_WINDOW_DAYS = env_int("OPTOUT_APPEAL_WINDOW_DAYS", 30, minimum=1, maximum=365)
+OPTOUT_MONITOR_SWEEP_MINUTES = env_int("OPTOUT_MONITOR_SWEEP_MINUTES", 10, minimum=1)
+CELERY_BEAT_SCHEDULE["sweep-monitoring"] = {
+    "task": "requests_app.tasks.sweep_monitoring",
+    "schedule": OPTOUT_MONITOR_SWEEP_MINUTES * 60.0,
+}
+
 # --- Operations: logs and metrics ---------------------------------------------------
 
 # `json`: one JSON object per line (config/jsonlog.py), for a log shipper; gunicorn's own logs follow.

@@ -16,26 +16,53 @@ class RemovalState(models.TextChoices):
     APPROVED = "approved", "approved"
     REJECTED = "rejected", "rejected"
     PUBLISHED = "published", "published"
+    APPEALED = "appealed", "appealed"
+    REVERSED = "reversed", "reversed"
     WITHDRAWN = "withdrawn", "withdrawn"
 
 
 # The one map of allowed transitions (tests/requests_app/test_transitions.py
 # checks every pair). `withdrawn` is reachable from every state but itself;
 # `in_review -> checking` lets a reviewer ask for verification again.
+# After a decision (approved, published, rejected) a case goes back to
+# `checking` when the requester adds links, and to `in_review` when monitoring
+# finds copies later; what was decided stays decided (items carry `decided_at`).
+# A rejected case may be `appealed` once; a reviewer with the publish permission
+# may reverse an approval (`reversed`: its holds are released).
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     RemovalState.RECEIVED: frozenset({RemovalState.CHECKING, RemovalState.WITHDRAWN}),
     RemovalState.CHECKING: frozenset({RemovalState.IN_REVIEW, RemovalState.WITHDRAWN}),
     RemovalState.IN_REVIEW: frozenset(
         {RemovalState.APPROVED, RemovalState.REJECTED, RemovalState.CHECKING, RemovalState.WITHDRAWN}
     ),
-    RemovalState.APPROVED: frozenset({RemovalState.PUBLISHED, RemovalState.WITHDRAWN}),
-    RemovalState.REJECTED: frozenset({RemovalState.WITHDRAWN}),
-    RemovalState.PUBLISHED: frozenset({RemovalState.WITHDRAWN}),
+    RemovalState.APPROVED: frozenset(
+        {
+            RemovalState.PUBLISHED,
+            RemovalState.IN_REVIEW,
+            RemovalState.CHECKING,
+            RemovalState.REVERSED,
+            RemovalState.WITHDRAWN,
+        }
+    ),
+    RemovalState.REJECTED: frozenset(
+        {RemovalState.APPEALED, RemovalState.IN_REVIEW, RemovalState.CHECKING, RemovalState.WITHDRAWN}
+    ),
+    RemovalState.PUBLISHED: frozenset(
+        {RemovalState.IN_REVIEW, RemovalState.CHECKING, RemovalState.REVERSED, RemovalState.WITHDRAWN}
+    ),
+    RemovalState.APPEALED: frozenset({RemovalState.APPROVED, RemovalState.REJECTED, RemovalState.WITHDRAWN}),
+    RemovalState.REVERSED: frozenset({RemovalState.WITHDRAWN}),
     RemovalState.WITHDRAWN: frozenset(),
 }
 
 # States in which a case is over: its contact e-mail is deleted on entry.
-CLOSED_STATES = frozenset({RemovalState.REJECTED, RemovalState.PUBLISHED, RemovalState.WITHDRAWN})
+CLOSED_STATES = frozenset(
+    {RemovalState.REJECTED, RemovalState.PUBLISHED, RemovalState.REVERSED, RemovalState.WITHDRAWN}
+)
+# States a case reaches by a reviewer's decision; from them it can be re-opened.
+DECIDED_STATES = frozenset({RemovalState.APPROVED, RemovalState.PUBLISHED, RemovalState.REJECTED})
+# States in which nothing more happens to a case: no monitoring, no added links.
+ENDED_STATES = frozenset({RemovalState.REVERSED, RemovalState.WITHDRAWN})
 
 
 class ItemState(models.TextChoices):
@@ -90,6 +117,17 @@ class RemovalRequest(models.Model):
     )
     decision_reason = models.CharField(max_length=30, choices=RejectReason.choices, blank=True)
     decision_note = models.TextField(blank=True)
+    # Set when a decided case comes back to review (copies found later, links added); the queue shows
+    # these apart.
+    reopened_at = models.DateTimeField(null=True, blank=True)
+    appealed_at = models.DateTimeField(null=True, blank=True, help_text="A rejected case is appealed once.")
+    appeal_note = models.TextField(blank=True)
+    # Monitoring, by consent: until then new dataset rows are matched against the reference signals,
+    # which are kept past the case's end only for this. Empty: no monitoring.
+    monitor_until = models.DateTimeField(null=True, blank=True, db_index=True)
+    monitor_email = models.EmailField(
+        blank=True, help_text="Optional; only to say that copies were found; deleted when monitoring ends."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -109,6 +147,9 @@ class RemovalItem(models.Model):
         DatasetRow, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
     )
     found_by_system = models.BooleanField(default=False, help_text="Found in the index by the reference signals.")
+    # Set on items that came after the case's first verification: links the requester added, copies
+    # that monitoring found in new dataset rows.
+    added_at = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=20, choices=ItemState.choices, default=ItemState.PENDING, db_index=True)
     # Evidence: the best comparison against the reference signals.
     phash_distance = models.SmallIntegerField(null=True, blank=True)
@@ -133,6 +174,8 @@ class RemovalItem(models.Model):
     # The reviewer's call on this item; without one, approval blocks exactly the matching items.
     decision = models.CharField(max_length=10, choices=ItemDecision.choices, blank=True)
     blocked = models.BooleanField(default=False, help_text="Put on the blocklist when the request was approved.")
+    # When a decision on the case settled this item; a later decision never changes it.
+    decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["found_by_system", "id"]
@@ -176,6 +219,9 @@ class RequestEvent(models.Model):
         TRANSITION = "transition", "state change"
         CLAIM = "claim", "assignment"
         ITEM_DECISION = "item_decision", "decision on an item"
+        ITEM_REVERSAL = "item_reversal", "reversal of an item's block"
+        ITEMS_ADDED = "items_added", "items added"
+        MONITORING = "monitoring", "monitoring"
 
     removal = models.ForeignKey(RemovalRequest, on_delete=models.PROTECT, related_name="events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
@@ -199,3 +245,23 @@ class RequestEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("request events are append-only")
+
+
+class MonitorMark(models.Model):
+    """How far monitoring has matched one dataset's rows (its high-water marks).
+
+    Rows gain signals two ways, each with its own mark: imported with hash columns
+    (``hashed_at`` empty; matched in ``id`` order) and hashed by a worker
+    (``hashed_at`` set; matched in ``(hashed_at, id)`` order). A mark moves in the
+    same transaction as the items its rows produced, so a scan killed midway
+    leaves it where it was.
+    """
+
+    dataset = models.OneToOneField(Dataset, on_delete=models.CASCADE, related_name="+")
+    imported_until_id = models.BigIntegerField(default=0)
+    hashed_until = models.DateTimeField(null=True, blank=True)
+    hashed_until_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"monitoring mark of dataset {self.dataset_id}"

@@ -122,11 +122,15 @@ def submit_removal(
     references: Sequence[Sequence[Reference]],
     dataset: Dataset | None = None,
     contact_email: str = "",
+    monitor_months: int = 0,
+    monitor_email: str = "",
 ) -> tuple[RemovalRequest, str]:
     """Create a removal request in state ``received`` and schedule its verification.
 
-    ``references`` holds, per reference image, one or more signal sets. Returns
-    the request and its secret, which is not stored and cannot be shown again.
+    ``references`` holds, per reference image, one or more signal sets. With
+    ``monitor_months``, new dataset rows are watched for copies that long (see
+    ``monitoring``). Returns the request and its secret, which is not stored and
+    cannot be shown again.
     """
     now = timezone.now()
     secret = cases.new_secret()
@@ -149,6 +153,22 @@ def submit_removal(
             seen.add(digest)
             items.append(RemovalItem(removal=removal, url=url, url_sha256=digest))
     RemovalItem.objects.bulk_create(items)
+    store_references(removal, references)
+    RequestEvent.objects.create(
+        removal=removal, actor_label=REQUESTER, from_state="", to_state=RemovalState.RECEIVED, created_at=now
+    )
+    if monitor_months:
+        from requests_app import monitoring  # imported here: monitoring builds on these services
+
+        monitoring.monitor_removal(removal, months=monitor_months, email=monitor_email)
+    _schedule_verification(removal)
+    return removal, secret
+
+
+def store_references(
+    removal: RemovalRequest, references: Sequence[Sequence[Reference]], *, first_index: int = 0
+) -> None:
+    """Keep the signals of each reference image (never the image), numbered from ``first_index``."""
     ReferenceSignal.objects.bulk_create(
         ReferenceSignal(
             removal=removal,
@@ -160,14 +180,9 @@ def submit_removal(
             sha256=ref.sha256,
             descriptor_key=ref.descriptor_key,
         )
-        for index, variants in enumerate(references)
+        for index, variants in enumerate(references, start=first_index)
         for ref in variants
     )
-    RequestEvent.objects.create(
-        removal=removal, actor_label=REQUESTER, from_state="", to_state=RemovalState.RECEIVED, created_at=now
-    )
-    _schedule_verification(removal)
-    return removal, secret
 
 
 def _unused_case_reference() -> str:
@@ -260,8 +275,10 @@ def record_item_verdict(item: RemovalItem, *, state: str, **evidence) -> bool:
     return updated == 1
 
 
-def add_found_item(removal: RemovalRequest, row: DatasetRow, *, state: str, **evidence) -> bool:
-    """Attach a dataset row the index search found. Returns False if the case already lists its URL."""
+def add_found_item(removal: RemovalRequest, row: DatasetRow, *, state: str, later: bool = False, **evidence) -> bool:
+    """Attach a dataset row the index search found (``later``: after the case's first verification, as
+    monitoring does). Returns False if the case already lists its URL: a row is never added twice."""
+    now = timezone.now()
     _, created = RemovalItem.objects.get_or_create(
         removal=removal,
         url_sha256=row.url_sha256,
@@ -270,7 +287,8 @@ def add_found_item(removal: RemovalRequest, row: DatasetRow, *, state: str, **ev
             "dataset_row": row,
             "found_by_system": True,
             "state": state,
-            "verified_at": timezone.now(),
+            "verified_at": now,
+            "added_at": now if later else None,
             **evidence,
         },
     )
@@ -281,6 +299,8 @@ def add_found_item(removal: RemovalRequest, row: DatasetRow, *, state: str, **ev
 
 REVIEW_PERMISSION = "requests_app.review_removalrequest"
 MATCH_STATES = (ItemState.MATCH_STRONG, ItemState.MATCH_WEAK)
+# States in which a reviewer decides: a case's first review (or a re-opened one), and an appeal.
+DECIDING_STATES = (RemovalState.IN_REVIEW, RemovalState.APPEALED)
 
 
 def _require_reviewer(reviewer) -> Actor:
@@ -304,21 +324,22 @@ def _log(removal: RemovalRequest, actor: Actor, action: str, reason: str) -> Non
 
 @transaction.atomic
 def claim_removal(removal: RemovalRequest, *, reviewer, on_deciding: bool = False) -> RemovalRequest:
-    """Assign a request in review to this reviewer (taking it over if someone else had it).
+    """Assign a request in review (or appealed) to this reviewer (taking it over if someone else had it).
 
     ``on_deciding``: the claim is part of a decision (approving or rejecting claims the case first),
     and the event says so."""
     actor = _require_reviewer(reviewer)
-    if removal.state != RemovalState.IN_REVIEW:
+    if removal.state not in DECIDING_STATES:
         raise TransitionError(
             f"Case {removal.case} is {RemovalState(removal.state).label}; only requests in review can be claimed."
         )
+    _check_appeal_reviewer(removal, reviewer)
     previous = removal.assigned_to_id
     if previous == reviewer.pk:
         return removal
     _swap(
         removal,
-        RemovalRequest.objects.filter(pk=removal.pk, state=RemovalState.IN_REVIEW, assigned_to_id=previous),
+        RemovalRequest.objects.filter(pk=removal.pk, state=removal.state, assigned_to_id=previous),
         assigned_to=reviewer,
     )
     removal.assigned_to = reviewer
@@ -333,21 +354,25 @@ def claim_removal(removal: RemovalRequest, *, reviewer, on_deciding: bool = Fals
 
 def claim_to_decide(removal: RemovalRequest, *, reviewer) -> None:
     """Deciding a case claims it first, as its own recorded event, if the reviewer had not."""
-    if removal.state == RemovalState.IN_REVIEW and removal.assigned_to_id != reviewer.pk:
+    if removal.state in DECIDING_STATES and removal.assigned_to_id != reviewer.pk:
         claim_removal(removal, reviewer=reviewer, on_deciding=True)
 
 
 @transaction.atomic
 def decide_item(item: RemovalItem, *, reviewer, decision: str) -> RemovalItem:
-    """Record a reviewer's per-item call: block it, do not block it, or follow its verdict ("")."""
+    """Record a reviewer's per-item call: block it, do not block it, or follow its verdict ("").
+
+    Only items no decision has settled yet: a re-opened case's earlier items stay as decided."""
     actor = _require_reviewer(reviewer)
     decision = ItemDecision(decision)
     removal = item.removal
-    if removal.state != RemovalState.IN_REVIEW:
+    if removal.state not in DECIDING_STATES:
         raise TransitionError(f"Case {removal.case} is not in review; its items cannot be decided now.")
+    if item.decided_at is not None:
+        raise TransitionError(f"Item {item.pk} was decided with the case already; that decision stays.")
     _swap(
         removal,
-        RemovalItem.objects.filter(pk=item.pk, decision=item.decision, removal__state=RemovalState.IN_REVIEW),
+        RemovalItem.objects.filter(pk=item.pk, decision=item.decision, decided_at=None, removal__state=removal.state),
         decision=decision,
     )
     item.decision = decision
@@ -356,39 +381,62 @@ def decide_item(item: RemovalItem, *, reviewer, decision: str) -> RemovalItem:
 
 
 def items_to_block(removal: RemovalRequest):
-    """Matching items the requester named and nobody rejected, plus items a reviewer approved one by one.
+    """Undecided items the requester named that match and nobody rejected, plus items a reviewer approved
+    one by one.
 
-    Items the system found are blocked only when a reviewer ticks them: the requester never named them,
-    so "approve" alone must not reach past what was asked for.
+    Items the system found (at verification or later, by monitoring) are blocked only when a reviewer ticks
+    them: the requester never named them, so "approve" alone must not reach past what was asked for.
     """
-    return removal.items.filter(
+    return removal.items.filter(decided_at=None).filter(
         Q(decision=ItemDecision.APPROVE) | Q(decision=ItemDecision.NONE, state__in=MATCH_STATES, found_by_system=False)
     )
 
 
+def rejected_by(removal: RemovalRequest):
+    """The id of the reviewer whose rejection was last recorded, or None."""
+    return (
+        removal.events.filter(action=RequestEvent.Action.TRANSITION, to_state=RemovalState.REJECTED)
+        .order_by("-created_at", "-id")
+        .values_list("actor_id", flat=True)
+        .first()
+    )
+
+
+def _check_appeal_reviewer(removal: RemovalRequest, reviewer) -> None:
+    if removal.state == RemovalState.APPEALED and rejected_by(removal) == reviewer.pk:
+        raise TransitionError(f"You rejected {removal.case}; its appeal must be decided by another reviewer.")
+
+
 @transaction.atomic
 def approve_removal(removal: RemovalRequest, *, reviewer, note: str = "") -> RemovalRequest:
-    """in_review -> approved: the items to block are put on the blocklist (published by the next release).
+    """in_review or appealed -> approved: the items to block are put on the blocklist (published by the
+    next release). Every undecided item is settled by this decision.
 
     Raises PermissionDenied without the review permission, TransitionError when
-    the state does not allow it, another reviewer won, or nothing would be blocked.
+    the state does not allow it, another reviewer won, nothing would be blocked,
+    or the reviewer would decide the appeal of their own rejection.
     """
     actor = _require_reviewer(reviewer)
+    _check_appeal_reviewer(removal, reviewer)
     claim_to_decide(removal, reviewer=reviewer)
     items = list(items_to_block(removal))
-    if removal.state == RemovalState.IN_REVIEW and not items:
+    already_blocked = removal.items.filter(blocked=True).exists()
+    if removal.state in DECIDING_STATES and not items and not already_blocked:
         raise TransitionError(
             f"Case {removal.case} has no matching item to block. Approve items one by one, or reject the request."
         )
+    now = timezone.now()
     _transition(
         removal,
         RemovalState.APPROVED,
         actor=actor,
         reason=note or f"{len(items)} item(s) to block",
+        now=now,
         decision_note=note,
         assigned_to=reviewer,
     )
     RemovalItem.objects.filter(pk__in=[item.pk for item in items]).update(blocked=True)
+    removal.items.filter(decided_at=None).update(decided_at=now)
     for item in items:
         _hold(item)
     _notify_on_commit(removal, removal.contact_email)
@@ -397,24 +445,36 @@ def approve_removal(removal: RemovalRequest, *, reviewer, note: str = "") -> Rem
 
 @transaction.atomic
 def reject_removal(removal: RemovalRequest, *, reviewer, reason: str, note: str = "") -> RemovalRequest:
-    """in_review -> rejected, with a reason code from RejectReason and optional free text."""
+    """in_review or appealed -> rejected, with a reason code from RejectReason and optional free text.
+
+    A re-opened case whose earlier links are blocked cannot be rejected as a whole (that would
+    misstate what is blocked): its new items are marked "do not block" and the case approved.
+    """
     actor = _require_reviewer(reviewer)
+    _check_appeal_reviewer(removal, reviewer)
     email = removal.contact_email  # closing the case deletes it
     if reason not in RejectReason.values:
         raise TransitionError("Choose a reason for the rejection.")
     if reason == RejectReason.OTHER and not note.strip():
         raise TransitionError("Say why in the note when the reason is 'Other'.")
+    if removal.items.filter(blocked=True).exists():
+        raise TransitionError(
+            f"Case {removal.case} already has blocked links. Mark the new items 'do not block' and approve instead."
+        )
     claim_to_decide(removal, reviewer=reviewer)
     label = RejectReason(reason).label
+    now = timezone.now()
     _transition(
         removal,
         RemovalState.REJECTED,
         actor=actor,
         reason=f"{label}. {note}".strip(),
+        now=now,
         decision_reason=reason,
         decision_note=note,
         assigned_to=reviewer,
     )
+    removal.items.filter(decided_at=None).update(decided_at=now)
     _notify_on_commit(removal, email)
     return removal
 
@@ -483,6 +543,10 @@ def withdraw_removal(removal: RemovalRequest, *, actor: Actor | None = None, rea
     (the next release carries tombstones). Raises TransitionError if already withdrawn."""
     _transition(removal, RemovalState.WITHDRAWN, actor=actor or Actor(REQUESTER), reason=reason)
     _release_holds(removal)
+    if removal.monitor_until is not None:
+        from requests_app import monitoring  # imported here: monitoring builds on these services
+
+        monitoring.stop_monitoring(removal, actor=actor or Actor(REQUESTER), reason="monitoring ends with the case")
     return removal
 
 

@@ -1,10 +1,11 @@
 import logging
+import time
 
 from celery import shared_task
 from django.conf import settings
 
 from config.outages import TRANSIENT_ERRORS
-from requests_app import services, verification
+from requests_app import monitoring, services, verification
 
 log = logging.getLogger(__name__)
 
@@ -37,4 +38,41 @@ def sweep_stuck_requests() -> list[int]:
     for removal_id in ids:
         log.info("re-queueing verification of request %s", removal_id)
         verify_removal.delay(removal_id)
+    return ids
+
+
+# A scan task hands over to a fresh message after this long, so one large import never holds a
+# worker (or a broker visibility timeout) for hours; each chunk has committed by then.
+SCAN_TASK_SECONDS = 240
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def scan_new_rows(self, dataset_id: int) -> None:
+    """Match a dataset's rows that gained signals against the monitored references, chunk by chunk.
+
+    Takes an id; each chunk commits with its high-water mark, so a redelivery after a killed worker
+    starts where the last commit left off, and a second copy of the task waits for the first's lock.
+    """
+    deadline = time.monotonic() + SCAN_TASK_SECONDS
+    watched = None
+    while True:
+        result = monitoring.scan_dataset(dataset_id, watched=watched)
+        watched = result.watched
+        if result.found:
+            log.info("monitoring found %s copies in dataset %s", result.found, dataset_id)
+        if result.done:
+            return
+        if time.monotonic() > deadline:
+            scan_new_rows.delay(dataset_id)
+            return
+
+
+@shared_task(ignore_result=True)
+def sweep_monitoring() -> list[int]:
+    """Beat task: end expired monitoring, and queue a scan of every dataset with rows past its marks
+    (a lost message, a killed worker, rows hashed while a scan let them settle). Returns those ids."""
+    monitoring.end_expired()
+    ids = monitoring.datasets_to_scan()
+    for dataset_id in ids:
+        scan_new_rows.delay(dataset_id)
     return ids

@@ -25,18 +25,20 @@ log = logging.getLogger(__name__)
 _STRENGTH_TO_STATE = {"strong": ItemState.MATCH_STRONG, "weak": ItemState.MATCH_WEAK, None: ItemState.NO_MATCH}
 
 
-def reference_signals(removal: RemovalRequest) -> list[list[imaging.ImageSignals]]:
-    """The case's reference pictures, each the list of its signal sets, in image order.
+def signals_of(ref: ReferenceSignal) -> imaging.ImageSignals:
+    """One stored signal set. Only an upload was hashed by the server; signals a device sent are claims
+    (see imaging.compare)."""
+    signals = imaging.ImageSignals.from_dict(
+        {"phash": ref.phash, "pdq": ref.pdq or None, "pdq_quality": ref.pdq_quality or 0, "sha256": ref.sha256}
+    )
+    return replace(signals, hashed_by_server=ref.source == ReferenceSignal.Source.UPLOAD)
 
-    Only an upload was hashed by the server; signals a device sent are claims (see imaging.compare).
-    """
+
+def reference_signals(removal: RemovalRequest) -> list[list[imaging.ImageSignals]]:
+    """The case's reference pictures, each the list of its signal sets, in image order."""
     pictures: dict[int, list[imaging.ImageSignals]] = {}
     for ref in removal.references.all():
-        signals = imaging.ImageSignals.from_dict(
-            {"phash": ref.phash, "pdq": ref.pdq or None, "pdq_quality": ref.pdq_quality or 0, "sha256": ref.sha256}
-        )
-        hashed_by_server = ref.source == ReferenceSignal.Source.UPLOAD
-        pictures.setdefault(ref.image_index, []).append(replace(signals, hashed_by_server=hashed_by_server))
+        pictures.setdefault(ref.image_index, []).append(signals_of(ref))
     return list(pictures.values())
 
 
@@ -153,6 +155,7 @@ def find_other_copies(removal: RemovalRequest, references: list[list[imaging.Ima
     """
     dataset_id = removal.dataset_id
     signal_sets = [signals for picture in references for signals in picture]
+    later = removal.reopened_at is not None  # links added to a decided case: what it finds is new to it
     # Byte-identical copies first (the sha256 index), then perceptual neighbours (the matcher).
     same_bytes = DatasetRow.objects.filter(sha256__in=[signals.sha256 for signals in signal_sets])
     if dataset_id:
@@ -172,26 +175,33 @@ def find_other_copies(removal: RemovalRequest, references: list[list[imaging.Ima
             )
     added = 0
     for row in DatasetRow.objects.filter(pk__in=row_ids).order_by("id"):
-        candidate = row_signals(row)
-        if candidate is None:  # only its bytes' sha256 is known, and it equals a reference's
-            claimed_by = next(s for s in signal_sets if s.sha256 == row.sha256)
-            added += services.add_found_item(
-                removal,
-                row,
-                state=ItemState.MATCH_WEAK,
-                sha256_equal=True,
-                image_sha256=row.sha256,
-                reference_source=_source(claimed_by.hashed_by_server),
-                detail=SHA256_ONLY_DETAIL,
-            )
-            continue
-        comparison = _compare(references, candidate)
-        if comparison.strength is None and not comparison.inconsistent:
-            continue
-        added += services.add_found_item(
-            removal, row, state=_STRENGTH_TO_STATE[comparison.strength], **_evidence(comparison, candidate)
-        )
+        verdict = found_copy_verdict(references, row)
+        if verdict is not None:
+            state, evidence = verdict
+            added += services.add_found_item(removal, row, state=state, later=later, **evidence)
     return added
+
+
+def found_copy_verdict(references: list[list[imaging.ImageSignals]], row: DatasetRow) -> tuple[str, dict] | None:
+    """The verdict and evidence of an index row found near the references, or None when it is no copy.
+
+    The one rule for copies the system finds, at verification and by monitoring."""
+    candidate = row_signals(row)
+    if candidate is None:  # only its bytes' sha256 is known: at most weak, if it equals a reference's
+        signal_sets = [signals for picture in references for signals in picture]
+        claimed_by = next((s for s in signal_sets if row.sha256 and s.sha256 == row.sha256), None)
+        if claimed_by is None:
+            return None
+        return ItemState.MATCH_WEAK, {
+            "sha256_equal": True,
+            "image_sha256": row.sha256,
+            "reference_source": _source(claimed_by.hashed_by_server),
+            "detail": SHA256_ONLY_DETAIL,
+        }
+    comparison = _compare(references, candidate)
+    if comparison.strength is None and not comparison.inconsistent:
+        return None
+    return _STRENGTH_TO_STATE[comparison.strength], _evidence(comparison, candidate)
 
 
 def run_verification(removal_id: int) -> bool:

@@ -6,7 +6,7 @@ the chunk columns the database keeps for every row (see ``optout.models``):
 
 1. Cut the query into the same chunks. A row within distance r of the query
    has, by pigeonhole, at least one chunk within a small radius of the query's
-   chunk (``_chunk_radii``).
+   chunk (``chunk_radii``).
 2. Enumerate every chunk value within that radius (bit-flip combinations) and
    look them up exactly in the chunk indexes.
 3. Verify each candidate's full Hamming distance and keep those within r.
@@ -133,7 +133,7 @@ def _check(family: _Family, radius: int, limit: int | None) -> None:
         raise ValueError("limit is a positive integer or None")
 
 
-def _chunk_radii(chunks: tuple[_Chunk, ...], radius: int) -> list[int]:
+def chunk_radii(chunks: tuple[_Chunk, ...], radius: int) -> list[int]:
     """The radius to search in each chunk; -1 means the chunk need not be probed at all.
 
     With m chunks and radius = a*m + b (0 <= b < m), a hash within the radius
@@ -153,7 +153,7 @@ def _chunk_radii(chunks: tuple[_Chunk, ...], radius: int) -> list[int]:
 
 
 @cache
-def _flip_masks(bits: int, radius: int) -> tuple[int, ...]:
+def flip_masks(bits: int, radius: int) -> tuple[int, ...]:
     """Every ``bits``-bit mask with at most ``radius`` bits set (a constant table, not data)."""
     return tuple(
         sum(1 << p for p in positions)
@@ -165,11 +165,11 @@ def _flip_masks(bits: int, radius: int) -> tuple[int, ...]:
 def _probes(family: _Family, words: tuple[int, ...], radius: int) -> list[tuple[_Chunk, list[int]]]:
     """For each chunk worth probing, the chunk values to look up."""
     probes = []
-    for chunk, chunk_radius in zip(family.chunks, _chunk_radii(family.chunks, radius), strict=True):
+    for chunk, chunk_radius in zip(family.chunks, chunk_radii(family.chunks, radius), strict=True):
         if chunk_radius < 0:
             continue
         value = (words[chunk.word] >> chunk.shift) & ((1 << chunk.bits) - 1)
-        probes.append((chunk, [value ^ mask for mask in _flip_masks(chunk.bits, chunk_radius)]))
+        probes.append((chunk, [value ^ mask for mask in flip_masks(chunk.bits, chunk_radius)]))
     return probes
 
 

@@ -55,6 +55,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from tqdm import tqdm
 
+from optout.index import events
 from optout.index.importer._reading import _Source
 from optout.index.importer._summary import DEFAULT_BATCH_SIZE, FORMATS, Columns, DatasetImportError, ImportSummary
 from optout.index.importer._writing import _dataset_lock, _descriptor_id, _writer_for
@@ -133,6 +134,8 @@ def import_files(
         summary.inserted -= repeated
         summary.already_present += repeated
     summary.elapsed = time.monotonic() - started
+    if summary.inserted:
+        events.rows_gained_signals.send_robust(sender=Dataset, dataset_id=dataset.pk, hashed=False)
     return summary
 
 

@@ -117,7 +117,7 @@ def test_matcher_returns_what_a_linear_scan_returns(family, data, clustered, siz
 @pytest.mark.parametrize("family", [matcher.PHASH, matcher.PDQ], ids=["phash", "pdq"])
 def test_every_spread_of_at_most_r_flips_leaves_a_chunk_within_its_probe_radius(family, data):
     radius = data.draw(st.integers(min_value=0, max_value=family.max_radius))
-    radii = matcher._chunk_radii(family.chunks, radius)
+    radii = matcher.chunk_radii(family.chunks, radius)
     # Which chunk each of at most r flipped bits falls in.
     chunks = data.draw(st.lists(st.integers(min_value=0, max_value=len(radii) - 1), max_size=radius))
     flips = [chunks.count(i) for i in range(len(radii))]
@@ -126,7 +126,7 @@ def test_every_spread_of_at_most_r_flips_leaves_a_chunk_within_its_probe_radius(
 
 @pytest.mark.parametrize("radius", range(matcher.PDQ_MAX_RADIUS + 1))
 def test_chunk_radii_are_as_small_as_the_pigeonhole_allows(radius):
-    radii = matcher._chunk_radii(matcher.PDQ.chunks, radius)
+    radii = matcher.chunk_radii(matcher.PDQ.chunks, radius)
     # One flip more in every chunk than its radius would exceed r: no radius can shrink.
     assert sum(r + 1 for r in radii) == radius + 1
     assert max(radii) - min(radii) <= 1
