@@ -8,9 +8,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
 from config.parsers import JSONParser
-from requests_app import intake, limits, services
+from requests_app import aftercare, intake, limits, monitoring, services
 from requests_app.exceptions import TransitionError
-from requests_app.serializers import CaseInput, CreateRemovalInput, CreateRemovalOutput, RemovalStatusOutput
+from requests_app.serializers import (
+    AddLinksInput,
+    AppealInput,
+    CaseInput,
+    CreateRemovalInput,
+    CreateRemovalOutput,
+    MonitorInput,
+    RemovalStatusOutput,
+)
 from requests_app.views import NOT_FOUND
 
 
@@ -42,7 +50,11 @@ def _check(limit, ident):
 
 
 def _find(request) -> "services.RemovalRequest":
-    data = CaseInput(data=request.data)
+    return _find_in(request.data, request)
+
+
+def _find_in(raw, request) -> "services.RemovalRequest":
+    data = CaseInput(data=raw)
     data.is_valid(raise_exception=True)
     _check(limits.LOOKUP_PER_CLIENT, limits.client_key(request))
     _check(limits.LOOKUP_PER_CASE, limits.case_key(data.validated_data["case"]))
@@ -54,7 +66,37 @@ def _find(request) -> "services.RemovalRequest":
 
 def _status_body(removal):
     items = removal.items.filter(found_by_system=False)
-    return RemovalStatusOutput({"case": removal.case, "state": removal.state, "items": items}).data
+    body = {
+        "case": removal.case,
+        "state": removal.state,
+        "items": items,
+        "found_later": removal.items.filter(found_by_system=True, added_at__isnull=False, decided_at=None).count(),
+        "monitor_until": removal.monitor_until if monitoring.is_monitored(removal) else None,
+        "appeal_until": aftercare.appeal_deadline(removal) if aftercare.can_appeal(removal) else None,
+    }
+    return RemovalStatusOutput(body).data
+
+
+def _references(values, errors: dict) -> list:
+    """Reference images or their signals from validated input; problems go into ``errors``."""
+    references = []
+    for field, read in (("images", intake.hash_uploads), ("signals", intake.parse_client_signals)):
+        try:
+            references += read(values.get(field, []))
+        except DjangoValidationError as exc:
+            errors[field] = exc.messages
+    return references
+
+
+def _multipart(request, fields: tuple[str, ...]) -> dict:
+    """Multipart input as the serializers take it: repeated fields as lists."""
+    raw = request.data
+    if not hasattr(raw, "getlist"):
+        return raw
+    values = {name: raw.get(name) for name in fields if name in raw}
+    values["urls"] = raw.getlist("urls")
+    values["images"] = request.FILES.getlist("images")
+    return values
 
 
 class CreateRemovalView(APIView):
@@ -80,6 +122,7 @@ class CreateRemovalView(APIView):
                 "dataset": raw.get("dataset") or None,
                 "email": raw.get("email", ""),
                 "images": request.FILES.getlist("images"),
+                **{name: raw.get(name) for name in ("monitor_months", "monitor_email") if raw.get(name)},
             }
         data = CreateRemovalInput(data=raw)
         data.is_valid(raise_exception=True)
@@ -89,12 +132,7 @@ class CreateRemovalView(APIView):
             urls = intake.clean_urls(values["urls"])
         except DjangoValidationError as exc:
             errors["urls"] = exc.messages
-        references = []
-        for field, read in (("images", intake.hash_uploads), ("signals", intake.parse_client_signals)):
-            try:
-                references += read(values.get(field, []))
-            except DjangoValidationError as exc:
-                errors[field] = exc.messages
+        references = _references(values, errors)
         if not references and not ("images" in errors or "signals" in errors):
             errors["images"] = ["Send at least one reference image, or its signals."]
         elif len(references) > intake.MAX_IMAGES:
@@ -103,7 +141,12 @@ class CreateRemovalView(APIView):
             raise DRFValidationError(errors)
         _check(limits.CREATE_PER_CLIENT, client)
         removal, secret = services.submit_removal(
-            urls=urls, references=references, dataset=values.get("dataset"), contact_email=values.get("email", "")
+            urls=urls,
+            references=references,
+            dataset=values.get("dataset"),
+            contact_email=values.get("email", ""),
+            monitor_months=values["monitor_months"],
+            monitor_email=values["monitor_email"],
         )
         body = CreateRemovalOutput({"case": removal.case, "secret": secret, "state": removal.state}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
@@ -121,4 +164,61 @@ class WithdrawRemovalView(APIView):
     def post(self, request):
         removal = _find(request)
         services.withdraw_removal(removal)
+        return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
+
+
+# --- After the first decision -------------------------------------------------------------
+
+
+class AddLinksView(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"application/json": AddLinksInput, "multipart/form-data": AddLinksInput},
+        responses={200: RemovalStatusOutput},
+        summary="Add links to an open or decided case; they are verified like the first ones",
+    )
+    def post(self, request):
+        raw = _multipart(request, ("case", "secret"))
+        removal = _find_in(raw, request)
+        client = limits.client_key(request)
+        if wait := limits.waiting(limits.CREATE_PER_CLIENT, client):
+            raise LimitedError(wait)
+        if intake.body_too_large(request):
+            raise BodyTooLarge()
+        data = AddLinksInput(data=raw)
+        data.is_valid(raise_exception=True)
+        errors = {}
+        try:
+            urls = intake.clean_urls(data.validated_data["urls"])
+        except DjangoValidationError as exc:
+            errors["urls"] = exc.messages
+        references = _references(data.validated_data, errors)
+        if errors:
+            raise DRFValidationError(errors)
+        aftercare.add_links(removal, urls=urls, references=references)
+        limits.hit(limits.CREATE_PER_CLIENT, client)  # counted once accepted, as a new request is
+        removal.refresh_from_db()
+        return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
+
+
+class AppealView(APIView):
+    @extend_schema(request=AppealInput, responses={200: RemovalStatusOutput}, summary="Appeal a rejection, once")
+    def post(self, request):
+        removal = _find(request)
+        data = AppealInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        aftercare.appeal_removal(removal, note=data.validated_data["note"])
+        return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
+
+
+class MonitorView(APIView):
+    @extend_schema(
+        request=MonitorInput, responses={200: RemovalStatusOutput}, summary="Start or renew watching new datasets"
+    )
+    def post(self, request):
+        removal = _find(request)
+        data = MonitorInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        monitoring.monitor_removal(removal, months=data.validated_data["months"])
         return Response(_status_body(removal), headers={"Cache-Control": "no-store"})

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 from requests_app.models import ItemDecision, ItemState, RemovalItem, RemovalRequest, RemovalState
 
-# States in which a reviewer has yet to decide.
-UNDECIDED_STATES = frozenset({RemovalState.RECEIVED, RemovalState.CHECKING, RemovalState.IN_REVIEW})
+# States in which a reviewer has yet to decide (an appeal is decided again).
+UNDECIDED_STATES = frozenset(
+    {RemovalState.RECEIVED, RemovalState.CHECKING, RemovalState.IN_REVIEW, RemovalState.APPEALED}
+)
 
 # What verification found at a link, in the requester's words.
 VERDICT_WORDS = {
@@ -61,6 +63,11 @@ def link_outcome(number: int, item: RemovalItem, removal: RemovalRequest) -> Lin
                 "you withdrew the request; the next blocklist release lifts the block",
             )
         return LinkOutcome(number, NOT_BLOCKED, "Not blocked", "you withdrew the request")
+    if state == RemovalState.REVERSED:
+        return LinkOutcome(number, NOT_BLOCKED, "Not blocked", "a reviewer reversed the approval of this request")
+    if state in UNDECIDED_STATES and item.blocked:
+        # A case back in review for new links or copies: what was decided stays.
+        return LinkOutcome(number, BLOCKED, "Blocked", "that decision stays while the new links are reviewed")
     if state in UNDECIDED_STATES:
         if item.state == ItemState.PENDING:
             return LinkOutcome(
@@ -107,6 +114,10 @@ def case_words(removal: RemovalRequest, outcomes: list[LinkOutcome]) -> str:
             return "Published for other copies of your picture we found; none of the links you gave is blocked."
         case RemovalState.REJECTED:
             return "Not approved. A reviewer decided not to block these links."
+        case RemovalState.APPEALED:
+            return "Appealed. A reviewer other than the one who decided is looking at your request again."
+        case RemovalState.REVERSED:
+            return "Reversed. A reviewer lifted the block; the next blocklist we publish no longer lists these links."
         case _:
             return "Withdrawn. You withdrew this request."
 
@@ -135,3 +146,13 @@ def has_no_match(removal: RemovalRequest) -> bool:
     if removal.state not in (RemovalState.IN_REVIEW, RemovalState.REJECTED, RemovalState.APPROVED):
         return False
     return removal.items.filter(found_by_system=False, state=ItemState.NO_MATCH, blocked=False).exists()
+
+
+def later_words(removal: RemovalRequest) -> str:
+    """About copies monitoring found after the first decision, while a reviewer still has to decide them."""
+    count = removal.items.filter(found_by_system=True, added_at__isnull=False, decided_at=None).count()
+    if not count:
+        return ""
+    if count == 1:
+        return "1 new copy of your picture was found in a dataset and is being reviewed."
+    return f"{count} new copies of your picture were found in the datasets and are being reviewed."

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from optout.models import Dataset
+from requests_app import aftercare, monitoring
 from requests_app.models import ItemState, RemovalState
 
 
@@ -31,6 +32,19 @@ class CreateRemovalInput(serializers.Serializer):
     email = serializers.EmailField(
         required=False, allow_blank=True, help_text="Optional; deleted when the case closes."
     )
+    monitor_months = serializers.IntegerField(
+        required=False,
+        default=0,
+        min_value=0,
+        max_value=monitoring.MAX_MONTHS,
+        help_text="Keep watching new datasets for copies this many months (0: no). Keeps the signals that long.",
+    )
+    monitor_email = serializers.EmailField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Optional; told when a copy is found; deleted when monitoring ends.",
+    )
 
 
 class CreateRemovalOutput(serializers.Serializer):
@@ -52,3 +66,22 @@ class RemovalStatusOutput(serializers.Serializer):
     case = serializers.CharField()
     state = serializers.ChoiceField(choices=RemovalState.choices)
     items = ItemStatusOutput(many=True)
+    found_later = serializers.IntegerField(help_text="Copies found later by monitoring, waiting for a reviewer.")
+    monitor_until = serializers.DateTimeField(allow_null=True, help_text="Until when new datasets are watched.")
+    appeal_until = serializers.DateTimeField(allow_null=True, help_text="Until when a rejection can be appealed.")
+
+
+class AddLinksInput(CaseInput):
+    urls = serializers.ListField(child=serializers.CharField(max_length=100_000), help_text="More image URLs.")
+    images = serializers.ListField(
+        child=serializers.FileField(), required=False, help_text="Reference images again, if the case kept none."
+    )
+    signals = SignalsInput(many=True, required=False, help_text="Or their signals, computed by the client.")
+
+
+class AppealInput(CaseInput):
+    note = serializers.CharField(max_length=aftercare.APPEAL_NOTE_MAX_LENGTH, help_text="Why, in a few words.")
+
+
+class MonitorInput(CaseInput):
+    months = serializers.IntegerField(min_value=1, max_value=monitoring.MAX_MONTHS, default=monitoring.DEFAULT_MONTHS)

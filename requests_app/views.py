@@ -5,10 +5,17 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from requests_app import intake, limits, outcomes, receipts, services, transparency
+from requests_app import aftercare, intake, limits, monitoring, outcomes, receipts, services, transparency
 from requests_app.exceptions import TransitionError
-from requests_app.forms import CaseForm, RemovalRequestForm, WithdrawForm
-from requests_app.models import RemovalState
+from requests_app.forms import (
+    AddLinksForm,
+    AppealForm,
+    CaseForm,
+    MonitorForm,
+    RemovalRequestForm,
+    WithdrawForm,
+)
+from requests_app.models import ENDED_STATES, RemovalState
 
 NOT_FOUND = "We could not find a case with that reference and secret. Check both and try again."
 
@@ -88,11 +95,14 @@ def new_request(request):
         return render(request, "requests_app/new.html", {"form": form}, status=400)
     if wait := limits.hit(limits.CREATE_PER_CLIENT, client):
         return _too_many(request, "requests_app/new.html", {"form": _kept(RemovalRequestForm, request.POST)}, wait)
+    monitor_months, monitor_email = form.monitoring()
     removal, secret = services.submit_removal(
         urls=form.cleaned_data["urls"],
         references=form.references(),
         dataset=form.cleaned_data["dataset"],
         contact_email=form.cleaned_data["contact_email"],
+        monitor_months=monitor_months,
+        monitor_email=monitor_email,
     )
     # Post/redirect/get: the receipt page shows the secret once (requests_app/receipts.py).
     response = _private(redirect("requests_app:receipt", permanent=False))
@@ -155,6 +165,22 @@ def _status_context(removal, secret):
         "rejected_reason": removal.get_decision_reason_display() if removal.state == RemovalState.REJECTED else "",
         "withdraw_form": WithdrawForm(initial={"case": removal.case, "secret": secret}),
         "can_withdraw": removal.state != RemovalState.WITHDRAWN,
+        **_followup_context(removal, secret),
+    }
+
+
+def _followup_context(removal, secret) -> dict:
+    """What the requester can do after the first decision: add links, appeal, keep watching."""
+    credentials = {"case": removal.case, "secret": secret}
+    ended = removal.state in ENDED_STATES
+    can_add = not ended and removal.state != RemovalState.APPEALED
+    return {
+        "later_words": outcomes.later_words(removal),
+        "links_form": AddLinksForm(initial=credentials) if can_add else None,
+        "appeal_form": AppealForm(initial=credentials) if aftercare.can_appeal(removal) else None,
+        "appeal_until": aftercare.appeal_deadline(removal) if removal.state == RemovalState.REJECTED else None,
+        "monitor_until": removal.monitor_until if monitoring.is_monitored(removal) else None,
+        "monitor_form": MonitorForm(initial=credentials) if not ended else None,
     }
 
 
@@ -211,3 +237,81 @@ def withdraw(request):
     context = _status_context(removal, secret)
     context["message"] = message
     return _private(render(request, "requests_app/status.html", context))
+
+
+# --- After the first decision: added links, appeals, monitoring -------------------------------
+
+
+def _case_action(request, form_class, form_key: str, act, *, counts_as_request: bool = False):
+    """A status-page form: find the case (with the lookup limits), validate, act, show the case again.
+
+    ``act(removal, cleaned_data)`` returns the message to show, or raises TransitionError, whose
+    message is shown instead. Additions count against the creation limit, as a new request would.
+    """
+    credentials = CaseForm(request.POST)
+    if not credentials.is_valid():
+        return _private(
+            render(request, "requests_app/status.html", {"form": CaseForm(), "not_found": NOT_FOUND}, status=400)
+        )
+    removal, wait = _lookup(request, credentials)
+    if wait:
+        context = {"form": _kept(CaseForm, {"case": credentials.cleaned_data["case"]})}
+        return _too_many(request, "requests_app/status.html", context, wait)
+    if removal is None:
+        return _private(
+            render(request, "requests_app/status.html", {"form": CaseForm(), "not_found": NOT_FOUND}, status=404)
+        )
+    secret = credentials.cleaned_data["secret"]
+    client = limits.client_key(request)
+    if counts_as_request and (wait := limits.waiting(limits.CREATE_PER_CLIENT, client)):
+        return _too_many(request, "requests_app/status.html", _status_context(removal, secret), wait)
+    form = form_class(request.POST, request.FILES)
+    status_code = 200
+    if not form.is_valid():
+        context = _status_context(removal, secret)
+        context[form_key] = form
+        return _private(render(request, "requests_app/status.html", context, status=400))
+    try:
+        message = act(removal, form.cleaned_data)
+    except TransitionError as exc:
+        message, status_code = str(exc), 400
+    else:
+        if counts_as_request:
+            limits.hit(limits.CREATE_PER_CLIENT, client)
+    removal.refresh_from_db()
+    context = _status_context(removal, secret)
+    context["message"] = message
+    return _private(render(request, "requests_app/status.html", context, status=status_code))
+
+
+def _add_links(removal, data) -> str:
+    added = aftercare.add_links(removal, urls=data["urls"], references=data["images"])
+    return f"{added} link{'s' if added != 1 else ''} added. We compare {'them' if added != 1 else 'it'} with your picture now."
+
+
+def _appeal(removal, data) -> str:
+    aftercare.appeal_removal(removal, note=data["note"])
+    return "Your appeal is sent. A reviewer other than the one who decided will look at the request again."
+
+
+def _monitor(removal, data) -> str:
+    monitoring.monitor_removal(removal, months=data["months"])
+    return f"We keep watching new datasets until {removal.monitor_until:%d %B %Y}."
+
+
+@never_cache
+@require_http_methods(["POST"])
+def add_links(request):
+    return _case_action(request, AddLinksForm, "links_form", _add_links, counts_as_request=True)
+
+
+@never_cache
+@require_http_methods(["POST"])
+def appeal(request):
+    return _case_action(request, AppealForm, "appeal_form", _appeal)
+
+
+@never_cache
+@require_http_methods(["POST"])
+def monitor(request):
+    return _case_action(request, MonitorForm, "monitor_form", _monitor)

@@ -17,7 +17,7 @@ from django.utils.timesince import timesince
 
 from optout.admin import ReadOnlyAdmin
 from requests_app import cases, services
-from requests_app.admin.filters import AgeFilter, AssignedFilter, EvidenceFilter
+from requests_app.admin.filters import QUEUES, AgeFilter, AssignedFilter, EvidenceFilter, QueueFilter, queue_counts
 from requests_app.admin.review import ReviewPages
 from requests_app.exceptions import TransitionError
 from requests_app.models import ItemState, RemovalItem, RemovalRequest, RemovalState, RequestEvent
@@ -27,7 +27,7 @@ from requests_app.models import ItemState, RemovalItem, RemovalRequest, RemovalS
 class RemovalRequestAdmin(ReviewPages, ReadOnlyAdmin):
     list_display = ("case_link", "state", "dataset", "evidence", "item_count", "assigned_to", "received")
     list_display_links = None  # the case links to the review page instead of the (read-only) change form
-    list_filter = ("state", EvidenceFilter, "dataset", AgeFilter, AssignedFilter)
+    list_filter = (QueueFilter, "state", EvidenceFilter, "dataset", AgeFilter, AssignedFilter)
     list_select_related = ("dataset", "assigned_to")
     search_fields = ("case",)
     search_help_text = "A case reference, e.g. OPT-7KQ2-MX4P-9DZ3 (case, spaces and dashes do not matter)."
@@ -75,9 +75,21 @@ class RemovalRequestAdmin(ReviewPages, ReadOnlyAdmin):
             return queryset.filter(case=reference), False
         return super().get_search_results(request, queryset, search_term)
 
+    def get_ordering(self, request):
+        # A queue is worked oldest first: by how long each case has waited in its state.
+        if request.GET.get(QueueFilter.parameter_name) in QUEUES:
+            return ["state_changed_at", "pk"]
+        return super().get_ordering(request)
+
     def changelist_view(self, request, extra_context=None):
         counts = dict(RemovalRequest.objects.order_by().values_list("state").annotate(n=Count("pk")))
         changelist = reverse("admin:requests_app_removalrequest_changelist")
+        waiting = queue_counts()
+        queues = [
+            {"label": label, "count": waiting[key], "url": f"{changelist}?queue={key}"}
+            for key, (label, _condition) in QUEUES.items()
+        ]
+        extra_context = {**(extra_context or {}), "queues": queues}
         state_counts = [
             {
                 "label": state.label,

@@ -1,13 +1,13 @@
-"""Changelist filters for removal requests: evidence strength, age and assigned reviewer."""
+"""Changelist filters for removal requests: review queue, evidence strength, age and assigned reviewer."""
 
 from datetime import timedelta
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-from requests_app.models import ItemState, RemovalItem, RemovalRequest
+from requests_app.models import ItemState, RemovalItem, RemovalRequest, RemovalState
 
 
 def _has_items(*states: str) -> Exists:
@@ -81,4 +81,34 @@ class AssignedFilter(admin.SimpleListFilter):
             return queryset.filter(assigned_to__isnull=True)
         if value and value.isdigit():
             return queryset.filter(assigned_to_id=int(value))
+        return queryset
+
+
+# The review queues, kept apart: a first review, a case re-opened by new links or copies, an appeal.
+QUEUES = {
+    "first": ("first review", Q(state=RemovalState.IN_REVIEW, reopened_at__isnull=True)),
+    "reopened": ("re-opened", Q(state=RemovalState.IN_REVIEW, reopened_at__isnull=False)),
+    "appeals": ("appeals", Q(state=RemovalState.APPEALED)),
+}
+
+
+def queue_counts() -> dict[str, int]:
+    """How many cases wait in each queue, in one query."""
+    return RemovalRequest.objects.order_by().aggregate(
+        **{key: Count("pk", filter=condition) for key, (_label, condition) in QUEUES.items()}
+    )
+
+
+class QueueFilter(admin.SimpleListFilter):
+    """One review queue; the changelist then lists it oldest first (RemovalRequestAdmin.get_ordering)."""
+
+    title = "review queue"
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (label, _condition) in QUEUES.items()]
+
+    def queryset(self, request, queryset):
+        if self.value() in QUEUES:
+            return queryset.filter(QUEUES[self.value()][1])
         return queryset

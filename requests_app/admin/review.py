@@ -19,11 +19,19 @@ from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpRespo
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from requests_app import services
+from requests_app import aftercare, services
 from requests_app.admin import queue
 from requests_app.admin.evidence import closest_strong_match, evidence_words
 from requests_app.exceptions import TransitionError
-from requests_app.models import ItemDecision, ItemState, RejectReason, RemovalItem, RemovalRequest, RemovalState
+from requests_app.models import (
+    ENDED_STATES,
+    ItemDecision,
+    ItemState,
+    RejectReason,
+    RemovalItem,
+    RemovalRequest,
+    RemovalState,
+)
 from requests_app.preview import PreviewUnavailable, preview_of_url
 
 REVIEW_TEMPLATE = "admin/requests_app/removalrequest/review.html"
@@ -86,6 +94,16 @@ class RejectForm(forms.Form):
     )
 
 
+class ReverseForm(forms.Form):
+    item = forms.IntegerField(required=False, widget=forms.HiddenInput)  # empty: the whole case
+    reason = forms.CharField(
+        max_length=2000,
+        label="Why is the approval reversed?",
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        error_messages={"required": "Say why the approval is reversed."},
+    )
+
+
 # Verdicts after which there is nothing to preview: verification got no image at this address.
 NO_IMAGE_STATES = frozenset({ItemState.UNREACHABLE, ItemState.NOT_AN_IMAGE, ItemState.REFUSED})
 
@@ -139,10 +157,11 @@ class ReviewPages:
 
     def _review_context(self, request, removal: RemovalRequest) -> dict:
         can_review = self.has_review_permission(request)
-        in_review = removal.state == RemovalState.IN_REVIEW
+        in_review = removal.state in services.DECIDING_STATES
         to_block = set(services.items_to_block(removal).values_list("pk", flat=True))
         items = list(removal.items.select_related("dataset_row__dataset"))
-        approve_form = ApproveForm(items=items, auto_id="id_%s")
+        # Items an earlier decision settled keep it: only the others are decided now.
+        approve_form = ApproveForm(items=[item for item in items if item.decided_at is None], auto_id="id_%s")
         rows = [
             ItemRow(
                 number=number,
@@ -152,7 +171,9 @@ class ReviewPages:
                 if item.state in NO_IMAGE_STATES
                 else reverse("admin:requests_app_removalrequest_preview", args=[removal.pk, item.pk]),
                 evidence=evidence_words(item),
-                decision_field=approve_form[ApproveForm.item_field(item)] if can_review and in_review else None,
+                decision_field=approve_form[ApproveForm.item_field(item)]
+                if can_review and in_review and item.decided_at is None
+                else None,
             )
             for number, item in enumerate(items, start=1)
         ]
@@ -175,6 +196,7 @@ class ReviewPages:
             "inconsistent_items": sum(row.item.hashes_inconsistent for row in rows),
             "can_review": can_review,
             "in_review": in_review,
+            **self._after_context(request, removal),
             "assigned_to_me": removal.assigned_to_id == request.user.pk,
             "to_block_count": len(to_block),
             "approve_form": approve_form,
@@ -186,6 +208,22 @@ class ReviewPages:
             "next_url": reverse("admin:requests_app_removalrequest_review", args=[upcoming.pk]) if upcoming else "",
         }
 
+    def _after_context(self, request, removal: RemovalRequest) -> dict:
+        """Appeals, re-opened cases and reversal (requests_app/aftercare.py)."""
+        rejecter = services.rejected_by(removal) if removal.state == RemovalState.APPEALED else None
+        can_reverse = (
+            request.user.has_perm(aftercare.PUBLISH_PERMISSION)
+            and self.has_review_permission(request)
+            and removal.state not in ENDED_STATES
+            and removal.items.filter(blocked=True).exists()
+        )
+        return {
+            "own_rejection": rejecter is not None and rejecter == request.user.pk,
+            "already_blocked": removal.items.filter(blocked=True).count(),
+            "can_reverse": can_reverse,
+            "reverse_form": ReverseForm(),
+        }
+
     # --- Acts -------------------------------------------------------------------
 
     def _act(self, request, removal: RemovalRequest):
@@ -193,7 +231,13 @@ class ReviewPages:
         # non-reviewer gets the same 403 whatever the form holds.
         if not self.has_review_permission(request):
             raise PermissionDenied("Only reviewers can decide removal requests.")
-        acts = {"claim": self._claim, "approve": self._approve, "reject": self._reject}
+        acts = {
+            "claim": self._claim,
+            "approve": self._approve,
+            "reject": self._reject,
+            "reverse": self._reverse,
+            "reverse_item": self._reverse_item,
+        }
         act = acts.get(request.POST.get("action", ""))
         if act is None:
             messages.error(request, "Unknown action.")
@@ -212,7 +256,7 @@ class ReviewPages:
         return f"You are now the reviewer of {removal.case}."
 
     def _approve(self, request, removal: RemovalRequest) -> str:
-        form = ApproveForm(request.POST, items=removal.items.all())
+        form = ApproveForm(request.POST, items=removal.items.filter(decided_at=None))
         if not form.is_valid():
             raise TransitionError(_form_error(form))
         # One act: the claim, the item decisions and the approval stand or fall together.
@@ -243,6 +287,22 @@ class ReviewPages:
             messages.info(request, "No case is waiting for a reviewer.")
             return HttpResponseRedirect(reverse("admin:requests_app_removalrequest_changelist"))
         return HttpResponseRedirect(reverse("admin:requests_app_removalrequest_review", args=[upcoming.pk]))
+
+    def _reverse(self, request, removal: RemovalRequest) -> str:
+        form = ReverseForm(request.POST)
+        if not form.is_valid():
+            raise TransitionError(_form_error(form))
+        item_id = form.cleaned_data.get("item")
+        if item_id is None:
+            aftercare.reverse_removal(removal, reviewer=request.user, reason=form.cleaned_data["reason"])
+            return f"{removal.case} is reversed: its links come off the blocklist with the next release."
+        item = removal.items.filter(pk=item_id).first()
+        if item is None:
+            raise TransitionError("That item is not part of this request.")
+        aftercare.reverse_item(item, reviewer=request.user, reason=form.cleaned_data["reason"])
+        return f"Item {item.pk} is no longer blocked; the next release carries its tombstone."
+
+    _reverse_item = _reverse
 
     # --- The preview ------------------------------------------------------------
 

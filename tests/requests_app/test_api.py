@@ -117,7 +117,14 @@ def test_status_and_withdraw_with_case_and_secret(client):
     credentials = {"case": created["case"], "secret": created["secret"]}
     status = client.post("/api/v1/requests/status/", credentials, content_type="application/json")
     assert status.status_code == 200
-    assert status.json() == {"case": created["case"], "state": "received", "items": [{"state": "pending"}]}
+    assert status.json() == {
+        "case": created["case"],
+        "state": "received",
+        "items": [{"state": "pending"}],
+        "found_later": 0,
+        "monitor_until": None,
+        "appeal_until": None,
+    }
     withdrawn = client.post("/api/v1/requests/withdraw/", credentials, content_type="application/json")
     assert withdrawn.status_code == 200
     assert withdrawn.json()["state"] == "withdrawn"
