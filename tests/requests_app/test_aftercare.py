@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
@@ -14,14 +13,13 @@ from requests_app.exceptions import TransitionError
 from requests_app.models import ItemState, RemovalItem, RemovalRequest, RequestEvent
 from tests.optout.conftest import feed_files, lines, publish, signing_key  # noqa: F401 (fixtures)
 from tests.requests_app.builders import in_review, reference, reviewer, submit
+from tests.users import staff
 
 pytestmark = pytest.mark.django_db
 
 
 def publisher(username: str = "pia"):
-    user = reviewer(username)
-    user.user_permissions.add(Permission.objects.get(codename="publish_blocklist"))
-    return type(user).objects.get(pk=user.pk)
+    return staff(username, "review_removalrequest", "publish_blocklist")
 
 
 def rejected(by=None, **kwargs) -> RemovalRequest:
