@@ -84,7 +84,10 @@ def test_approving_the_copy_later_leaves_the_first_decision_as_it_was(tmp_path):
     dataset = import_rows(tmp_path, "datacomp-test", [("https://cdn.example.net/copy.jpg", NEAR)])
     monitoring.scan_dataset(dataset.pk)
     removal.refresh_from_db()
-    services.approve_removal(removal, reviewer=reviewer("otto"))
+    copy = removal.items.get(added_at__isnull=False)
+    otto = reviewer("otto")
+    services.decide_item(copy, reviewer=otto, decision="approve")  # found by the system: ticked to be blocked
+    services.approve_removal(removal, reviewer=otto)
     assert set(removal.items.filter(blocked=True).values_list("url", flat=True)) == {
         first.url,
         "https://cdn.example.net/copy.jpg",

@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('optout', '0004_partition_rows'),
-        ('requests_app', '0004_dataset_row_without_constraint'),
+        ('requests_app', '0005_item_evidence_provenance'),
     ]
 
     operations = [
