@@ -67,8 +67,11 @@ class _FamilyIndex:
         found_rows, found_owners = [], []
         for chunk, keys, owners in self.tables:
             values = (rows[:, chunk.word] >> np.uint64(chunk.shift)) & np.uint64((1 << chunk.bits) - 1)
-            low = np.searchsorted(keys, values, side="left")
-            counts = np.searchsorted(keys, values, side="right") - low
+            # Looked up in sorted order (neighbouring lookups touch neighbouring keys), then put back.
+            order = np.argsort(values, kind="stable")
+            low, counts = np.empty(len(values), dtype=np.int64), np.empty(len(values), dtype=np.int64)
+            low[order] = np.searchsorted(keys, values[order], side="left")
+            counts[order] = np.searchsorted(keys, values[order], side="right") - low[order]
             total = int(counts.sum())
             if not total:
                 continue
@@ -94,13 +97,14 @@ def _words(values: Sequence, width: int) -> tuple[np.ndarray, np.ndarray]:
     or unsigned 64-bit words for PDQ, or None when unknown.
     """
     positions = [i for i, value in enumerate(values) if value is not None]
-    if width == 1:
-        known = [values[i] & ((1 << 64) - 1) for i in positions]
-        array = np.array(known, dtype=np.uint64).reshape(-1, 1)
-    else:
-        known = [[word & ((1 << 64) - 1) for word in values[i]] for i in positions]
-        array = np.array(known, dtype=np.uint64).reshape(-1, width)
-    return array, np.array(positions, dtype=np.int64)
+    known = [values[i] for i in positions]
+    try:  # signed words, as the database stores them: reinterpreted in place
+        array = np.array(known, dtype=np.int64).view(np.uint64)
+    except OverflowError:  # unsigned values of 2**63 and more
+        mask = (1 << 64) - 1
+        masked = [value & mask for value in known] if width == 1 else [[w & mask for w in v] for v in known]
+        array = np.array(masked, dtype=np.uint64)
+    return array.reshape(-1, width), np.array(positions, dtype=np.int64)
 
 
 class Watchlist:
