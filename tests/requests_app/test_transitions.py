@@ -2,10 +2,11 @@ import itertools
 
 import pytest
 
-from requests_app import services
+from requests_app import aftercare, services
 from requests_app.exceptions import TransitionError
 from requests_app.models import ALLOWED_TRANSITIONS, ItemState, RemovalState, RequestEvent
 from tests.requests_app.builders import force_state, in_review, reviewer, submit
+from tests.users import staff
 
 PAIRS = list(itertools.product(RemovalState.values, RemovalState.values))
 
@@ -25,13 +26,27 @@ def _publish(removal):
         raise TransitionError("not published")
 
 
+def _reject(removal, rev):
+    # A case with blocked links (re-opened after an approval) is not rejected as a whole: the setup's
+    # block is lifted so that the map alone decides.
+    removal.items.update(blocked=False)
+    return services.reject_removal(removal, reviewer=rev, reason="no_match")
+
+
+def _reverse(removal, rev):
+    publisher = staff("pia", "review_removalrequest", "publish_blocklist")
+    return aftercare.reverse_removal(removal, reviewer=publisher, reason="blocked by mistake")
+
+
 # The public service that moves a case into each state, as its actor calls it.
 ACTS = {
     RemovalState.CHECKING: lambda removal, rev: services.start_checking(removal),
     RemovalState.IN_REVIEW: lambda removal, rev: services.finish_checking(removal),
     RemovalState.APPROVED: lambda removal, rev: services.approve_removal(removal, reviewer=rev),
-    RemovalState.REJECTED: lambda removal, rev: services.reject_removal(removal, reviewer=rev, reason="no_match"),
+    RemovalState.REJECTED: _reject,
     RemovalState.PUBLISHED: lambda removal, rev: _publish(removal),
+    RemovalState.APPEALED: lambda removal, rev: aftercare.appeal_removal(removal, note="Please look again."),
+    RemovalState.REVERSED: _reverse,
     RemovalState.WITHDRAWN: lambda removal, rev: services.withdraw_removal(removal),
 }
 
