@@ -33,18 +33,24 @@ def test_the_schema_lists_the_public_operations():
         "POST /api/v1/requests/status/",
         "POST /api/v1/requests/withdraw/",
         "POST /api/v1/blocklist/lookup/",
+        "POST /api/v1/requests/links/",
+        "POST /api/v1/requests/appeal/",
+        "POST /api/v1/requests/monitoring/",
     } <= labels
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode), ids=str)
-@pytest.mark.parametrize("label", ["requests", "status", "withdraw", "lookup"])
+@pytest.mark.parametrize("label", ["requests", "status", "withdraw", "lookup", "links", "appeal", "monitoring"])
 def test_the_public_api_never_answers_500_and_keeps_to_its_schema(label, mode, monkeypatch):
     paths = {
         "requests": "/api/v1/requests/",
         "status": "/api/v1/requests/status/",
         "withdraw": "/api/v1/requests/withdraw/",
         "lookup": "/api/v1/blocklist/lookup/",
+        "links": "/api/v1/requests/links/",
+        "appeal": "/api/v1/requests/appeal/",
+        "monitoring": "/api/v1/requests/monitoring/",
     }
     # Rate limits would answer most generated requests with 429 before the input is even read.
     monkeypatch.setattr(limits, "hit", lambda *args, **kwargs: 0)
