@@ -3,6 +3,11 @@
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +87,29 @@ def test_a_requesters_path_logs_no_secret_hash_or_address(client, settings, json
     text = json_log.getvalue()
     for private in (secret, CLIENT_ADDRESS, signals["sha256"], signals["phash"], signals["pdq"]):
         assert private not in text
+
+
+def test_a_celery_worker_logs_json_lines_too(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "REDIS_"))}
+    # PYTHONWARNINGS: Python's own start-up warnings (a worker run as root) come before any logging.
+    env |= {"DJANGO_LOG_FORMAT": "json", "OPTOUT_VAR_DIR": str(tmp_path), "REDIS_URL": "", "PYTHONWARNINGS": "ignore"}
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--without-mingle"]
+            + ["--without-gossip", "--hostname=jsonlog@localhost"],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=subprocess.DEVNULL,  # the start-up banner is not a log
+            stderr=log,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while b"ready" not in log_path.read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.5)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert any(entry["logger"].startswith("celery") and "ready" in entry["message"] for entry in entries)
