@@ -154,6 +154,19 @@ def main() -> int:
         if report["duplicated_events"]:
             failures.append(f"{report['duplicated_events']} duplicated events")
         bad = bad_answers(results)
+        if args.fault == "web-worker":
+            # The one request the killed process was serving loses its connection: no proxy in front
+            # answers for it here, and it never got a 201, so nothing it sent is owed an outcome.
+            dropped = sum(
+                count for key, count in bad.items() if key.endswith(("RemoteDisconnected", "ConnectionError"))
+            )
+            if dropped <= 1:
+                bad = {
+                    key: count
+                    for key, count in bad.items()
+                    if not key.endswith(("RemoteDisconnected", "ConnectionError"))
+                }
+                print(f"connections dropped with the killed gunicorn worker: {dropped} (at most its one request)")
         if bad:
             failures.append(f"answers no client should get: {bad}")
         if args.fault in ("postgres", "redis") and outage:
