@@ -380,6 +380,11 @@ def decide_item(item: RemovalItem, *, reviewer, decision: str) -> RemovalItem:
     return item
 
 
+def blocked_by_default(item: RemovalItem) -> bool:
+    """Whether approving blocks this item when no reviewer decided it (the rule of ``items_to_block``)."""
+    return item.state in MATCH_STATES and not item.found_by_system
+
+
 def items_to_block(removal: RemovalRequest):
     """Undecided items the requester named that match and nobody rejected, plus items a reviewer approved
     one by one.

@@ -32,13 +32,13 @@ def queues(user) -> list[Queue]:
     in_review = Q(state=RemovalState.IN_REVIEW)
     spec = [
         (
-            "In review, nobody has claimed them",
+            "Waiting for a reviewer (unclaimed)",
             in_review & Q(assigned_to__isnull=True),
             "state__exact=in_review&assigned=nobody",
         ),
-        ("In review, claimed by you", in_review & Q(assigned_to=user), "state__exact=in_review&assigned=me"),
+        ("Claimed by you", in_review & Q(assigned_to=user), "state__exact=in_review&assigned=me"),
         (
-            "Still being checked",
+            "Being checked",
             Q(state__in=[RemovalState.RECEIVED, RemovalState.CHECKING]),
             "state__in=received,checking",
         ),

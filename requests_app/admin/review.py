@@ -63,7 +63,7 @@ class ApproveForm(forms.Form):
                         "form": "approve-form",
                         "class": "review-item-decision",
                         # Whether "follow the verdict" blocks it: the page's script counts from this.
-                        "data-matches": "1" if item.state in services.MATCH_STATES else "0",
+                        "data-matches": "1" if services.blocked_by_default(item) else "0",
                     }
                 ),
             )

@@ -6,7 +6,7 @@ from django.db import close_old_connections, connection
 
 from requests_app import services
 from requests_app.exceptions import TransitionError
-from requests_app.models import ItemDecision, RemovalRequest, RemovalState, RequestEvent
+from requests_app.models import ItemDecision, RemovalItem, RemovalRequest, RemovalState, RequestEvent
 from tests.requests_app.builders import in_review, reviewer
 
 STRONG, WEAK, NONE, UNREACHABLE = "match_strong", "match_weak", "no_match", "unreachable"
@@ -159,3 +159,13 @@ def test_second_of_two_concurrent_decisions_loses():
     assert decisions.count() == 1
     assert decisions.get().actor_label == winners[0]
     assert RemovalRequest.objects.get(pk=removal.pk).state == ("approved" if winners == ["rita"] else "rejected")
+
+
+@pytest.mark.django_db
+def test_blocked_by_default_says_what_items_to_block_does():
+    removal = in_review(["match_strong", "match_weak", "no_match", "match_strong"])
+    found = removal.items.order_by("id").last()
+    RemovalItem.objects.filter(pk=found.pk).update(found_by_system=True)
+    by_rule = {item.pk for item in removal.items.all() if services.blocked_by_default(item)}
+    assert by_rule == set(services.items_to_block(removal).values_list("pk", flat=True))
+    assert found.pk not in by_rule and len(by_rule) == 2

@@ -42,10 +42,10 @@ def test_the_admin_index_shows_the_queues_first(rhea_client):
     html = rhea_client.get("/admin/").content.decode()
     assert html.index("Review queues") < html.index("app-requests_app")  # before the list of apps
     assert (
-        'In review, nobody has claimed them</strong></a>:\n        <span class="review-queue-count">2 waiting</span>, oldest 3\xa0days ago'
+        'Waiting for a reviewer (unclaimed)</strong></a>:\n        <span class="review-queue-count">2 waiting</span>, oldest 3\xa0days ago'
         in html
     )
-    assert 'claimed by you</strong></a>:\n        <span class="review-queue-count">1 waiting</span>' in html
+    assert 'Claimed by you</strong></a>:\n        <span class="review-queue-count">1 waiting</span>' in html
     assert "Take the next case" in html
 
 
