@@ -9,27 +9,37 @@ from optout.blocklist import decoys, holds
 from optout.client.canonical import url_sha256
 from optout.models import Dataset, DatasetRow, Release
 from requests_app import services
-from requests_app.models import RemovalRequest, RequestEvent
+from requests_app.models import RemovalRequest
 from tests.optout.conftest import feed_files, publish, signing_key  # noqa: F401  (fixtures)
 from tests.requests_app.builders import in_review, reviewer, submit
 
 
-def backdate(removal, *, created: datetime, decided: datetime | None = None) -> None:
-    """Move a request's arrival (and its decision event) into the past, to set up a test."""
-    RemovalRequest.objects.filter(pk=removal.pk).update(created_at=created)
-    if decided is not None:
-        RequestEvent.objects.filter(removal=removal, to_state__in=["approved", "rejected"]).update(created_at=decided)
+def decide_at(monkeypatch, moment: datetime, decide) -> None:
+    """Run a decision as if at ``moment``: its event is written then (events are append-only, never edited)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(timezone, "now", lambda: moment)
+        decide()
+
+
+def arrived_at(removal, moment: datetime) -> None:
+    RemovalRequest.objects.filter(pk=removal.pk).update(created_at=moment)
 
 
 @pytest.fixture
-def decided_cases(db):
+def decided_cases(db, monkeypatch):
     rita = reviewer()
     approved = in_review(["match_strong"])
-    services.approve_removal(approved, reviewer=rita)
-    backdate(approved, created=datetime(2026, 10, 3, 9, tzinfo=UTC), decided=datetime(2026, 10, 3, 15, tzinfo=UTC))
+    arrived_at(approved, datetime(2026, 10, 3, 9, tzinfo=UTC))
+    decide_at(
+        monkeypatch, datetime(2026, 10, 3, 15, tzinfo=UTC), lambda: services.approve_removal(approved, reviewer=rita)
+    )
     rejected = in_review(["no_match"])
-    services.reject_removal(rejected, reviewer=rita, reason="no_match")
-    backdate(rejected, created=datetime(2026, 10, 30, tzinfo=UTC), decided=datetime(2026, 11, 2, tzinfo=UTC))
+    arrived_at(rejected, datetime(2026, 10, 30, tzinfo=UTC))
+    decide_at(
+        monkeypatch,
+        datetime(2026, 11, 2, tzinfo=UTC),
+        lambda: services.reject_removal(rejected, reviewer=rita, reason="no_match"),
+    )
     withdrawn, _ = submit()
     services.withdraw_removal(withdrawn)
     return approved, rejected, withdrawn
