@@ -364,6 +364,11 @@ CELERY_BEAT_SCHEDULE["sweep-monitoring"] = {
     "schedule": OPTOUT_MONITOR_SWEEP_MINUTES * 60.0,
 }
 
+# Retention (requests_app/retention.py): a rejected or published case keeps its reference signals for
+# the appeal window (unless monitored); a closed case is cut down to its audit trail after this long.
+OPTOUT_RETENTION_DAYS = env_int("OPTOUT_RETENTION_DAYS", 180, minimum=1)
+CELERY_BEAT_SCHEDULE["purge-closed-cases"] = {"task": "requests_app.tasks.purge_closed_cases", "schedule": 86400.0}
+
 # --- Operations: logs and metrics ---------------------------------------------------
 
 # `json`: one JSON object per line (config/jsonlog.py), for a log shipper; gunicorn's own logs follow.

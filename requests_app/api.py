@@ -1,4 +1,5 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.decorators import method_decorator
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, Throttled
@@ -19,7 +20,7 @@ from requests_app.serializers import (
     MonitorInput,
     RemovalStatusOutput,
 )
-from requests_app.views import NOT_FOUND
+from requests_app.views import NOT_FOUND, sensitive_fields
 
 
 def api_exception_handler(exc, context):
@@ -99,6 +100,7 @@ def _multipart(request, fields: tuple[str, ...]) -> dict:
     return values
 
 
+@method_decorator(sensitive_fields, name="dispatch")
 class CreateRemovalView(APIView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
@@ -152,6 +154,7 @@ class CreateRemovalView(APIView):
         return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
 
+@method_decorator(sensitive_fields, name="dispatch")
 class RemovalStatusView(APIView):
     @extend_schema(request=CaseInput, responses={200: RemovalStatusOutput}, summary="The state of a case")
     def post(self, request):
@@ -159,6 +162,7 @@ class RemovalStatusView(APIView):
         return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
 
 
+@method_decorator(sensitive_fields, name="dispatch")
 class WithdrawRemovalView(APIView):
     @extend_schema(request=CaseInput, responses={200: RemovalStatusOutput}, summary="Withdraw a case")
     def post(self, request):
@@ -170,6 +174,7 @@ class WithdrawRemovalView(APIView):
 # --- After the first decision -------------------------------------------------------------
 
 
+@method_decorator(sensitive_fields, name="dispatch")
 class AddLinksView(APIView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
@@ -202,6 +207,7 @@ class AddLinksView(APIView):
         return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
 
 
+@method_decorator(sensitive_fields, name="dispatch")
 class AppealView(APIView):
     @extend_schema(request=AppealInput, responses={200: RemovalStatusOutput}, summary="Appeal a rejection, once")
     def post(self, request):
@@ -212,6 +218,7 @@ class AppealView(APIView):
         return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
 
 
+@method_decorator(sensitive_fields, name="dispatch")
 class MonitorView(APIView):
     @extend_schema(
         request=MonitorInput, responses={200: RemovalStatusOutput}, summary="Start or renew watching new datasets"

@@ -544,14 +544,16 @@ def mark_published_for_holders(holders, *, release_version: int) -> int:
 
 @transaction.atomic
 def withdraw_removal(removal: RemovalRequest, *, actor: Actor | None = None, reason: str = "") -> RemovalRequest:
-    """Any state -> withdrawn. Deletes the contact e-mail and lifts any block the request put in place
-    (the next release carries tombstones). Raises TransitionError if already withdrawn."""
+    """Any state -> withdrawn. Deletes the contact e-mail and the reference signals, and lifts any block
+    the request put in place (the next release carries tombstones). Raises TransitionError if already
+    withdrawn."""
     _transition(removal, RemovalState.WITHDRAWN, actor=actor or Actor(REQUESTER), reason=reason)
     _release_holds(removal)
-    if removal.monitor_until is not None:
-        from requests_app import monitoring  # imported here: monitoring builds on these services
+    from requests_app import monitoring  # imported here: monitoring builds on these services
 
+    if removal.monitor_until is not None:
         monitoring.stop_monitoring(removal, actor=actor or Actor(REQUESTER), reason="monitoring ends with the case")
+    monitoring.delete_references(removal)
     return removal
 
 

@@ -5,7 +5,7 @@ from celery import shared_task
 from django.conf import settings
 
 from config.outages import TRANSIENT_ERRORS
-from requests_app import monitoring, services, verification
+from requests_app import monitoring, retention, services, verification
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +76,15 @@ def sweep_monitoring() -> list[int]:
     for dataset_id in ids:
         scan_new_rows.delay(dataset_id)
     return ids
+
+
+@shared_task(ignore_result=True)
+def purge_closed_cases() -> None:
+    """Beat task (daily): cut closed cases down to what the audit trail needs (requests_app/retention.py)."""
+    purged = retention.purge_closed_cases()
+    log.info(
+        "retention: %s reference signal sets, %s item URLs and %s contact addresses deleted",
+        purged.reference_signals,
+        purged.item_urls,
+        purged.contacts,
+    )

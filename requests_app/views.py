@@ -3,6 +3,7 @@ from datetime import datetime
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
 from requests_app import aftercare, intake, limits, monitoring, outcomes, receipts, services, transparency
@@ -18,6 +19,11 @@ from requests_app.forms import (
 from requests_app.models import ENDED_STATES, RemovalState
 
 NOT_FOUND = "We could not find a case with that reference and secret. Check both and try again."
+
+
+# Fields that carry a requester's secret or address: Django's error reports mask them on every view
+# that takes them (the API's too).
+sensitive_fields = sensitive_post_parameters("secret", "email", "contact_email", "monitor_email")
 
 
 def _private(response):
@@ -79,6 +85,7 @@ def _duration_words(hours: float | None) -> str:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
+@sensitive_fields
 def new_request(request):
     if request.method != "POST":
         return render(request, "requests_app/new.html", {"form": RemovalRequestForm()})
@@ -186,6 +193,7 @@ def _followup_context(removal, secret) -> dict:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
+@sensitive_fields
 def status(request):
     if request.method != "POST":
         return _private(render(request, "requests_app/status.html", {"form": CaseForm()}))
@@ -204,6 +212,7 @@ def status(request):
 
 @never_cache
 @require_http_methods(["POST"])
+@sensitive_fields
 def withdraw(request):
     form = WithdrawForm(request.POST)
     credentials = CaseForm(request.POST)
@@ -301,17 +310,20 @@ def _monitor(removal, data) -> str:
 
 @never_cache
 @require_http_methods(["POST"])
+@sensitive_fields
 def add_links(request):
     return _case_action(request, AddLinksForm, "links_form", _add_links, counts_as_request=True)
 
 
 @never_cache
 @require_http_methods(["POST"])
+@sensitive_fields
 def appeal(request):
     return _case_action(request, AppealForm, "appeal_form", _appeal)
 
 
 @never_cache
 @require_http_methods(["POST"])
+@sensitive_fields
 def monitor(request):
     return _case_action(request, MonitorForm, "monitor_form", _monitor)
