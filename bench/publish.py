@@ -56,7 +56,7 @@ def fill(entries: int, rows: int, hosts: int) -> None:
             """
             INSERT INTO optout_datasetrow (dataset_id, url, url_sha256, sha256, hash_attempts, fetch_error)
             SELECT %s, u, encode(sha256(convert_to(u, 'UTF8')), 'hex'), '', 0, ''
-            FROM (SELECT 'https://h' || (i * 7919 %% %s) || '.example/p/' || md5(i::text) || '.jpg' AS u
+            FROM (SELECT 'https://h' || (i::bigint * 7919 %% %s) || '.example/p/' || md5(i::text) || '.jpg' AS u
                   FROM generate_series(1, %s) AS i) s
             """,
             [dataset.pk, hosts, rows],
@@ -127,7 +127,8 @@ def _delta_bytes(release, tier: str) -> int:
 def run(k: int, args) -> dict:
     settings.OPTOUT_PUBLIC_DECOYS = k
     started = time.perf_counter()
-    fill(args.entries, args.rows, args.hosts)
+    if not args.keep:
+        fill(args.entries, args.rows, args.hosts)
     print(f"k = {k}: filled {args.entries:,} entries over {args.rows:,} rows in {time.perf_counter() - started:.0f} s")
     key = signing.generate()
     times = {}
@@ -152,12 +153,13 @@ def run(k: int, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
-    parser.add_argument("--rows", type=int, default=None, help="dataset rows (default: entries x (largest k + 2))")
-    parser.add_argument("--hosts", type=int, default=5_000)
+    parser.add_argument("--rows", type=int, default=None, help="dataset rows (default: entries x (largest k + 2) x 2)")
+    parser.add_argument("--hosts", type=int, default=4_999, help="hosts (a prime: every host gets entries)")
     parser.add_argument("--decoys", default="0,9", help="comma-separated values of k to run, in order")
+    parser.add_argument("--keep", action="store_true", help="reuse the unpublished blocklist an interrupted run filled")
     args = parser.parse_args()
     ks = [int(value) for value in args.decoys.split(",")]
-    args.rows = args.rows or args.entries * (max(ks) + 2)
+    args.rows = args.rows or args.entries * (max(ks) + 2) * 2
     database = connection.settings_dict["NAME"]
     if connection.vendor != "postgresql" or "bench" not in str(database):
         sys.exit(f"refusing to run on {connection.vendor} database {database!r}: it empties the blocklist")

@@ -177,54 +177,56 @@ def _partner_delta_sql() -> str:
     )
 
 
-def _public_keys_sql(flag: str, keys: str = "") -> str:
-    """The public lines (key, sha256) of the state ``flag`` names: ``blocked`` (now) or ``published`` (the latest
-    release). Each entry's own key and its decoys; the image sha256 sits on the line of the group's smallest key,
-    which is the real one only as often as any other member (``decoys``)."""
-    own = f"AND g.url_sha256 IN ({keys})" if keys else ""
-    decoy = f"AND d.url_sha256 IN ({keys})" if keys else ""
-    # Only the groups that hold one of those keys, when keys are given (a delta): not the whole blocklist.
-    near = (
-        f"AND (e.url_sha256 IN ({keys}) OR e.id IN (SELECT n.entry_id FROM {_DECOYS} n WHERE n.url_sha256 IN ({keys})))"
-        if keys
-        else ""
-    )
+def _groups_sql(flag: str, entries: str = "") -> str:
+    """Each entry of the state ``flag`` names (``blocked``: now; ``published``: the latest release), with the
+    key whose line carries its image sha256: the smallest of its group (``decoys``), the real one only as often
+    as any other member. ``entries``: a query of entry ids to limit it to."""
+    limit = f"JOIN ({entries}) x ON x.id = e.id" if entries else ""
     return f"""
-        WITH grp AS (
-            SELECT e.id, e.url_sha256, NULLIF(e.sha256, '') AS sha256,
-                   CASE WHEN MIN(d.url_sha256) IS NULL OR e.url_sha256 < MIN(d.url_sha256) THEN e.url_sha256
-                        ELSE MIN(d.url_sha256) END AS carrier
-            FROM {_ENTRIES} e LEFT JOIN {_DECOYS} d ON d.entry_id = e.id
-            WHERE e.{flag} {near} GROUP BY e.id, e.url_sha256, e.sha256
-        )
+        SELECT e.id, e.url_sha256, NULLIF(e.sha256, '') AS sha256,
+               CASE WHEN MIN(d.url_sha256) IS NULL OR e.url_sha256 < MIN(d.url_sha256) THEN e.url_sha256
+                    ELSE MIN(d.url_sha256) END AS carrier
+        FROM {_ENTRIES} e {limit} LEFT JOIN {_DECOYS} d ON d.entry_id = e.id
+        WHERE e.{flag} GROUP BY e.id, e.url_sha256, e.sha256
+    """
+
+
+def _lines_sql(groups: str) -> str:
+    """The public lines (k, sha) of those groups: each entry's own key and its decoys."""
+    return f"""
         SELECT k, MAX(sha) AS sha FROM (
-            SELECT g.url_sha256 AS k, CASE WHEN g.carrier = g.url_sha256 THEN g.sha256 END AS sha
-            FROM grp g WHERE TRUE {own}
+            SELECT g.url_sha256 AS k, CASE WHEN g.carrier = g.url_sha256 THEN g.sha256 END AS sha FROM {groups} g
             UNION ALL
             SELECT d.url_sha256, CASE WHEN g.carrier = d.url_sha256 THEN g.sha256 END
-            FROM {_DECOYS} d JOIN grp g ON g.id = d.entry_id WHERE TRUE {decoy}
+            FROM {_DECOYS} d JOIN {groups} g ON g.id = d.entry_id
         ) p GROUP BY k
     """
 
 
 def _public_snapshot_sql() -> str:
-    return f"SELECT k, 'add', sha FROM ({_public_keys_sql('blocked')}) s ORDER BY k"
+    return f"WITH grp AS ({_groups_sql('blocked')}) SELECT k, 'add', sha FROM ({_lines_sql('grp')}) s ORDER BY k"
 
 
 def _public_delta_sql() -> str:
-    # The keys a changed entry may have moved (its own and its decoys'), compared between the two states:
-    # a decoy that another published entry still carries stays, and a group leaves whole otherwise.
-    touched = (
-        f"SELECT url_sha256 FROM {_ENTRIES} WHERE dirty UNION "
-        f"SELECT d.url_sha256 FROM {_DECOYS} d JOIN {_ENTRIES} e ON e.id = d.entry_id WHERE e.dirty"
-    )
+    # The keys a changed entry may have moved (its own and its decoys'), compared between the two states over the
+    # groups that hold one of them: a group arrives and leaves whole, and a key another group still holds stays.
     return f"""
-        SELECT c.url_sha256, CASE WHEN now.k IS NOT NULL THEN 'add' ELSE 'remove' END, now.sha
-        FROM ({touched}) c
-        LEFT JOIN ({_public_keys_sql("blocked", touched)}) now ON now.k = c.url_sha256
-        LEFT JOIN ({_public_keys_sql("published", touched)}) before ON before.k = c.url_sha256
+        WITH touched AS (
+            SELECT url_sha256 AS k FROM {_ENTRIES} WHERE dirty
+            UNION SELECT d.url_sha256 FROM {_DECOYS} d JOIN {_ENTRIES} e ON e.id = d.entry_id WHERE e.dirty
+        ),
+        near AS (
+            SELECT e.id FROM {_ENTRIES} e JOIN touched t ON t.k = e.url_sha256
+            UNION SELECT d.entry_id FROM {_DECOYS} d JOIN touched t ON t.k = d.url_sha256
+        ),
+        grp_now AS ({_groups_sql("blocked", "SELECT id FROM near")}),
+        grp_before AS ({_groups_sql("published", "SELECT id FROM near")}),
+        now AS ({_lines_sql("grp_now")}),
+        before AS ({_lines_sql("grp_before")})
+        SELECT t.k, CASE WHEN now.k IS NOT NULL THEN 'add' ELSE 'remove' END, now.sha
+        FROM touched t LEFT JOIN now ON now.k = t.k LEFT JOIN before ON before.k = t.k
         WHERE now.k IS NOT NULL OR before.k IS NOT NULL
-        ORDER BY c.url_sha256
+        ORDER BY t.k
     """
 
 
