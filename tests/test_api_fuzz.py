@@ -7,7 +7,9 @@ response is checked. ``derandomize`` keeps the run the same from one test run to
 
 import pytest
 import schemathesis
+from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 
 from requests_app import limits
@@ -18,6 +20,18 @@ CHECKS = [
     schemathesis.checks.content_type_conformance,
 ]
 EXAMPLES_PER_OPERATION = 30
+
+
+@pytest.fixture(autouse=True)
+def keep_the_test_connection():
+    """Calling the WSGI app directly fires Django's request signals, whose handler closes the database
+    connection at the end of each request; inside the test's transaction that leaves PostgreSQL's
+    connection closed for the next request. Django's own test Client disconnects it the same way."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
 
 
 def operations():
