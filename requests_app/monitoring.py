@@ -192,22 +192,28 @@ def _watched(now: datetime, previous: _Watched | None) -> _Watched:
 
 
 def _new_rows(dataset_id: int, mark: MonitorMark, now: datetime, limit: int) -> tuple[list, list]:
-    """The next rows past each mark: imported with signals (by id), hashed by a worker (by hashed_at, id)."""
+    """The next rows past each mark: imported (by id), hashed by a worker (by hashed_at, id).
+
+    Every row past a mark is read, with or without signals, so that the mark moves past rows that have
+    none (or whose hashing failed) instead of walking over them again at every scan; ``_signalled``
+    keeps the ones to match."""
     rows = DatasetRow.objects.filter(dataset_id=dataset_id)
-    imported = list(
-        rows.filter(id__gt=mark.imported_until_id, hashed_at=None)
-        .filter(Q(phash__isnull=False) | ~Q(sha256=""))
-        .order_by("id")
-        .values_list(*_ROW_FIELDS)[:limit]
-    )
+    imported = list(rows.filter(id__gt=mark.imported_until_id).order_by("id").values_list(*_ROW_FIELDS)[:limit])
     since = mark.hashed_until or _EPOCH
     hashed = list(
-        rows.filter(hashed_at__gte=since, hashed_at__lte=now - HASHED_SETTLE, phash__isnull=False)
+        rows.filter(hashed_at__gte=since, hashed_at__lte=now - HASHED_SETTLE)
         .filter(Q(hashed_at__gt=since) | Q(id__gt=mark.hashed_until_id))
         .order_by("hashed_at", "id")
         .values_list(*_ROW_FIELDS)[:limit]
     )
     return imported, hashed
+
+
+def _signalled(imported: list, hashed: list) -> list:
+    """The rows to match: imported ones with signals from the file (a row a worker hashed is matched on
+    the hashed path, once), and hashed ones with a pHash."""
+    from_file = [row for row in imported if row[7] is None and (row[1] is not None or row[6])]
+    return from_file + [row for row in hashed if row[1] is not None]
 
 
 def _skip_to_latest(dataset_id: int, mark: MonitorMark, now: datetime) -> None:
@@ -259,7 +265,7 @@ def scan_dataset(dataset_id: int, *, chunk_rows: int = SCAN_CHUNK_ROWS, watched:
         # The references are read after the rows: a case created later was verified against them already.
         watched = _watched(now, watched)
         result.watched = watched
-        rows = imported + hashed
+        rows = _signalled(imported, hashed)
         result.rows = len(rows)
         result.done = len(imported) < chunk_rows and len(hashed) < chunk_rows
         if rows and watched.removal_ids:
@@ -340,6 +346,6 @@ def datasets_to_scan() -> list[int]:
             waiting.append(dataset_id)
             continue
         imported, hashed = _new_rows(dataset_id, mark, now, 1)
-        if imported or hashed:
+        if imported or hashed:  # rows without signals too: the scan moves the mark past them
             waiting.append(dataset_id)
     return waiting

@@ -274,3 +274,12 @@ def test_monitoring_covers_every_dataset_whatever_the_case_named(tmp_path):
 def test_the_reference_hex_survives_the_round_trip():
     removal, _ = submit(references=[[reference(PHASH)]], monitor_months=12)
     assert hashbits.phash_from_hex(removal.references.get().phash) == PHASH
+
+
+def test_the_mark_moves_past_rows_without_signals(tmp_path):
+    monitored_published_case()
+    dataset = import_rows(tmp_path, "laion-test", [(f"https://cdn.example.net/{n}.jpg", None) for n in range(3)])
+    assert monitoring.scan_dataset(dataset.pk).rows == 0
+    last = DatasetRow.objects.filter(dataset=dataset).order_by("-id").first().pk
+    assert MonitorMark.objects.get(dataset=dataset).imported_until_id == last
+    assert monitoring.datasets_to_scan() == []  # nothing is walked over again
