@@ -55,10 +55,11 @@ class _FamilyIndex:
         for chunk, chunk_radius in zip(layout, chunk_radii(layout, radius), strict=True):
             if chunk_radius < 0:
                 continue
-            values = (words[:, chunk.word] >> np.uint64(chunk.shift)) & np.uint64((1 << chunk.bits) - 1)
-            masks = np.array(flip_masks(chunk.bits, chunk_radius), dtype=np.uint64)
+            # Chunks are at most 22 bits and hashes number far below 2**31: 4 bytes per probe and owner.
+            values = _chunk_values(words, chunk)
+            masks = np.array(flip_masks(chunk.bits, chunk_radius), dtype=np.uint32)
             probes = (values[:, None] ^ masks[None, :]).ravel()
-            owners = np.repeat(np.arange(len(words), dtype=np.int64), len(masks))
+            owners = np.repeat(np.arange(len(words), dtype=np.int32), len(masks))
             order = np.argsort(probes, kind="stable")
             self.tables.append((chunk, probes[order], owners[order]))
 
@@ -66,7 +67,7 @@ class _FamilyIndex:
         """(row positions, watched positions) of every pair within the radius; unique, sorted."""
         found_rows, found_owners = [], []
         for chunk, keys, owners in self.tables:
-            values = (rows[:, chunk.word] >> np.uint64(chunk.shift)) & np.uint64((1 << chunk.bits) - 1)
+            values = _chunk_values(rows, chunk)
             # Looked up in sorted order (neighbouring lookups touch neighbouring keys), then put back.
             order = np.argsort(values, kind="stable")
             low, counts = np.empty(len(values), dtype=np.int64), np.empty(len(values), dtype=np.int64)
@@ -79,7 +80,7 @@ class _FamilyIndex:
             # Position of each candidate in `keys`: its row's first match plus its rank among them.
             starts = np.cumsum(counts) - counts
             positions = np.arange(total, dtype=np.int64) - np.repeat(starts - low, counts)
-            owner_of = owners[positions]
+            owner_of = owners[positions].astype(np.int64)
             distance = np.bitwise_count(rows[row_of] ^ self.words[owner_of]).sum(axis=1, dtype=np.int64)
             near = distance <= self.radius
             found_rows.append(row_of[near])
@@ -88,6 +89,11 @@ class _FamilyIndex:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         pair = np.unique(np.concatenate(found_rows) * len(self.words) + np.concatenate(found_owners))
         return pair // len(self.words), pair % len(self.words)
+
+
+def _chunk_values(words: np.ndarray, chunk: Chunk) -> np.ndarray:
+    shifted = words[:, chunk.word] >> np.uint64(chunk.shift)
+    return (shifted & np.uint64((1 << chunk.bits) - 1)).astype(np.uint32)
 
 
 def _words(values: Sequence, width: int) -> tuple[np.ndarray, np.ndarray]:
