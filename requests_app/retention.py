@@ -28,10 +28,10 @@ class Purged:
 
 
 def expired_reference_signals(now: datetime):
-    """Reference signals no decision can need any more: of withdrawn cases, and of rejected or published
-    cases past their appeal window; never those of a case still being monitored."""
+    """Reference signals no decision can need any more: of withdrawn and reversed cases, and of rejected or
+    published cases past their appeal window; never those of a case still being monitored."""
     window_start = now - timedelta(days=settings.OPTOUT_APPEAL_WINDOW_DAYS)
-    ended = Q(removal__state=RemovalState.WITHDRAWN) | Q(
+    ended = Q(removal__state__in=[RemovalState.WITHDRAWN, RemovalState.REVERSED]) | Q(
         removal__state__in=[RemovalState.REJECTED, RemovalState.PUBLISHED],
         removal__state_changed_at__lt=window_start,
     )

@@ -130,3 +130,20 @@ def test_the_daily_task_runs_the_purge_and_is_scheduled(settings):
 
     assert not ReferenceSignal.objects.filter(removal=removal).exists()
     assert settings.CELERY_BEAT_SCHEDULE["purge-closed-cases"]["task"] == "requests_app.tasks.purge_closed_cases"
+
+
+@pytest.mark.django_db
+def test_a_reversed_case_loses_its_signals_at_the_next_purge():
+    from requests_app import aftercare
+    from tests.users import staff
+
+    removal = in_review([ItemState.MATCH_STRONG])
+    services.approve_removal(removal, reviewer=reviewer())
+    aftercare.reverse_removal(
+        removal, reviewer=staff("pia", "review_removalrequest", "publish_blocklist"), reason="Blocked by mistake."
+    )
+    assert ReferenceSignal.objects.filter(removal=removal).exists()  # not monitored: the purge takes them
+
+    retention.purge_closed_cases()
+
+    assert not ReferenceSignal.objects.filter(removal=removal).exists()
