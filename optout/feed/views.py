@@ -157,7 +157,7 @@ def partner_file(request, name: str):
     return response
 
 
-def _public_key_text() -> str | None:
+def public_key_text() -> str | None:
     release = releases.latest_release()
     if release is not None:
         return signing.parse_public_key(release.public_key).to_file()
@@ -172,7 +172,7 @@ def _public_key_text() -> str | None:
 
 @require_safe
 def public_key(request):
-    text = _public_key_text()
+    text = public_key_text()
     if text is None:
         raise Http404("no signing key yet")
     etag = f'"{hashlib.sha256(text.encode()).hexdigest()}"'
