@@ -17,8 +17,9 @@ the last good state untouched):
    within a deadline that grows with that size, and must match the declared
    size and sha256 (no mix-and-match, no endless data);
 5. ``_apply_entries``: the delta is merged into the accepted entries (one version
-   ahead), otherwise the snapshot is loaded; the entries must be sorted, well
-   formed, and hash to ``state_sha256``;
+   ahead), otherwise the snapshot is loaded (``_apply_parquet`` when the release
+   has a Parquet snapshot, the gzip JSON Lines otherwise); the entries must be
+   sorted, well formed, and hash to ``state_sha256``;
 6. ``_commit``: the generation becomes current, and the keys to trust next time
    are pinned outside the generations (``state.pin``).
 """
@@ -33,8 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urljoin
 
+from optout.client import columnar, minisign, state
 from optout.client import manifest as manifests
-from optout.client import minisign, state
 from optout.client.download import PullError, TooLarge, artifact_deadline, fetch
 
 __all__ = ["PullError", "Result", "pull"]
@@ -105,12 +106,17 @@ def pull(
         try:
             (generation / "manifest.json").write_bytes(fetched.body)
             (generation / "manifest.json.minisig").write_bytes(fetched.signature)
-            artifact = manifest["delta"] if use_delta else manifest["snapshot"]
+            # Deltas are small JSON Lines; a whole snapshot is read as Parquet when the release has one.
+            columnar_snapshot = not use_delta and manifest.get("snapshot_parquet") is not None
+            artifact = manifest["delta" if use_delta else "snapshot_parquet" if columnar_snapshot else "snapshot"]
             path = _download(feed_url, artifact, generation, token=token, timeout=timeout)
-            count = _apply_entries(
-                manifest, path, generation, previous=state_dir / current.generation if use_delta else None
-            )
-            path.unlink()
+            if columnar_snapshot:
+                count = _apply_parquet(manifest, path, generation)
+            else:
+                count = _apply_entries(
+                    manifest, path, generation, previous=state_dir / current.generation if use_delta else None
+                )
+                path.unlink()
             accepted = _commit(
                 state_dir, generation, manifest, fetched.body, key, pinned, count, feed_url, now, trust_dir
             )
@@ -267,6 +273,22 @@ def _apply_entries(manifest: dict, artifact: Path, generation: Path, *, previous
     if previous is None and writer.count != manifest["snapshot"]["entries"]:
         raise PullError("the snapshot does not hold as many entries as the manifest says")
     return writer.count
+
+
+def _apply_parquet(manifest: dict, artifact: Path, generation: Path) -> int:
+    """Write the generation's lookup files from the Parquet snapshot, which becomes its entries file."""
+    try:
+        count, state_sha256 = columnar.write_generation(artifact, generation)
+    except ValueError as exc:
+        raise PullError(f"the Parquet snapshot is invalid: {exc}") from None
+    if state_sha256 != manifest["state_sha256"]:
+        raise PullError(
+            f"the Parquet snapshot's keys hash to {state_sha256}, not the manifest's state_sha256 {manifest['state_sha256']}"
+        )
+    if count != manifest["snapshot"]["entries"]:
+        raise PullError("the Parquet snapshot does not hold as many entries as the manifest says")
+    artifact.rename(generation / "entries.parquet")
+    return count
 
 
 def _lines(path: Path, *, allow_remove: bool):

@@ -6,7 +6,8 @@ Layout::
     STATE/lock                  held by ``pull`` while it works (never opened through a symlink)
     STATE/v000042-<random>/     one generation: the release as accepted
         manifest.json, manifest.json.minisig   the exact bytes that were verified
-        entries.jsonl           the entries, sorted by key, one JSON object a line
+        entries.jsonl           the entries, sorted by key, one JSON object a line (after a delta), or
+        entries.parquet         the release's Parquet snapshot as downloaded and verified (after a snapshot)
         urls.bin                the keys (url_sha256) as sorted 32-byte digests
         sha256.bin              the image sha256 values, sorted, unique, 32 bytes each
         phash.bin               the pHashes (partner tier), sorted, unique, 8 bytes little-endian each
@@ -45,16 +46,17 @@ from pathlib import Path
 
 import numpy as np
 
-from optout.client import minisign
-from optout.client.manifest import iso, parse_time
+from optout.client import columnar, minisign
+from optout.client.manifest import iso, parse_time, state_sha256
 
 __all__ = ["Blocklist", "Current", "EntryWriter", "Pin", "StateError", "iso", "load", "parse_time", "read_current"]
 
 FORMAT = 1
 TRUST_DIR_ENV = "OPTOUT_CLIENT_TRUST_DIR"
 CURRENT = "current.json"
-FILES = ("manifest.json", "manifest.json.minisig", "entries.jsonl", "urls.bin", "sha256.bin", "phash.bin", "pdq.bin")
-_ADDED_LATER = {"pdq.bin"}  # states pulled before it existed load without it
+FILES = ("manifest.json", "manifest.json.minisig", "urls.bin", "sha256.bin", "phash.bin")  # in every generation
+ENTRY_FILES = ("entries.jsonl", "entries.parquet")  # exactly one of these
+OPTIONAL_FILES = ("pdq.bin",)  # states pulled before it existed load without it
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 _GENERATION = re.compile(r"(?:\.tmp-)?v[0-9]{6,}-[A-Za-z0-9_]+")
@@ -218,21 +220,16 @@ class EntryWriter:
         self._urls.close()
 
 
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-
-
-def state_sha256(keys: bytes) -> str:
-    """``state_sha256`` of sorted 32-byte keys: the sha256 of their hex forms, each followed by a newline."""
-    raw = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 32)
-    text = np.empty((len(raw), 65), dtype=np.uint8)
-    text[:, 0:64:2] = _HEX_DIGITS[raw >> 4]
-    text[:, 1:64:2] = _HEX_DIGITS[raw & 15]
-    text[:, 64] = 10
-    return hashlib.sha256(text.tobytes()).hexdigest()
+def generation_files(directory: Path) -> list[str]:
+    """The names of a generation's files: ``FILES``, its entry file, and the optional ones it has."""
+    return [*FILES, *(name for name in (*ENTRY_FILES, *OPTIONAL_FILES) if (directory / name).exists())]
 
 
 def read_entries(directory: Path):
     """The entries of a generation, in key order."""
+    if (directory / "entries.parquet").exists():
+        yield from columnar.read_entries(directory / "entries.parquet")
+        return
     with open(directory / "entries.jsonl", "rb") as handle:
         for line in handle:
             yield json.loads(line)
@@ -304,10 +301,11 @@ def commit_generation(
     Order: the pin widened to the old and the new keys, the generation renamed,
     ``current.json`` switched, the pin narrowed to ``pin``.
     """
-    for name in FILES:
+    names = generation_files(temporary)
+    for name in names:
         with open(temporary / name, "rb") as handle:
             os.fsync(handle.fileno())
-    current.files = {name: sha256_file(temporary / name) for name in FILES}
+    current.files = {name: sha256_file(temporary / name) for name in names}
     if previous_pin is not None:
         old = [key.to_base64() for key in previous_pin.keys()]
         write_pin(state_dir, Pin(**{**pin.__dict__, "switching": old}), trust_dir)
@@ -386,10 +384,11 @@ def load(
     if not _GENERATION.fullmatch(current.generation) or current.generation.startswith("."):
         raise StateError(f"{state_dir / CURRENT} names a bad generation")
     try:
-        for name in FILES:
-            if name in _ADDED_LATER and name not in current.files:
-                continue
-            if sha256_file(directory / name) != current.files.get(name):
+        known = {*FILES, *ENTRY_FILES, *OPTIONAL_FILES}
+        if not set(FILES) <= set(current.files) <= known or len(set(ENTRY_FILES) & set(current.files)) != 1:
+            raise StateError(f"{state_dir / CURRENT} does not name the files of a generation; pull again")
+        for name in current.files:
+            if sha256_file(directory / name) != current.files[name]:
                 raise StateError(f"{directory / name} changed since it was verified; pull again")
         body = (directory / "manifest.json").read_bytes()
         signature = (directory / "manifest.json.minisig").read_text(encoding="utf-8")

@@ -64,9 +64,12 @@ def assert_refused(builder, mirror, reason: str, *, version: int = 1, pubkey: st
 # --- Accepted -------------------------------------------------------------------------------------------
 
 
-def test_first_pull_takes_the_snapshot(first, builder, mirror):
+def test_first_pull_takes_the_snapshot_as_parquet(first, builder, mirror):
     assert keys_in_state(builder) == public_keys(URL_A, URL_B)
-    assert mirror.server.hits["/feed/v1/public/snapshot-000001.jsonl.gz"] == 1
+    assert mirror.server.hits["/feed/v1/public/snapshot-000001.parquet"] == 1
+    assert mirror.server.hits["/feed/v1/public/snapshot-000001.jsonl.gz"] == 0
+    assert "entries.parquet" in state.read_current(builder.state_dir).files
+    assert state.load(builder.state_dir).sha256_bytes == bytes.fromhex(SHA_A)
     assert mirror.server.hits["/feed/v1/public/delta-000001.jsonl.gz"] == 0
     current = state.read_current(builder.state_dir)
     assert current.version == 1 and current.entries == 20  # two keys, nine decoys each
@@ -87,6 +90,43 @@ def test_second_pull_applies_the_delta(first, builder, mirror, publish):
     assert mirror.server.hits["/feed/v1/public/delta-000002.jsonl.gz"] == 1
     assert mirror.server.hits["/feed/v1/public/snapshot-000002.jsonl.gz"] == 0
     assert keys_in_state(builder) == public_keys(URL_A, URL_C)
+
+
+def test_without_a_parquet_snapshot_the_json_lines_one_is_loaded(mirror, publish, builder, signing_key):
+    hold(1, URL_A, image_sha256=SHA_A, phash=0x0123_4567_89AB_CDEF)
+    publish()
+    mirror.sync()
+    manifest = mirror.manifest("partner")
+    del manifest["snapshot_parquet"]  # an older server's release
+    mirror.serve_manifest(manifest, tier="partner")
+    code, out, err = builder("pull", "--feed", mirror.base("partner"), "--pubkey", signing_key.public_key.to_base64())
+    assert code == 0, err
+    assert mirror.server.hits["/feed/v1/partner/snapshot-000001.jsonl.gz"] == 1
+    loaded = state.load(builder.state_dir)
+    assert loaded.phashes().tolist() == [0x0123_4567_89AB_CDEF] and loaded.sha256_bytes == bytes.fromhex(SHA_A)
+
+
+def test_a_partner_parquet_snapshot_gives_the_same_state_as_its_json_lines(
+    mirror, publish, builder, signing_key, tmp_path
+):
+    hold(1, URL_A, image_sha256=SHA_A, phash=0x0123_4567_89AB_CDEF, pdq=(1 << 255) | 7, pdq_quality=90)
+    hold(2, URL_B, phash=0xFFFF_0000_FFFF_0000)
+    publish()
+    mirror.sync()
+    pubkey = signing_key.public_key.to_base64()
+    assert builder("pull", "--feed", mirror.base("partner"), "--pubkey", pubkey)[0] == 0
+    from_parquet = state.load(builder.state_dir)
+    manifest = mirror.manifest("partner")
+    del manifest["snapshot_parquet"]
+    mirror.serve_manifest(manifest, tier="partner")
+    other = tmp_path / "state-jsonl"
+    assert builder("pull", "--feed", mirror.base("partner"), "--pubkey", pubkey, "--state", other)[0] == 0
+    from_jsonl = state.load(other)
+    for name in ("url_bytes", "sha256_bytes", "phash_bytes", "pdq_bytes"):
+        assert getattr(from_parquet, name) == getattr(from_jsonl, name), name
+    assert from_parquet.pdqs().shape == (1, 4)
+    parquet_entries = list(state.read_entries(builder.state_dir / from_parquet.current.generation))
+    assert parquet_entries == list(state.read_entries(other / from_jsonl.current.generation))
 
 
 def test_pull_after_skipping_versions_takes_the_snapshot(first, builder, mirror, publish):
