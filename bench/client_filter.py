@@ -3,7 +3,7 @@
     .venv/bin/python bench/client_filter.py [--rows 10000000] [--entries 1000000] [--reference-rows 1000000]
         [--shards 8] [--near-rows 20000] [--near-entries 1000000]
 
-Needs no database: it writes a release (gzip JSON Lines snapshot, manifest and
+Needs no database: it writes a release (gzip JSON Lines and Parquet snapshots, manifest and
 minisign signature, as ``optout.blocklist.releases`` lays them out) into a
 temporary folder, serves it with ``http.server`` on loopback, pulls it with the
 client and loads it (the figure for "pull + load"). It then filters an
@@ -49,9 +49,17 @@ def canonical_json(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_release(folder: Path, lines: list[bytes], keys: list[str], key: signing.SigningKey) -> None:
+def write_release(folder: Path, lines: list[bytes], entries: dict, key: signing.SigningKey) -> None:
+    keys = sorted(entries)
     snapshot = gzip.compress(b"".join(lines), compresslevel=6, mtime=0)
     (folder / "snapshot-000001.jsonl.gz").write_bytes(snapshot)
+    # The columnar snapshot in the server's layout (optout.blocklist.artifacts.PUBLIC_SCHEMA).
+    columns = {
+        "url_sha256": pa.array([bytes.fromhex(k) for k in keys], pa.binary(32)),
+        "sha256": pa.array([bytes.fromhex(entries[k]) if entries[k] else None for k in keys], pa.binary(32)),
+    }
+    pq.write_table(pa.table(columns), folder / "snapshot-000001.parquet")
+    parquet = (folder / "snapshot-000001.parquet").read_bytes()
     now = datetime.now(UTC).replace(microsecond=0)
     manifest = {
         "feed": "bench-public",
@@ -64,6 +72,12 @@ def write_release(folder: Path, lines: list[bytes], keys: list[str], key: signin
             "path": "snapshot-000001.jsonl.gz",
             "sha256": hashlib.sha256(snapshot).hexdigest(),
             "bytes": len(snapshot),
+            "entries": len(lines),
+        },
+        "snapshot_parquet": {
+            "path": "snapshot-000001.parquet",
+            "sha256": hashlib.sha256(parquet).hexdigest(),
+            "bytes": len(parquet),
             "entries": len(lines),
         },
         "delta": None,
@@ -129,7 +143,7 @@ def main() -> None:
             filler += 1
         keys = sorted(entries)
         lines = [canonical_json({"key": k, "op": "add", "sha256": entries[k], "url_sha256": k}) + b"\n" for k in keys]
-        write_release(feed, lines, keys, key := signing.generate())
+        write_release(feed, lines, entries, key := signing.generate())
         del lines
         for i in by_url[::2]:  # half the blocked rows spelled differently from the canonical form
             url_list[i] = url_list[i].replace("https://", "HTTPS://").replace(".com/", ".com:443/")

@@ -1,4 +1,4 @@
-"""The command line: ``optout-client {pull,filter,check,hash-url,status}`` (also ``python -m optout.client``).
+"""The command line: ``optout-client {pull,filter,check,hash-url,export-hashes,status}`` (or ``python -m optout.client``).
 
 Exit status: 0 on success; 1 when the client refuses (a feed that does not
 verify, a missing or expired state, a bad input) with one line on stderr saying
@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from optout.client import canonical, minisign, state
+from optout.client import adapters, canonical, minisign, state
 from optout.client.batch import Columns, DigestSet, Rules, WrongRelease
 from optout.client.filter import FilterError, Job, filter_file, filter_many, inputs
 from optout.client.pull import PullError, pull
@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("hash-url", parents=[common], help="print the sha256 and canonical form of URLs")
     p.add_argument("urls", nargs="+")
+
+    p = commands.add_parser(
+        "export-hashes", parents=[common], help="write the partner tier's PDQ hashes as 'pdq <hex>' lines"
+    )
+    p.add_argument("--out", type=Path, required=True, help="the file to write (ThreatExchange / HMA hash lines)")
 
     commands.add_parser("status", parents=[common], help="describe the state: version, age, expiry, entries, key")
     return parser
@@ -170,7 +175,7 @@ def _filter(args) -> int:
     rules = Rules(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
     columns = Columns(url=args.url_column, sha256=args.sha256_column, phash=args.phash_column, pdq=args.pdq_column)
     with _report(args.report) as report:
-        if len(sources) == 1 and not args.out.is_dir():
+        if Path(args.input).is_file() and not args.out.is_dir():  # a folder or a glob writes into a folder
             counts = filter_file(
                 rules, sources[0], args.out, columns=columns, batch_rows=args.batch_rows, report=report, progress=True
             )
@@ -293,4 +298,29 @@ def _ago(delta) -> str:
     return f"{seconds // 86400} days"
 
 
-_COMMANDS = {"pull": _pull, "filter": _filter, "check": _check, "hash-url": _hash_url, "status": _status}
+def _export_hashes(args) -> int:
+    blocklist = _load(args)
+    if "pdq" not in blocklist.manifest.get("algorithms", {}):
+        _fail("this blocklist has no PDQ hashes: export-hashes needs the partner feed")
+        return 1
+    temporary = args.out.with_name(f".{args.out.name}.part")
+    count = 0
+    with open(temporary, "w", encoding="ascii") as handle:
+        for line in adapters.hash_lines(blocklist):
+            handle.write(line)
+            count += 1
+    os.replace(temporary, args.out)
+    print(
+        f"wrote {count} pdq hashes to {args.out}; blocklist {blocklist.current.feed} version {blocklist.current.version}"
+    )
+    return 0
+
+
+_COMMANDS = {
+    "pull": _pull,
+    "filter": _filter,
+    "check": _check,
+    "hash-url": _hash_url,
+    "status": _status,
+    "export-hashes": _export_hashes,
+}
