@@ -320,6 +320,11 @@ OPTOUT_MAX_IMAGE_PIXELS = env_int("OPTOUT_MAX_IMAGE_PIXELS", 50_000_000, minimum
 # recommends for its 256-bit hash; pHash's 8 of 64 bits is the usual near-duplicate cut.
 OPTOUT_PHASH_THRESHOLD = env_int("OPTOUT_PHASH_THRESHOLD", 8, minimum=0, maximum=12)
 OPTOUT_PDQ_THRESHOLD = env_int("OPTOUT_PDQ_THRESHOLD", 31, minimum=0, maximum=32)
+# The review band: a PDQ distance above the threshold and at most this makes a comparison "weak"
+# (never "strong"), so that reviewers see near misses. bench/match_quality.py measures its cost.
+OPTOUT_PDQ_REVIEW_THRESHOLD = env_int("OPTOUT_PDQ_REVIEW_THRESHOLD", 50, minimum=0, maximum=64)
+if OPTOUT_PDQ_REVIEW_THRESHOLD < OPTOUT_PDQ_THRESHOLD:
+    raise ImproperlyConfigured("OPTOUT_PDQ_REVIEW_THRESHOLD must be at least OPTOUT_PDQ_THRESHOLD")
 
 # --- Blocklist releases and the feed (optout/blocklist/releases.py, optout/feed/) ---
 # The minisign secret key that signs releases; never in the repository or the

@@ -93,15 +93,17 @@ def hash_uploads(files) -> list[list[Reference]]:
             )
         data = upload.read()
         try:
-            computed = imaging.compute_signals(
-                data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
+            computed = imaging.reference_variants(
+                imaging.decode(
+                    data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
+                )
             )
         except imaging.ImageRejected as exc:
             raise ValidationError(f"Picture {number}: {exc.message}", code=exc.code) from None
         finally:
             del data
             upload.close()
-        references.append([_reference(computed, ReferenceSignal.Source.UPLOAD)])
+        references.append([_reference(variant, ReferenceSignal.Source.UPLOAD) for variant in computed])
     return references
 
 
@@ -113,19 +115,21 @@ def parse_client_signals(items: Iterable[dict]) -> list[list[Reference]]:
     references = []
     for number, item in enumerate(items, start=1):
         try:
-            computed = imaging.ImageSignals.from_dict(item)
+            computed = imaging.variants_from_dict(item)
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"Signals of picture {number} are not valid: {exc}", code="bad_signals") from None
-        references.append([_reference(computed, ReferenceSignal.Source.CLIENT)])
+        references.append([_reference(variant, ReferenceSignal.Source.CLIENT) for variant in computed])
     return references
 
 
-def _reference(computed: "imaging.ImageSignals", source: str) -> Reference:
+def _reference(variant: "imaging.Variant", source: str) -> Reference:
+    computed = variant.signals
     return Reference(
         phash=computed.phash,
         pdq=computed.pdq,
         pdq_quality=computed.pdq_quality,
-        sha256=computed.sha256,
-        descriptor_key=imaging.descriptor_key(),
+        sha256=computed.sha256 or "",
+        descriptor_key=imaging.variant_descriptor(imaging.descriptor_key(), variant.name),
         source=source,
+        variant=variant.name,
     )

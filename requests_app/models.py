@@ -168,6 +168,9 @@ class RemovalItem(models.Model):
     image_phash = models.CharField(max_length=16, blank=True)
     image_pdq = models.CharField(max_length=64, blank=True)
     image_pdq_quality = models.SmallIntegerField(null=True, blank=True)
+    # Which variants gave the best comparison (optout.imaging.variants names; "" the picture itself).
+    reference_variant = models.CharField(max_length=40, blank=True)
+    candidate_variant = models.CharField(max_length=40, blank=True)
     verify_attempts = models.SmallIntegerField(default=0)
     verified_at = models.DateTimeField(null=True, blank=True)
     detail = models.CharField(max_length=200, blank=True, help_text="Why verification failed, for reviewers.")
@@ -188,10 +191,11 @@ class RemovalItem(models.Model):
 
 
 class ReferenceSignal(models.Model):
-    """Signals of one reference image. The image itself is never stored.
+    """Signals of one reference image or of one of its variants. The image itself is never stored.
 
-    ``image_index`` groups the signals of one reference image: a later change
-    can keep several per image (crops, mirrored copies) under the same index.
+    ``image_index`` groups the signals of one reference image: the picture itself (``variant`` "")
+    and its variants (mirrored, turned, cropped: ``optout.imaging.variants``), each under the
+    descriptor it was computed with. Only the picture's own row carries the file's sha256.
     """
 
     Source = SignalSource
@@ -202,8 +206,9 @@ class ReferenceSignal(models.Model):
     phash = models.CharField(max_length=16)
     pdq = models.CharField(max_length=64, blank=True)
     pdq_quality = models.SmallIntegerField(null=True, blank=True)
-    sha256 = models.CharField(max_length=64)
+    sha256 = models.CharField(max_length=64, blank=True)
     descriptor_key = models.CharField(max_length=200)
+    variant = models.CharField(max_length=40, blank=True, help_text="Empty: the picture itself.")
 
     class Meta:
         ordering = ["image_index", "id"]

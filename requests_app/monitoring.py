@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from optout import imaging
 from optout.index.watchlist import Watchlist
 from optout.models import Dataset, DatasetRow
 from requests_app import services, verification
@@ -173,14 +174,17 @@ def _watched(now: datetime, previous: _Watched | None) -> _Watched:
     removal_ids, phashes, pdqs = [], [], []
     pictures: dict[int, dict[int, list]] = {}
     by_sha256: dict[str, set[int]] = {}
-    fields = ("removal_id", "image_index", "source", "phash", "pdq", "pdq_quality", "sha256")
+    fields = ("removal_id", "image_index", "source", "phash", "pdq", "pdq_quality", "sha256", "variant")
     for ref in references.only(*fields).order_by("id").iterator():
         computed = verification.signals_of(ref)  # variants of a picture, where stored, come as more rows
         removal_ids.append(ref.removal_id)
         phashes.append(computed.phash)
         pdqs.append(computed.pdq)
-        pictures.setdefault(ref.removal_id, {}).setdefault(ref.image_index, []).append(computed)
-        by_sha256.setdefault(computed.sha256, set()).add(ref.removal_id)
+        pictures.setdefault(ref.removal_id, {}).setdefault(ref.image_index, []).append(
+            imaging.Variant(ref.variant, computed)
+        )
+        if computed.sha256:
+            by_sha256.setdefault(computed.sha256, set()).add(ref.removal_id)
     signals = {removal_id: list(by_index.values()) for removal_id, by_index in pictures.items()}
     watchlist = Watchlist(
         phashes=phashes,

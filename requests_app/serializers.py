@@ -15,6 +15,15 @@ class SignalsInput(serializers.Serializer):
     )
     pdq_quality = serializers.IntegerField(required=False, default=0, min_value=0, max_value=100)
     sha256 = serializers.CharField(help_text="sha256 of the image file's bytes, 64 hex digits.")
+    variant_set = serializers.IntegerField(
+        required=False, help_text="The variant set the variants were computed with (optout.imaging.VARIANT_SET)."
+    )
+    variants = serializers.DictField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Optional: the signals of every variant of the set (mirrored, turned, cropped), by name, "
+        "each {phash, pdq, pdq_quality}, as static/js/signals.js computes them.",
+    )
 
 
 class CreateRemovalInput(serializers.Serializer):

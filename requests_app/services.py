@@ -110,9 +110,10 @@ class Reference:
     phash: int
     pdq: int | None
     pdq_quality: int
-    sha256: str
+    sha256: str  # "" for a variant
     descriptor_key: str
     source: str  # ReferenceSignal.Source
+    variant: str = ""  # optout.imaging.variants name; "" the picture itself
 
 
 @transaction.atomic
@@ -179,6 +180,7 @@ def store_references(
             pdq_quality=ref.pdq_quality,
             sha256=ref.sha256,
             descriptor_key=ref.descriptor_key,
+            variant=ref.variant,
         )
         for index, variants in enumerate(references, start=first_index)
         for ref in variants

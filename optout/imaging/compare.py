@@ -8,10 +8,11 @@ apart than its match threshold (the widest gap two copies of one picture may sho
 come from one picture. Such a comparison is *inconsistent*: flagged, and never a match.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from optout.imaging.hashbits import MAX64, MAX256, hamming
 from optout.imaging.hashes import ImageSignals
+from optout.imaging.variants import IDENTITY, Variant
 
 
 def phash_distance(a: int, b: int) -> int:
@@ -35,8 +36,8 @@ class Comparison:
     the server hashed both sides. ``inconsistent``: equal sha256s with perceptual hashes that cannot come
     from one picture. ``reference_hashed_by_server``: whether the reference side was hashed by the server
     (False: computed on the requester's device). ``strength`` is "strong" when both perceptual families
-    match or the bytes are identical, "weak" when exactly one family matches, None otherwise (and always
-    None when inconsistent).
+    match or the bytes are identical, "weak" when exactly one family matches or PDQ falls in the review
+    band, None otherwise (and always None when inconsistent).
     """
 
     phash_distance: int | None
@@ -48,6 +49,9 @@ class Comparison:
     bytes_identical: bool = False
     inconsistent: bool = False
     reference_hashed_by_server: bool = False
+    in_review_band: bool = False  # PDQ beyond its threshold but within the review band: a near miss, weak
+    reference_variant: str = ""  # which reference variant matched ("" the picture itself)
+    candidate_variant: str = ""  # which candidate variant matched ("" the picture as fetched)
 
     def _rank(self) -> tuple:
         rank = {"strong": 2, "weak": 1, None: 0}[self.strength]
@@ -57,7 +61,12 @@ class Comparison:
 
 
 def compare(
-    reference: ImageSignals, candidate: ImageSignals, *, phash_threshold: int, pdq_threshold: int
+    reference: ImageSignals,
+    candidate: ImageSignals,
+    *,
+    phash_threshold: int,
+    pdq_threshold: int,
+    pdq_review: int | None = None,
 ) -> Comparison:
     phash_d = phash_distance(reference.phash, candidate.phash)
     if reference.pdq is None or candidate.pdq is None:
@@ -66,6 +75,7 @@ def compare(
         pdq_d = pdq_distance(reference.pdq, candidate.pdq)
     phash_match = phash_d <= phash_threshold
     pdq_match = pdq_d is not None and pdq_d <= pdq_threshold
+    in_band = not pdq_match and pdq_review is not None and pdq_d is not None and pdq_d <= pdq_review
     sha256_equal = reference.sha256 is not None and reference.sha256 == candidate.sha256
     inconsistent = sha256_equal and (not phash_match or (pdq_d is not None and not pdq_match))
     bytes_identical = sha256_equal and not inconsistent and reference.hashed_by_server and candidate.hashed_by_server
@@ -73,7 +83,7 @@ def compare(
         strength = None
     elif bytes_identical or (phash_match and pdq_match):
         strength = "strong"
-    elif phash_match or pdq_match:
+    elif phash_match or pdq_match or in_band:
         strength = "weak"
     else:
         strength = None
@@ -87,44 +97,84 @@ def compare(
         bytes_identical=bytes_identical,
         inconsistent=inconsistent,
         reference_hashed_by_server=reference.hashed_by_server,
+        in_review_band=in_band and not inconsistent,
     )
 
 
-def best_comparison(
-    references: list[ImageSignals], candidate: ImageSignals, *, phash_threshold: int, pdq_threshold: int
-) -> Comparison:
-    """The best comparison of a candidate against one reference image's signals (the image, crops, mirrors...).
-
-    Best means strongest, then closest (distances as a share of each hash's bits). Variants of one picture
-    may share its sha256 while their perceptual hashes differ (a mirror), so the picture is inconsistent
-    with the candidate only when every signal set carrying the candidate's sha256 is; the result is then
-    that inconsistent comparison.
-    """
-    if not references:
-        raise ValueError("a reference has at least one set of signals")
-    comparisons = [
-        compare(reference, candidate, phash_threshold=phash_threshold, pdq_threshold=pdq_threshold)
-        for reference in references
-    ]
+def _best_of_picture(comparisons: list[Comparison]) -> Comparison:
+    """Strongest, then closest. Variants of one picture may share its sha256 while their perceptual hashes
+    differ (a mirror), so the picture is inconsistent with the candidate only when every comparison whose
+    sha256s are equal is; the result is then that inconsistent comparison."""
     same_sha256 = [comparison for comparison in comparisons if comparison.sha256_equal]
     if same_sha256 and all(comparison.inconsistent for comparison in same_sha256):
         return min(same_sha256, key=Comparison._rank)
     return min((comparison for comparison in comparisons if not comparison.inconsistent), key=Comparison._rank)
 
 
+def best_match(
+    pictures: list[list[Variant]],
+    candidates: list[Variant],
+    *,
+    phash_threshold: int,
+    pdq_threshold: int,
+    pdq_review: int | None = None,
+) -> Comparison:
+    """The evidence a candidate gives against a case's reference pictures, naming the variants that matched.
+
+    ``pictures`` holds each reference picture's variants (its own signals and those of
+    ``variants.reference_variants``); ``candidates`` the candidate's (a dataset row's one signal set, or
+    ``variants.candidate_variants`` of a fetched picture). Every candidate variant is compared with every
+    variant of each picture, each pair as two pictures are (``compare``: "strong" needs both families to
+    agree on the same pair). The best comparison over the pictures, unless one of them is inconsistent
+    with the candidate: then that one, so the conflict is flagged and the candidate is not counted as a
+    match. bench/match_quality.py counts what trying every pair costs in false matches.
+    """
+    if not pictures or not all(pictures) or not candidates:
+        raise ValueError("a case has at least one reference picture, and each side its own signals")
+    per_picture = []
+    for picture in pictures:
+        comparisons = []
+        for reference in picture:
+            for candidate in candidates:
+                comparison = compare(
+                    reference.signals,
+                    candidate.signals,
+                    phash_threshold=phash_threshold,
+                    pdq_threshold=pdq_threshold,
+                    pdq_review=pdq_review,
+                )
+                if reference.name or candidate.name:
+                    comparison = replace(comparison, reference_variant=reference.name, candidate_variant=candidate.name)
+                comparisons.append(comparison)
+        per_picture.append(_best_of_picture(comparisons))
+    inconsistent = [comparison for comparison in per_picture if comparison.inconsistent]
+    return min(inconsistent or per_picture, key=Comparison._rank)
+
+
+def _plain(signal_sets: list[ImageSignals]) -> list[Variant]:
+    return [Variant(IDENTITY, signals) for signals in signal_sets]
+
+
+def best_comparison(
+    references: list[ImageSignals], candidate: ImageSignals, *, phash_threshold: int, pdq_threshold: int
+) -> Comparison:
+    """The best comparison of a candidate against one reference image's signal sets (``best_match``'s rule)."""
+    if not references:
+        raise ValueError("a reference has at least one set of signals")
+    return best_match(
+        [_plain(references)], _plain([candidate]), phash_threshold=phash_threshold, pdq_threshold=pdq_threshold
+    )
+
+
 def judge(
     pictures: list[list[ImageSignals]], candidate: ImageSignals, *, phash_threshold: int, pdq_threshold: int
 ) -> Comparison:
-    """The evidence a candidate gives against a case's reference pictures (each a list of signal sets).
-
-    The best comparison over the pictures, unless one of them is inconsistent with the candidate: then that
-    one, so the conflict is flagged and the candidate is not counted as a match.
-    """
+    """The evidence a candidate gives against a case's reference pictures, each a list of signal sets."""
     if not pictures:
         raise ValueError("a case has at least one reference picture")
-    per_picture = [
-        best_comparison(picture, candidate, phash_threshold=phash_threshold, pdq_threshold=pdq_threshold)
-        for picture in pictures
-    ]
-    inconsistent = [comparison for comparison in per_picture if comparison.inconsistent]
-    return min(inconsistent or per_picture, key=Comparison._rank)
+    return best_match(
+        [_plain(picture) for picture in pictures],
+        _plain([candidate]),
+        phash_threshold=phash_threshold,
+        pdq_threshold=pdq_threshold,
+    )

@@ -122,9 +122,26 @@ class ImageSignals:
         return cls(phash=phash, pdq=pdq, pdq_quality=quality, sha256=sha256)
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded picture as the kernels read it: float luma, reduced, upright, and its full-size geometry.
+
+    ``luma`` has ``ceil(side / scale)`` pixels per side; ``short_x``/``short_y`` say whether the short
+    last reduction block of the stored picture came first after the EXIF turn (``SHORT_BLOCK_FIRST``).
+    """
+
+    luma: np.ndarray
+    width: int
+    height: int
+    scale: int
+    short_x: bool
+    short_y: bool
+    sha256: str
+
+
 @bounded_decode
-def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSignals:
-    """The signals of an image. Raises ``ImageRejected`` for anything we will not decode."""
+def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Decoded:
+    """Decode hostile bytes to reduced upright luma. Raises ``ImageRejected`` for anything we will not decode."""
     image = open_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     width, height = image.size
     scale = 1
@@ -141,24 +158,57 @@ def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSig
         flat = flat.transpose(ORIENTATION[orientation])
         if orientation in (5, 6, 7, 8):
             width, height = height, width
-    luma = luma_of(flat)
-
-    rows, cols = luma.shape
     short_x, short_y = SHORT_BLOCK_FIRST[orientation]
-    small = resample(luma, lanczos_kernel(height, scale, rows, short_y), lanczos_kernel(width, scale, cols, short_x))
-    phash_image = Image.fromarray(np.clip(np.rint(small), 0, 255).astype(np.uint8), "L")
-    phash = int(str(imagehash.phash(phash_image, hash_size=PHASH_SIZE, highfreq_factor=PHASH_HIGHFREQ)), 16)
-    buffer64 = resample(luma, jarosz_kernel(height, scale, rows, short_y), jarosz_kernel(width, scale, cols, short_x))
+    luma = luma_of(flat)
+    return Decoded(luma, width, height, scale, short_x, short_y, hashlib.sha256(data).hexdigest())
+
+
+def grids_of(decoded: Decoded) -> tuple[np.ndarray, np.ndarray]:
+    """The two hash inputs of a decoded picture: pHash's 32x32 Lanczos image and PDQ's 64x64 buffer."""
+    luma, scale = decoded.luma, decoded.scale
+    rows, cols = luma.shape
+    small = resample(
+        luma,
+        lanczos_kernel(decoded.height, scale, rows, decoded.short_y),
+        lanczos_kernel(decoded.width, scale, cols, decoded.short_x),
+    )
+    buffer64 = resample(
+        luma,
+        jarosz_kernel(decoded.height, scale, rows, decoded.short_y),
+        jarosz_kernel(decoded.width, scale, cols, decoded.short_x),
+    )
+    return small, buffer64
+
+
+def phash_from_small(small: np.ndarray) -> int:
+    """imagehash.phash of the 32x32 float image, rounded to 8 bits as Pillow would."""
+    image = Image.fromarray(np.clip(np.rint(small), 0, 255).astype(np.uint8), "L")
+    return int(str(imagehash.phash(image, hash_size=PHASH_SIZE, highfreq_factor=PHASH_HIGHFREQ)), 16)
+
+
+def signals_from_grids(
+    small: np.ndarray, buffer64: np.ndarray, *, sha256: str | None, width: int | None = None, height: int | None = None
+) -> ImageSignals:
     pdq, quality = pdq_from_buffer(buffer64)
     return ImageSignals(
-        phash=phash,
+        phash=phash_from_small(small),
         pdq=pdq if quality >= PDQ_QUALITY_FLOOR else None,
         pdq_quality=quality,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
         width=width,
         height=height,
         hashed_by_server=True,
     )
+
+
+def signals_of(decoded: Decoded) -> ImageSignals:
+    small, buffer64 = grids_of(decoded)
+    return signals_from_grids(small, buffer64, sha256=decoded.sha256, width=decoded.width, height=decoded.height)
+
+
+def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSignals:
+    """The signals of an image. Raises ``ImageRejected`` for anything we will not decode."""
+    return signals_of(decode(data, max_bytes=max_bytes, max_pixels=max_pixels))
 
 
 def compute_signals_naive(data: bytes, *, max_bytes: int = 1 << 30, max_pixels: int = 1 << 28) -> ImageSignals:

@@ -57,8 +57,8 @@ def record_row_failure(row: DatasetRow, code: str) -> None:
     )
 
 
-def fetch_signals(url: str) -> imaging.ImageSignals:
-    """The signals of the image at a URL a stranger gave us, under the configured fetch and image limits.
+def fetch_decoded(url: str) -> imaging.Decoded:
+    """The decoded image at a URL a stranger gave us, under the configured fetch and image limits.
 
     Raises ``fetch.FetchError`` (its ``code`` is an item verdict) or ``imaging.ImageRejected``.
     """
@@ -68,9 +68,14 @@ def fetch_signals(url: str) -> imaging.ImageSignals:
         timeout=settings.OPTOUT_FETCH_TIMEOUT,
         max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES,
     )
-    return imaging.compute_signals(
+    return imaging.decode(
         fetched.data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
     )
+
+
+def fetch_signals(url: str) -> imaging.ImageSignals:
+    """The signals of the image at a URL (``fetch_decoded``'s errors)."""
+    return imaging.signals_of(fetch_decoded(url))
 
 
 def hash_row(row: DatasetRow, *, descriptor: HashDescriptor) -> None:

@@ -19,6 +19,7 @@ from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpRespo
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from optout import imaging
 from requests_app import aftercare, services
 from requests_app.admin import queue
 from requests_app.admin.evidence import closest_strong_match, evidence_words
@@ -118,6 +119,7 @@ class ItemRow:
     decision_field: forms.BoundField | None
     compare_with: "ItemRow | None" = None  # for a no-match item: the closest strong match of the case
     compare_bits: int | None = None
+    matched_as: str = ""  # in words, which variants of the two pictures matched (optout.imaging.describe)
 
 
 def _form_error(form: forms.Form) -> str:
@@ -174,6 +176,9 @@ class ReviewPages:
                 decision_field=approve_form[ApproveForm.item_field(item)]
                 if can_review and in_review and item.decided_at is None
                 else None,
+                matched_as=imaging.describe(item.reference_variant, item.candidate_variant)
+                if item.state in services.MATCH_STATES
+                else "",
             )
             for number, item in enumerate(items, start=1)
         ]
@@ -203,6 +208,7 @@ class ReviewPages:
             "reject_form": RejectForm(),
             "phash_threshold": settings.OPTOUT_PHASH_THRESHOLD,
             "pdq_threshold": settings.OPTOUT_PDQ_THRESHOLD,
+            "pdq_review_threshold": settings.OPTOUT_PDQ_REVIEW_THRESHOLD,
             "change_url": reverse("admin:requests_app_removalrequest_change", args=[removal.pk]),
             "changelist_url": reverse("admin:requests_app_removalrequest_changelist"),
             "next_url": reverse("admin:requests_app_removalrequest_review", args=[upcoming.pk]) if upcoming else "",

@@ -15,7 +15,11 @@
 //      the gradients, 16x16 DCT, bits above the median.
 // Canvas resampling is never used: its filters differ between browsers and from Pillow's.
 //
-// Output: {phash: hex16, pdq: hex64 | null, pdq_quality: int, sha256: hex64}, ImageSignals.to_dict().
+// Output: {phash: hex16, pdq: hex64 | null, pdq_quality: int, sha256: hex64, variant_set: int,
+// variants: {name: {phash, pdq, pdq_quality}}}, optout.imaging.variants_to_dict(). The variants are
+// optout/imaging/variants.py's reference set, computed from the same reduced luma: the 8 dihedral turns
+// permute the 32x32 pHash image and the 64x64 PDQ buffer; each crop cuts the reduced luma and hashes it
+// with both kernels at scale 1. VARIANT_SET, DIHEDRAL and CROPS below must stay equal to the server's.
 //
 // Browsers: needs module scripts, Web Crypto (a secure context: HTTPS, or http://127.0.0.1 and
 // localhost), createImageBitmap and a 2-D canvas; canHashOnDevice() says whether they are there.
@@ -24,6 +28,7 @@
 // with an orientation tag is not hashed here but uploaded, and the server applies the tag.
 
 export const REDUCE_MIN_SIDE = 384;
+export const VARIANT_SET = 1;
 export const PDQ_QUALITY_FLOOR = 50;
 export const MAX_PIXELS = 50_000_000; // the server's default pixel cap (OPTOUT_MAX_IMAGE_PIXELS)
 
@@ -118,16 +123,74 @@ export function signalsFromLuma(
 ) {
   const [rowsLanczos, colsLanczos] = [lanczosKernel(height, scale, rows, anchors.y), lanczosKernel(width, scale, cols, anchors.x)];
   const small = resample(luma, rows, cols, rowsLanczos, colsLanczos);
-  const phash = phashFromSmall(small);
   const [rowsJarosz, colsJarosz] = [jaroszKernel(height, scale, rows, anchors.y), jaroszKernel(width, scale, cols, anchors.x)];
   const buffer64 = resample(luma, rows, cols, rowsJarosz, colsJarosz);
+  const variants = {};
+  for (const [name, transform] of Object.entries(DIHEDRAL)) {
+    variants[name] = signalsFromGrids(permute(small, 32, transform), permute(buffer64, 64, transform));
+  }
+  for (const [name, keep, fx, fy] of CROPS) {
+    const box = cropBox(rows, cols, keep, fx, fy);
+    variants[name] = signalsOfCrop(luma, cols, box);
+  }
+  return { ...signalsFromGrids(small, buffer64), sha256, variant_set: VARIANT_SET, variants };
+}
+
+function signalsFromGrids(small, buffer64) {
   const { hex: pdq, quality } = pdqFromBuffer(buffer64);
-  return {
-    phash,
-    pdq: quality >= PDQ_QUALITY_FLOOR ? pdq : null,
-    pdq_quality: quality,
-    sha256,
-  };
+  return { phash: phashFromSmall(small), pdq: quality >= PDQ_QUALITY_FLOOR ? pdq : null, pdq_quality: quality };
+}
+
+// --- Variants (optout/imaging/variants.py) ---------------------------------------------------
+
+// Output cell (y, x) of an n x n grid reads source cell [sy, sx]; named for what was done to the picture.
+export const DIHEDRAL = {
+  mirrored: (y, x, n) => [y, n - 1 - x],
+  flipped: (y, x, n) => [n - 1 - y, x],
+  "turned-half": (y, x, n) => [n - 1 - y, n - 1 - x],
+  "turned-right": (y, x, n) => [n - 1 - x, y],
+  "turned-left": (y, x, n) => [x, n - 1 - y],
+  transposed: (y, x, n) => [x, y],
+  transversed: (y, x, n) => [n - 1 - x, n - 1 - y],
+};
+
+const CROP_PLACES = [
+  [95, [0.5]],
+  [90, [0, 0.5, 1]],
+  [85, [0, 0.5, 1]],
+  [80, [0, 0.25, 0.5, 0.75, 1]],
+  [70, [0, 0.25, 0.5, 0.75, 1]],
+];
+
+// [name, share of each side kept, where the box starts as a share of what is cut off], server order.
+export const CROPS = CROP_PLACES.flatMap(([size, places]) =>
+  places.flatMap((fy) => places.map((fx) => [`crop${size}-${Math.round(fx * 100)}-${Math.round(fy * 100)}`, size / 100, fx, fy])),
+);
+
+function permute(grid, n, transform) {
+  const out = new Float32Array(n * n);
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      const [sy, sx] = transform(y, x, n);
+      out[y * n + x] = grid[sy * n + sx];
+    }
+  }
+  return out;
+}
+
+// As variants.crop_box: Python's int(v + 0.5) on these non-negative values is Math.floor(v + 0.5).
+export function cropBox(rows, cols, keep, fx, fy) {
+  const height = Math.max(1, Math.floor(rows * keep + 0.5));
+  const width = Math.max(1, Math.floor(cols * keep + 0.5));
+  return { top: Math.floor((rows - height) * fy + 0.5), left: Math.floor((cols - width) * fx + 0.5), height, width };
+}
+
+function signalsOfCrop(luma, cols, { top, left, height, width }) {
+  const cut = new Float32Array(height * width);
+  for (let y = 0; y < height; y++) cut.set(luma.subarray((top + y) * cols + left, (top + y) * cols + left + width), y * width);
+  const small = resample(cut, height, width, lanczosKernel(height, 1, height, false), lanczosKernel(width, 1, width, false));
+  const buffer64 = resample(cut, height, width, jaroszKernel(height, 1, height, false), jaroszKernel(width, 1, width, false));
+  return signalsFromGrids(small, buffer64);
 }
 
 // --- Bytes --------------------------------------------------------------------------------
@@ -311,7 +374,7 @@ const kernelCache = new Map();
 
 function cached(key, build) {
   if (!kernelCache.has(key)) {
-    if (kernelCache.size > 64) kernelCache.clear();
+    if (kernelCache.size > 512) kernelCache.clear();
     kernelCache.set(key, build());
   }
   return kernelCache.get(key);

@@ -1,7 +1,8 @@
 """The picture never leaves the device: the form hashes it in the browser (static/js/signals.js).
 
 The browser's signals must agree with the server's (optout.imaging.compute_signals) on the same
-file: pHash within 4 bits, PDQ within 10 bits, sha256 identical. A request filed this way sends
+file: pHash within 4 bits, PDQ within 10 bits, sha256 identical; and so must every one of the
+picture's variants (optout.imaging.reference_variants: dihedral turns and crops), name for name. A request filed this way sends
 no file and is verified exactly like one filed with an upload; without JavaScript the upload
 path still works.
 """
@@ -68,6 +69,17 @@ def _choose(page, path) -> list[dict]:
     return json.loads(page.locator("#id_signals").input_value())
 
 
+def _server_variants(data: bytes) -> list[imaging.Variant]:
+    return imaging.reference_variants(
+        imaging.decode(data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS)
+    )
+
+
+def _distances(one: imaging.ImageSignals, other: imaging.ImageSignals) -> tuple[int, int | None]:
+    pdq = None if one.pdq is None or other.pdq is None else hamming(one.pdq, other.pdq)
+    return hamming(one.phash, other.phash), pdq
+
+
 @dataclass
 class Agreement:
     label: str
@@ -78,9 +90,14 @@ class Agreement:
     naive: imaging.ImageSignals
 
     def distances(self, other: imaging.ImageSignals) -> tuple[int, int | None]:
-        client = imaging.ImageSignals.from_dict(self.browser)  # the server takes the browser's dict as it is
-        pdq = None if client.pdq is None or other.pdq is None else hamming(client.pdq, other.pdq)
-        return hamming(client.phash, other.phash), pdq
+        # The server takes the browser's dict as it is, variants and all.
+        client = imaging.variants_from_dict(self.browser)[0].signals
+        return _distances(client, other)
+
+    def variant_distances(self, data: bytes) -> dict[str, tuple[int, int | None]]:
+        """Per variant name, the distances between the browser's and the server's variant of the same file."""
+        client = {variant.name: variant.signals for variant in imaging.variants_from_dict(self.browser)}
+        return {variant.name: _distances(client[variant.name], variant.signals) for variant in _server_variants(data)}
 
 
 def _print_table(rows: list[Agreement]) -> None:
@@ -109,6 +126,7 @@ def _print_table(rows: list[Agreement]) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_browser_signals_agree_with_the_server(live_server, tmp_path):
     rows = []
+    variant_rows = []
     with chromium_page() as page:
         page.goto(f"{live_server.url}/requests/new/")
         page.wait_for_selector("#removal-form[data-hashing=idle]", state="attached")
@@ -120,9 +138,10 @@ def test_browser_signals_agree_with_the_server(live_server, tmp_path):
             started = time.monotonic()
             (browser,) = _choose(page, path)
             milliseconds = round((time.monotonic() - started) * 1000)
-            assert set(browser) == {"phash", "pdq", "pdq_quality", "sha256"}
+            assert set(browser) == {"phash", "pdq", "pdq_quality", "sha256", "variant_set", "variants"}
             naive = imaging.compute_signals_naive(data)
             rows.append(Agreement(label, len(data), milliseconds, browser, _server_signals(data), naive))
+            variant_rows.append((label, rows[-1].variant_distances(data)))
             if number == 0:
                 # The local preview and the notice are on the page now: still accessible.
                 assert page.locator("img.device-preview").count() == 1
@@ -130,6 +149,16 @@ def test_browser_signals_agree_with_the_server(live_server, tmp_path):
                 assert axe_violations(page) == []
 
     _print_table(rows)
+    worst = {
+        name: (max(d[name][0] for _, d in variant_rows), max(d[name][1] or 0 for _, d in variant_rows))
+        for name in imaging.REFERENCE_VARIANTS
+    }
+    print(f"every variant of every file, worst pHash/PDQ distance browser-server: {worst}")
+    for label, distances in variant_rows:
+        assert set(distances) == set(imaging.REFERENCE_VARIANTS), label
+        for name, (phash_d, pdq_d) in distances.items():
+            assert phash_d <= PHASH_TOLERANCE, (label, name, phash_d)
+            assert pdq_d is None or pdq_d <= PDQ_TOLERANCE, (label, name, pdq_d)
     for row in rows:
         phash_d, pdq_d = row.distances(row.server)
         assert row.browser["sha256"] == row.server.sha256, row.label
@@ -216,7 +245,7 @@ def test_sending_while_the_picture_is_hashed_waits_for_the_fingerprints(live_ser
     (body,) = bodies
     sent = _assert_no_file_sent(body, photo)
     assert sent["sha256"] == hashlib.sha256(photo).hexdigest()
-    (reference,) = ReferenceSignal.objects.all()
+    (reference,) = ReferenceSignal.objects.filter(variant="")
     assert reference.source == ReferenceSignal.Source.CLIENT and reference.phash == sent["phash"]
 
 
@@ -247,7 +276,7 @@ def test_fingerprints_are_kept_when_the_form_comes_back_with_an_error(live_serve
     assert len(bodies) == 2
     for body in bodies:
         assert _assert_no_file_sent(body, photo) == computed
-    (reference,) = ReferenceSignal.objects.all()
+    (reference,) = ReferenceSignal.objects.filter(variant="")
     assert reference.sha256 == hashlib.sha256(photo).hexdigest()
 
 
@@ -313,7 +342,7 @@ def test_request_filed_either_way_is_verified_alike(
         )
 
     removal = RemovalRequest.objects.get(case=case)
-    (reference,) = ReferenceSignal.objects.filter(removal=removal)
+    (reference,) = ReferenceSignal.objects.filter(removal=removal, variant="")
     assert reference.sha256 == hashlib.sha256(photo).hexdigest()
     server = _server_signals(photo)
     assert hamming(phash_from_hex(reference.phash), server.phash) <= PHASH_TOLERANCE
@@ -327,12 +356,16 @@ def test_request_filed_either_way_is_verified_alike(
         (body,) = bodies
         sent = _assert_no_file_sent(body, photo)
         assert reference.source == ReferenceSignal.Source.CLIENT
-        assert sent == {
+        assert {key: sent[key] for key in ("phash", "pdq", "pdq_quality", "sha256")} == {
             "phash": reference.phash,
             "pdq": reference.pdq,
             "pdq_quality": reference.pdq_quality,
             "sha256": reference.sha256,
         }
+        # The device's variants are kept as they came, one row each under the picture's index.
+        stored = {ref.variant: ref.phash for ref in ReferenceSignal.objects.filter(removal=removal)}
+        assert stored == {"": sent["phash"], **{name: value["phash"] for name, value in sent["variants"].items()}}
     else:
         assert reference.source == ReferenceSignal.Source.UPLOAD
         assert reference.phash == f"{server.phash:016x}"  # the server's own hash of the upload
+    assert ReferenceSignal.objects.filter(removal=removal).count() == len(imaging.REFERENCE_VARIANTS)

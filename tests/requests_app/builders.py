@@ -4,6 +4,7 @@ import random
 
 from django.db import transaction
 
+from optout import imaging
 from requests_app import services
 from requests_app.models import ReferenceSignal, RemovalRequest
 from tests.users import staff
@@ -16,7 +17,7 @@ def reference(phash: int | None = None, *, pdq: int | None = None, sha256: str |
         pdq=pdq,
         pdq_quality=90 if pdq is not None else 0,
         sha256=sha256 or f"{rng.getrandbits(256):064x}",
-        descriptor_key="test",
+        descriptor_key=imaging.descriptor_key(),
         source=ReferenceSignal.Source.CLIENT,
     )
 

@@ -45,7 +45,7 @@ def test_a_valid_request_redirects_to_a_receipt_that_shows_its_secret_once(clien
     assert 'data-value="' + secret + '"' in body
     assert secret in receipt.context["receipt"]
     assert removal.contact_email == "me@example.org"
-    reference = ReferenceSignal.objects.get(removal=removal)
+    reference = ReferenceSignal.objects.get(removal=removal, variant="")
     assert reference.source == "upload"
     assert len(reference.phash) == 16 and len(reference.sha256) == 64
     # Shown once: a reload of the receipt, and any later page, hold no secret; nothing is filed again.

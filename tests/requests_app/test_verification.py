@@ -1,6 +1,7 @@
 import pytest
 from django.conf import settings
 
+from optout import imaging
 from optout.client.canonical import url_sha256
 from optout.imaging import compute_signals, hashbits
 from optout.models import Dataset, DatasetRow
@@ -16,7 +17,7 @@ def signals_of(data: bytes):
 
 def reference_of(data: bytes) -> services.Reference:
     s = signals_of(data)
-    return services.Reference(s.phash, s.pdq, s.pdq_quality, s.sha256, "test", "upload")
+    return services.Reference(s.phash, s.pdq, s.pdq_quality, s.sha256, imaging.descriptor_key(), "upload")
 
 
 def index_row(dataset: Dataset, url: str, data: bytes) -> DatasetRow:
@@ -140,7 +141,7 @@ def test_an_item_whose_verification_keeps_crashing_is_given_up(image_server, mon
     def crash(*args, **kwargs):
         raise SystemExit("worker killed")  # as if the process died mid-verification
 
-    monkeypatch.setattr(verification.imaging, "compute_signals", crash)
+    monkeypatch.setattr(verification.imaging, "candidate_variants", crash)
     for _ in range(settings.OPTOUT_VERIFY_MAX_ATTEMPTS):
         with pytest.raises(SystemExit):
             verification.run_verification(removal.pk)
@@ -179,7 +180,9 @@ def test_a_row_without_a_known_sha256_never_counts_as_identical_bytes(image_serv
     url = "https://cdn.example.net/unhashed.jpg"
     row = index_row(dataset, url, images.photo_jpeg("rocket"))
     DatasetRow.objects.filter(pk=row.pk).update(sha256="")
-    forged = services.Reference(phash=0, pdq=None, pdq_quality=0, sha256="0" * 64, descriptor_key="t", source="client")
+    forged = services.Reference(
+        phash=0, pdq=None, pdq_quality=0, sha256="0" * 64, descriptor_key=imaging.descriptor_key(), source="client"
+    )
     removal, _ = submit(urls=[url], references=[[forged]])
 
     verification.run_verification(removal.pk)

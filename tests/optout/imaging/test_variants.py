@@ -1,0 +1,196 @@
+"""Variants: an edited copy of a real photo still matches, in every edit class; a different photo does not."""
+
+import io
+
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+from optout import imaging
+from optout.imaging import variants
+from optout.imaging.hashbits import BadHash
+from tests import images
+
+LIMITS = {"max_bytes": 1 << 26, "max_pixels": 1 << 26}
+THRESHOLDS = {"phash_threshold": 8, "pdq_threshold": 31, "pdq_review": 50}
+
+
+def _jpeg(image: Image.Image, quality: int = 85) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _decoded(image: Image.Image, quality: int = 85) -> imaging.Decoded:
+    return imaging.decode(_jpeg(image, quality), **LIMITS)
+
+
+def _reference(name: str = "astronaut") -> list[imaging.Variant]:
+    return imaging.reference_variants(_decoded(images.photo(name), 92))
+
+
+def _verdict(reference: list[imaging.Variant], copy: Image.Image) -> imaging.Comparison:
+    return imaging.best_match(reference, imaging.candidate_variants(_decoded(copy)), **THRESHOLDS)
+
+
+def _found(reference: list[imaging.Variant], copy: Image.Image) -> imaging.Comparison:
+    """As discovery compares a dataset row: the copy's own signals only."""
+    row = imaging.Variant(imaging.IDENTITY, imaging.signals_of(_decoded(copy)))
+    return imaging.best_match(reference, [row], **THRESHOLDS)
+
+
+def _caption(image: Image.Image, share: float) -> Image.Image:
+    out = Image.new("RGB", (image.width, image.height + int(image.height * share)), "white")
+    out.paste(image, (0, 0))
+    ImageDraw.Draw(out).text((10, image.height + 10), "me at the lake, summer 2019 #holiday", fill="black")
+    return out
+
+
+def _screenshot(image: Image.Image) -> Image.Image:
+    w, h = image.size
+    out = Image.new("RGB", (w + w // 6, h + h // 4), "white")
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((0, 0, out.width, h // 8), fill=(222, 225, 230))
+    draw.rectangle((out.width // 8, h // 32, out.width * 7 // 8, h * 3 // 32), fill="white")
+    draw.text((out.width // 8 + 6, h // 20), "https://example.com/photos/1234", fill=(60, 60, 60))
+    out.paste(image, (w // 12, h // 8 + h // 20))
+    return out
+
+
+def _logo(image: Image.Image) -> Image.Image:
+    out = image.copy()
+    side = int((image.width * image.height * 0.08) ** 0.5)
+    logo = images.photo("coffee", (side, side))
+    out.paste(logo, (image.width - side - 10, 10))
+    return out
+
+
+EDITS = {
+    "resized to a thumbnail": lambda im: ImageOps.contain(im, (160, 160)),
+    "recompressed": lambda im: im,  # _decoded(..., quality) below gives it quality 30
+    "brighter": lambda im: ImageEnhance.Brightness(im).enhance(1.3),
+    "less contrast": lambda im: ImageEnhance.Contrast(im).enhance(0.6),
+    "greyscale": lambda im: im.convert("L").convert("RGB"),
+    "blurred": lambda im: im.filter(ImageFilter.GaussianBlur(2)),
+    "mirrored": ImageOps.mirror,
+    "turned a quarter": lambda im: im.transpose(Image.Transpose.ROTATE_90),
+    "rotated 3 degrees": lambda im: im.rotate(3, Image.Resampling.BICUBIC, fillcolor=(0, 0, 0)),
+    "cropped to 80% off-centre": lambda im: im.crop(
+        (int(im.width * 0.04), int(im.height * 0.18), int(im.width * 0.84), int(im.height * 0.98))
+    ),
+    "cropped to 70%": lambda im: im.crop(
+        (im.width * 15 // 100, im.height * 15 // 100, im.width * 85 // 100, im.height * 85 // 100)
+    ),
+    "framed by a 15% border": lambda im: ImageOps.expand(im, border=im.width * 15 // 100, fill=(40, 90, 160)),
+    "in a screenshot": _screenshot,
+    "with a caption bar": lambda im: _caption(im, 0.15),
+    "with a logo in a corner": _logo,
+}
+
+
+def _edit(name: str, image: Image.Image) -> Image.Image:
+    return EDITS[name](image)
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_an_edited_copy_of_a_real_photo_is_verified(edit):
+    reference = _reference("astronaut")
+    copy = _edit(edit, images.photo("astronaut"))
+    if edit == "recompressed":
+        candidates = imaging.candidate_variants(imaging.decode(_jpeg(copy, 30), **LIMITS))
+        comparison = imaging.best_match(reference, candidates, **THRESHOLDS)
+    else:
+        comparison = _verdict(reference, copy)
+    assert comparison.strength in ("weak", "strong"), (edit, comparison)
+
+
+@pytest.mark.parametrize("edit", ["mirrored", "turned a quarter", "cropped to 80% off-centre", "greyscale"])
+def test_discovery_finds_copies_inside_the_reference_by_its_variants(edit):
+    reference = _reference("coffee")
+    comparison = _found(reference, _edit(edit, images.photo("coffee")))
+    assert comparison.strength in ("weak", "strong"), (edit, comparison)
+    if edit == "mirrored":
+        assert comparison.reference_variant == "mirrored"
+        assert imaging.describe(comparison.reference_variant, comparison.candidate_variant).startswith(
+            "Matches your picture mirrored"
+        )
+
+
+def test_today_a_mirrored_copy_was_no_match():
+    reference = _reference("coffee")
+    row = imaging.signals_of(_decoded(ImageOps.mirror(images.photo("coffee"))))
+    assert imaging.compare(reference[0].signals, row, phash_threshold=8, pdq_threshold=31).strength is None
+
+
+@pytest.mark.parametrize("other", ["coffee", "chelsea", "motorcycle_left"])
+def test_a_different_photo_is_never_strong_and_the_stereo_pair_is_at_most_weak(other):
+    reference = _reference("astronaut" if other != "motorcycle_left" else "motorcycle_right")
+    comparison = _verdict(reference, images.photo(other))
+    assert comparison.strength != "strong"
+    if other != "motorcycle_left":
+        assert comparison.strength is None
+
+
+def test_the_dihedral_variants_are_the_plain_signals_of_the_turned_picture():
+    # A square picture reduced by nothing: turning it turns both hash grids exactly, up to PDQ's
+    # sampling points, which are not symmetric; the variant must match the turned copy closely.
+    photo = images.photo("chelsea", (512, 512))
+    reference = {v.name: v.signals for v in _reference_of(photo)}
+    for name, transpose in {
+        "mirrored": Image.Transpose.FLIP_LEFT_RIGHT,
+        "flipped": Image.Transpose.FLIP_TOP_BOTTOM,
+        "turned-half": Image.Transpose.ROTATE_180,
+        "turned-right": Image.Transpose.ROTATE_270,
+        "turned-left": Image.Transpose.ROTATE_90,
+        "transposed": Image.Transpose.TRANSPOSE,
+        "transversed": Image.Transpose.TRANSVERSE,
+    }.items():
+        turned = imaging.signals_of(imaging.decode(images.encode(photo.transpose(transpose), "PNG"), **LIMITS))
+        assert imaging.phash_distance(reference[name].phash, turned.phash) <= 2, name
+        assert imaging.pdq_distance(reference[name].pdq, turned.pdq) <= 16, name
+
+
+def _reference_of(photo: Image.Image) -> list[imaging.Variant]:
+    return imaging.reference_variants(imaging.decode(images.encode(photo, "PNG"), **LIMITS))
+
+
+def test_every_variant_of_the_set_is_computed_in_order_and_only_the_picture_has_a_sha256():
+    computed = _reference("rocket")
+    assert [v.name for v in computed] == list(imaging.REFERENCE_VARIANTS)
+    assert computed[0].signals.sha256 is not None
+    assert all(v.signals.sha256 is None for v in computed[1:])
+    assert len(set(imaging.REFERENCE_VARIANTS)) == len(imaging.REFERENCE_VARIANTS) == 8 + len(variants.CROPS)
+
+
+def test_the_wire_form_round_trips_and_refuses_another_variant_set():
+    computed = _reference("rocket")
+    body = imaging.variants_to_dict(computed)
+    parsed = imaging.variants_from_dict(body)
+    assert [(v.name, v.signals.phash, v.signals.pdq) for v in parsed] == [
+        (v.name, v.signals.phash, v.signals.pdq) for v in computed
+    ]
+    with pytest.raises(BadHash, match="variant_set"):
+        imaging.variants_from_dict({**body, "variant_set": imaging.VARIANT_SET + 1})
+    missing = {**body, "variants": {k: v for k, v in body["variants"].items() if k != "mirrored"}}
+    with pytest.raises(BadHash, match="variants"):
+        imaging.variants_from_dict(missing)
+    with pytest.raises(BadHash, match="crop90-0-0"):
+        imaging.variants_from_dict({**body, "variants": {**body["variants"], "crop90-0-0": {"phash": "zz"}}})
+    plain = {key: body[key] for key in ("phash", "pdq", "pdq_quality", "sha256")}
+    assert [v.name for v in imaging.variants_from_dict(plain)] == [imaging.IDENTITY]
+
+
+def test_a_variant_is_stored_under_a_descriptor_that_names_the_variant_set():
+    base = imaging.descriptor_key()
+    assert imaging.variant_descriptor(base, imaging.IDENTITY) == base
+    assert imaging.variant_descriptor(base, "mirrored") == f"{base};variants={imaging.VARIANT_SET}"
+    assert len(imaging.variant_descriptor(base, "mirrored")) <= 200
+
+
+def test_borders_are_trimmed_and_a_busy_picture_is_left_alone():
+    photo = images.photo("astronaut", (400, 300))
+    framed = ImageOps.expand(photo, border=(30, 20, 30, 20), fill=(255, 255, 255))
+    box = variants.trim_box(_decoded(framed).luma)
+    assert box is not None
+    top, left, height, width = box
+    assert abs(top - 20) <= 2 and abs(left - 30) <= 2 and abs(height - 300) <= 4 and abs(width - 400) <= 4
+    assert variants.trim_box(_decoded(photo).luma) is None
