@@ -265,7 +265,7 @@ def _pairs_close(refs, cands) -> bool:
 def _verdict(refs, cands) -> str | None:
     if not _pairs_close(refs, cands):
         return None
-    return best_match(refs, cands, phash_threshold=PHASH, pdq_threshold=PDQ, pdq_review=REVIEW).strength
+    return best_match([refs], cands, phash_threshold=PHASH, pdq_threshold=PDQ, pdq_review=REVIEW).strength
 
 
 def _found(refs, row) -> str | None:
@@ -279,7 +279,7 @@ def _found(refs, row) -> str | None:
     )
     if not near:
         return None
-    return best_match(refs, [row], phash_threshold=PHASH, pdq_threshold=PDQ, pdq_review=REVIEW).strength
+    return best_match([refs], [row], phash_threshold=PHASH, pdq_threshold=PDQ, pdq_review=REVIEW).strength
 
 
 def _today(ref, row) -> str | None:

@@ -29,13 +29,13 @@ def _reference(name: str = "astronaut") -> list[imaging.Variant]:
 
 
 def _verdict(reference: list[imaging.Variant], copy: Image.Image) -> imaging.Comparison:
-    return imaging.best_match(reference, imaging.candidate_variants(_decoded(copy)), **THRESHOLDS)
+    return imaging.best_match([reference], imaging.candidate_variants(_decoded(copy)), **THRESHOLDS)
 
 
 def _found(reference: list[imaging.Variant], copy: Image.Image) -> imaging.Comparison:
     """As discovery compares a dataset row: the copy's own signals only."""
     row = imaging.Variant(imaging.IDENTITY, imaging.signals_of(_decoded(copy)))
-    return imaging.best_match(reference, [row], **THRESHOLDS)
+    return imaging.best_match([reference], [row], **THRESHOLDS)
 
 
 def _caption(image: Image.Image, share: float) -> Image.Image:
@@ -97,7 +97,7 @@ def test_an_edited_copy_of_a_real_photo_is_verified(edit):
     copy = _edit(edit, images.photo("astronaut"))
     if edit == "recompressed":
         candidates = imaging.candidate_variants(imaging.decode(_jpeg(copy, 30), **LIMITS))
-        comparison = imaging.best_match(reference, candidates, **THRESHOLDS)
+        comparison = imaging.best_match([reference], candidates, **THRESHOLDS)
     else:
         comparison = _verdict(reference, copy)
     assert comparison.strength in ("weak", "strong"), (edit, comparison)
