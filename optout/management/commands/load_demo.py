@@ -23,8 +23,8 @@ class Command(BaseCommand):
             name=demo.DATASET_NAME,
             defaults={
                 "release": "1",
-                "description": "Sample photographs shipped with scikit-image, and resized, recompressed, cropped "
-                "and mirrored copies of them, served by this app.",
+                "description": "Sample photographs shipped with scikit-image, and resized, recompressed, cropped, "
+                "mirrored, framed and captioned copies of them, served by this app.",
             },
         )
         base = settings.OPTOUT_PUBLIC_URL
