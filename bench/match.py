@@ -225,6 +225,8 @@ def bench_size(n_rows: int, args, rng: np.random.Generator) -> None:
             f"{len(lin):>5} {slow_p50:>7.0f}ms {_p(slow_times, 95):>7.0f}ms {slow_p50 / p50:>7.0f}x",
             flush=True,
         )
+    if args.discovery:
+        bench_discovery(args)
     with connection.cursor() as cursor:
         # Summed over the partitions (the table itself may be partitioned and hold nothing).
         leaves = "SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf"
@@ -247,6 +249,33 @@ def bench_size(n_rows: int, args, rng: np.random.Generator) -> None:
     print("  " + ", ".join(f"{name.removeprefix('datasetrow_')} {size / mb:,.0f}" for name, size in sizes) + " (MB)")
 
 
+def bench_discovery(args) -> None:
+    """The matcher's cost of discovery for one reference picture: every variant, both families."""
+    from django.conf import settings
+
+    from optout import imaging
+    from tests import images
+
+    for name in ("astronaut", "coffee", "rocket"):
+        decoded = imaging.decode(images.photo_jpeg(name, (1024, 768)), max_bytes=1 << 26, max_pixels=1 << 26)
+        variants = imaging.reference_variants(decoded)
+        started = time.perf_counter()
+        queries = found = 0
+        for variant in variants:
+            found += len(matcher.phash_neighbours(variant.signals.phash, settings.OPTOUT_PHASH_THRESHOLD))
+            queries += 1
+            if variant.signals.pdq is not None:
+                found += len(matcher.pdq_neighbours(variant.signals.pdq, settings.OPTOUT_PDQ_THRESHOLD))
+                queries += 1
+        elapsed = time.perf_counter() - started
+        print(
+            f"discovery, one reference picture ({name}, {len(variants)} variants): {queries} matcher queries "
+            f"(pHash r={settings.OPTOUT_PHASH_THRESHOLD}, PDQ r={settings.OPTOUT_PDQ_THRESHOLD}) in "
+            f"{elapsed * 1000:,.0f} ms, {found} rows found",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1e5,1e6", help="comma-separated row counts, e.g. 1e5,1e6,1e7")
@@ -256,6 +285,9 @@ def main() -> None:
     parser.add_argument("--pdq-radii", default="31")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--drop", action="store_true", help="empty the table at the end")
+    parser.add_argument(
+        "--no-discovery", dest="discovery", action="store_false", help="skip the per-request discovery figure"
+    )
     args = parser.parse_args()
     args.phash_radii = [int(r) for r in args.phash_radii.split(",")]
     args.pdq_radii = [int(r) for r in args.pdq_radii.split(",")]
