@@ -257,7 +257,7 @@ def bench_discovery(args) -> None:
     from tests import images
 
     for name in ("astronaut", "coffee", "rocket"):
-        decoded = imaging.decode(images.photo_jpeg(name, (1024, 768)), max_bytes=1 << 26, max_pixels=1 << 26)
+        decoded = imaging.decode_image(images.photo_jpeg(name, (1024, 768)), max_bytes=1 << 26, max_pixels=1 << 26)
         variants = imaging.reference_variants(decoded)
         started = time.perf_counter()
         queries = found = 0

@@ -244,7 +244,7 @@ def edits():
 
 
 def _decode(data: bytes) -> hashes.Decoded:
-    return hashes.decode(data, **LIMITS)
+    return hashes.decode_image(data, **LIMITS)
 
 
 def _pairs_close(refs, cands) -> bool:

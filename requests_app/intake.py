@@ -94,7 +94,7 @@ def hash_uploads(files) -> list[list[Reference]]:
         data = upload.read()
         try:
             computed = imaging.reference_variants(
-                imaging.decode(
+                imaging.decode_image(
                     data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
                 )
             )

@@ -26,7 +26,7 @@ from optout.imaging.hashes import (
     ImageSignals,
     compute_signals,
     compute_signals_naive,
-    decode,
+    decode_image,
     pdq_from_pdqhash_vector,
     signals_of,
 )
@@ -63,7 +63,7 @@ __all__ = [
     "compare",
     "compute_signals",
     "compute_signals_naive",
-    "decode",
+    "decode_image",
     "describe",
     "descriptor_key",
     "judge",

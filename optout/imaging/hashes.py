@@ -140,7 +140,7 @@ class Decoded:
 
 
 @bounded_decode
-def decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Decoded:
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Decoded:
     """Decode hostile bytes to reduced upright luma. Raises ``ImageRejected`` for anything we will not decode."""
     image = open_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     width, height = image.size
@@ -208,7 +208,7 @@ def signals_of(decoded: Decoded) -> ImageSignals:
 
 def compute_signals(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageSignals:
     """The signals of an image. Raises ``ImageRejected`` for anything we will not decode."""
-    return signals_of(decode(data, max_bytes=max_bytes, max_pixels=max_pixels))
+    return signals_of(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
 
 
 def compute_signals_naive(data: bytes, *, max_bytes: int = 1 << 30, max_pixels: int = 1 << 28) -> ImageSignals:

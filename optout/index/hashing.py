@@ -68,7 +68,7 @@ def fetch_decoded(url: str) -> imaging.Decoded:
         timeout=settings.OPTOUT_FETCH_TIMEOUT,
         max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES,
     )
-    return imaging.decode(
+    return imaging.decode_image(
         fetched.data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
     )
 

@@ -78,7 +78,9 @@ def _choose(page, path) -> list[dict]:
 
 def _server_variants(data: bytes) -> list[imaging.Variant]:
     return imaging.reference_variants(
-        imaging.decode(data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS)
+        imaging.decode_image(
+            data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
+        )
     )
 
 
@@ -195,7 +197,7 @@ def test_every_variant_is_the_same_bits_from_the_same_pixels(live_server):
     with chromium_page() as page:
         page.goto(f"{live_server.url}/requests/new/")
         for data in cases:
-            decoded = imaging.decode(
+            decoded = imaging.decode_image(
                 data, max_bytes=settings.OPTOUT_MAX_IMAGE_BYTES, max_pixels=settings.OPTOUT_MAX_IMAGE_PIXELS
             )
             rows, cols = decoded.luma.shape

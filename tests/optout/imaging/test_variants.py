@@ -21,7 +21,7 @@ def _jpeg(image: Image.Image, quality: int = 85) -> bytes:
 
 
 def _decoded(image: Image.Image, quality: int = 85) -> imaging.Decoded:
-    return imaging.decode(_jpeg(image, quality), **LIMITS)
+    return imaging.decode_image(_jpeg(image, quality), **LIMITS)
 
 
 def _reference(name: str = "astronaut") -> list[imaging.Variant]:
@@ -96,7 +96,7 @@ def test_an_edited_copy_of_a_real_photo_is_verified(edit):
     reference = _reference("astronaut")
     copy = _edit(edit, images.photo("astronaut"))
     if edit == "recompressed":
-        candidates = imaging.candidate_variants(imaging.decode(_jpeg(copy, 30), **LIMITS))
+        candidates = imaging.candidate_variants(imaging.decode_image(_jpeg(copy, 30), **LIMITS))
         comparison = imaging.best_match([reference], candidates, **THRESHOLDS)
     else:
         comparison = _verdict(reference, copy)
@@ -144,13 +144,13 @@ def test_the_dihedral_variants_are_the_plain_signals_of_the_turned_picture():
         "transposed": Image.Transpose.TRANSPOSE,
         "transversed": Image.Transpose.TRANSVERSE,
     }.items():
-        turned = imaging.signals_of(imaging.decode(images.encode(photo.transpose(transpose), "PNG"), **LIMITS))
+        turned = imaging.signals_of(imaging.decode_image(images.encode(photo.transpose(transpose), "PNG"), **LIMITS))
         assert imaging.phash_distance(reference[name].phash, turned.phash) <= 2, name
         assert imaging.pdq_distance(reference[name].pdq, turned.pdq) <= 16, name
 
 
 def _reference_of(photo: Image.Image) -> list[imaging.Variant]:
-    return imaging.reference_variants(imaging.decode(images.encode(photo, "PNG"), **LIMITS))
+    return imaging.reference_variants(imaging.decode_image(images.encode(photo, "PNG"), **LIMITS))
 
 
 def test_every_variant_of_the_set_is_computed_in_order_and_only_the_picture_has_a_sha256():
