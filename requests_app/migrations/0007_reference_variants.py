@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0005_item_evidence_provenance'),
+        ('requests_app', '0006_after_decision'),
     ]
 
     operations = [
