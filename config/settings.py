@@ -227,6 +227,9 @@ DJANGO_BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
 if DJANGO_BEHIND_PROXY:
     # Only behind a proxy that sets this header itself; otherwise clients could spoof HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many proxies in front of the app append to X-Forwarded-For (optout/feed/throttling.py): the
+# client's address is that many entries from the end. 0: X-Forwarded-For is ignored.
+DJANGO_TRUSTED_PROXY_HOPS = env_int("DJANGO_TRUSTED_PROXY_HOPS", 1 if DJANGO_BEHIND_PROXY else 0, minimum=0, maximum=10)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -372,6 +375,8 @@ CELERY_BEAT_SCHEDULE["sweep-monitoring"] = {
 # Retention (requests_app/retention.py): a rejected or published case keeps its reference signals for
 # the appeal window (unless monitored); a closed case is cut down to its audit trail after this long.
 OPTOUT_RETENTION_DAYS = env_int("OPTOUT_RETENTION_DAYS", 180, minimum=1)
+# New removal requests accepted per hour from everyone together: a flood from many networks at once.
+OPTOUT_MAX_NEW_REQUESTS_PER_HOUR = env_int("OPTOUT_MAX_NEW_REQUESTS_PER_HOUR", 500, minimum=1)
 CELERY_BEAT_SCHEDULE["purge-closed-cases"] = {"task": "requests_app.tasks.purge_closed_cases", "schedule": 86400.0}
 
 # --- Operations: logs and metrics ---------------------------------------------------

@@ -58,7 +58,7 @@ def _find_in(raw, request) -> "services.RemovalRequest":
     data = CaseInput(data=raw)
     data.is_valid(raise_exception=True)
     _check(limits.LOOKUP_PER_CLIENT, limits.client_key(request))
-    _check(limits.LOOKUP_PER_CASE, limits.case_key(data.validated_data["case"]))
+    _check(limits.LOOKUP_PER_CASE, limits.case_key(data.validated_data["case"], request))
     removal = services.find_case(data.validated_data["case"], data.validated_data["secret"])
     if removal is None:
         raise NotFound(NOT_FOUND)
@@ -112,8 +112,7 @@ class CreateRemovalView(APIView):
     def post(self, request):
         # Only accepted requests count (a request sent back for a mistake costs nothing), but a client
         # at its limit is refused before its pictures are hashed.
-        client = limits.client_key(request)
-        if wait := limits.waiting(limits.CREATE_PER_CLIENT, client):
+        if wait := limits.creation_waiting(request):
             raise LimitedError(wait)
         if intake.body_too_large(request):
             raise BodyTooLarge()
@@ -141,7 +140,8 @@ class CreateRemovalView(APIView):
             errors["images"] = [f"Send at most {intake.MAX_IMAGES} reference images."]
         if errors:
             raise DRFValidationError(errors)
-        _check(limits.CREATE_PER_CLIENT, client)
+        if wait := limits.creation_hit(request):
+            raise LimitedError(wait)
         removal, secret = services.submit_removal(
             urls=urls,
             references=references,
@@ -186,8 +186,7 @@ class AddLinksView(APIView):
     def post(self, request):
         raw = _multipart(request, ("case", "secret"))
         removal = _find_in(raw, request)
-        client = limits.client_key(request)
-        if wait := limits.waiting(limits.CREATE_PER_CLIENT, client):
+        if wait := limits.creation_waiting(request):
             raise LimitedError(wait)
         if intake.body_too_large(request):
             raise BodyTooLarge()
@@ -202,7 +201,7 @@ class AddLinksView(APIView):
         if errors:
             raise DRFValidationError(errors)
         aftercare.add_links(removal, urls=urls, references=references)
-        limits.hit(limits.CREATE_PER_CLIENT, client)  # counted once accepted, as a new request is
+        limits.creation_hit(request)  # counted once accepted, as a new request is
         removal.refresh_from_db()
         return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
 

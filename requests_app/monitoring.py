@@ -331,7 +331,7 @@ def _reopen(removal: RemovalRequest, count: int) -> int:
 
 def _tell_requester(case: str, email: str, count: int) -> None:
     copies = "1 new copy" if count == 1 else f"{count} new copies"
-    subject = f"Your removal request {case}: new copies found"
+    subject = "New copies found for your removal request"  # no case reference in a subject line
     body = (
         f"While watching new datasets for your removal request {case}, we found {copies} of your picture.\n"
         "A reviewer will look at them. Use your case reference and secret on the 'Follow a request' page."

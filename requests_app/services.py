@@ -513,7 +513,8 @@ def _notify_on_commit(removal: RemovalRequest, email: str) -> None:
     """Tell the requester, if they left an address, that their case moved. Never the secret."""
     if not email:
         return
-    subject = f"Your removal request {removal.case}"
+    # No case reference in the subject: subjects show on lock screens and in notifications.
+    subject = "News of your removal request"
     body = (
         f"Your removal request {removal.case} is now {RemovalState(removal.state).label}.\n"
         "Use your case reference and secret on the 'Follow a request' page for details."

@@ -91,8 +91,7 @@ def new_request(request):
         return render(request, "requests_app/new.html", {"form": RemovalRequestForm()})
     # Only accepted requests count against the limit: a form sent back for a typo costs nothing.
     # A client already at its limit is refused before its pictures are hashed.
-    client = limits.client_key(request)
-    if wait := limits.waiting(limits.CREATE_PER_CLIENT, client):
+    if wait := limits.creation_waiting(request):
         return _too_many(request, "requests_app/new.html", {"form": _kept(RemovalRequestForm, request.POST)}, wait)
     if intake.body_too_large(request):
         context = {"form": RemovalRequestForm(), "body_error": intake.BODY_TOO_LARGE}
@@ -100,7 +99,7 @@ def new_request(request):
     form = RemovalRequestForm(request.POST, request.FILES)
     if not form.is_valid():
         return render(request, "requests_app/new.html", {"form": form}, status=400)
-    if wait := limits.hit(limits.CREATE_PER_CLIENT, client):
+    if wait := limits.creation_hit(request):
         return _too_many(request, "requests_app/new.html", {"form": _kept(RemovalRequestForm, request.POST)}, wait)
     monitor_months, monitor_email = form.monitoring()
     removal, secret = services.submit_removal(
@@ -153,7 +152,7 @@ def _lookup(request, form):
     if wait := limits.hit(limits.LOOKUP_PER_CLIENT, limits.client_key(request)):
         return None, wait
     case = form.cleaned_data["case"]
-    if wait := limits.hit(limits.LOOKUP_PER_CASE, limits.case_key(case)):
+    if wait := limits.hit(limits.LOOKUP_PER_CASE, limits.case_key(case, request)):
         return None, wait
     return services.find_case(case, form.cleaned_data["secret"]), 0
 
@@ -271,8 +270,7 @@ def _case_action(request, form_class, form_key: str, act, *, counts_as_request: 
             render(request, "requests_app/status.html", {"form": CaseForm(), "not_found": NOT_FOUND}, status=404)
         )
     secret = credentials.cleaned_data["secret"]
-    client = limits.client_key(request)
-    if counts_as_request and (wait := limits.waiting(limits.CREATE_PER_CLIENT, client)):
+    if counts_as_request and (wait := limits.creation_waiting(request)):
         return _too_many(request, "requests_app/status.html", _status_context(removal, secret), wait)
     form = form_class(request.POST, request.FILES)
     status_code = 200
@@ -286,7 +284,7 @@ def _case_action(request, form_class, form_key: str, act, *, counts_as_request: 
         message, status_code = str(exc), 400
     else:
         if counts_as_request:
-            limits.hit(limits.CREATE_PER_CLIENT, client)
+            limits.creation_hit(request)
     removal.refresh_from_db()
     context = _status_context(removal, secret)
     context["message"] = message

@@ -2,8 +2,9 @@
 requests_app/limits.py) the requester side and the staff login.
 
 Clients are counted by a keyed hash of their IPv4 address or IPv6 /64, never
-the address itself (one household or host usually owns a whole /64), and
-nothing outlives the window.
+the address itself (one household or host usually owns a whole /64); limits that a
+site could dodge by hopping /64s also count the /48 around them (``network_key``).
+Nothing outlives the window.
 """
 
 import ipaddress
@@ -25,29 +26,50 @@ class Limit:
 
 
 def client_address(request) -> str:
-    if settings.DJANGO_BEHIND_PROXY:
-        # The proxy appends the address it saw; anything before it is client-supplied.
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[-1].strip()
+    """The client's address: ``REMOTE_ADDR``, or behind ``DJANGO_TRUSTED_PROXY_HOPS`` proxies the address
+    the outermost of them put into ``X-Forwarded-For``.
+
+    Each proxy appends the address it saw, so the client's is that many entries from the end; anything
+    before it is whatever the client sent and is never trusted. A request with fewer entries did not pass
+    through every proxy, and is counted under the address that connected.
+    """
+    hops = settings.DJANGO_TRUSTED_PROXY_HOPS
+    if hops:
+        entries = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        entries = [entry for entry in entries if entry]
+        if len(entries) >= hops:
+            return entries[-hops]
     return request.META.get("REMOTE_ADDR", "")
 
 
-def client_key(request) -> str:
+def _networks(request) -> list[str]:
+    """The networks a client is counted in: its IPv4 address; or its IPv6 /64 and the /48 around it."""
     try:
         address = ipaddress.ip_address(client_address(request))
     except ValueError:
-        network = "unknown"
-    else:
-        mapped = getattr(address, "ipv4_mapped", None)
-        if mapped is not None:
-            network = str(mapped)
-        elif address.version == 6:
-            network = str(ipaddress.ip_network(f"{address}/64", strict=False))
-        else:
-            network = str(address)
+        return ["unknown"]
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        return [str(mapped)]
+    if address.version == 6:
+        return [str(ipaddress.ip_network(f"{address}/{prefix}", strict=False)) for prefix in (64, 48)]
+    return [str(address)]
+
+
+def _key(network: str) -> str:
     # A counter key lives one window: no fallback keys needed when SECRET_KEY rotates.
     return salted_hmac("optout.client-key", network, algorithm="sha256").hexdigest()[:32]
+
+
+def client_key(request) -> str:
+    """The keyed hash of the client's IPv4 address or IPv6 /64."""
+    return _key(_networks(request)[0])
+
+
+def network_key(request) -> str | None:
+    """The keyed hash of an IPv6 client's /48 (one site's many /64s), or None for IPv4."""
+    networks = _networks(request)
+    return _key(networks[1]) if len(networks) > 1 else None
 
 
 def _window(limit: Limit, ident: str) -> tuple[str, int]:
