@@ -144,7 +144,7 @@ def describe(reference_variant: str, candidate_variant: str) -> str:
     elif reference_variant:
         parts.append(f"matches your picture as variant {reference_variant!r}")
     for step in filter(None, candidate_variant.split("/")):
-        if step == "trimmed":
+        if step in ("trimmed", "framed"):
             parts.append("the link's picture with its frame or borders trimmed")
         elif step.startswith("cut-"):
             where = step.split("-")[1]
@@ -215,6 +215,7 @@ def variants_from_dict(data) -> list[Variant]:
 # one after the other (chrome, then page margin) are trimmed in one pass.
 BORDER_SHARE = 0.6
 BORDER_TOLERANCE = 12
+FRAME_SHARE = 0.8  # a plain frame: this share of a line within BORDER_TOLERANCE of the edge's colour
 BORDER_GAP = 0.03  # share of a side: a run of busy lines this long ends the border
 MAX_TRIM = 0.35  # never trim more than this share of a side: the rest would not be the picture
 STRIP_CUTS = (0.08, 0.14, 0.2)
@@ -249,13 +250,29 @@ def _uniform_run(lines: np.ndarray, limit: int) -> int:
     return run
 
 
-def trim_box(luma: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(top, left, height, width) without near-uniform borders on each side, or None when there are none."""
+def _edge_run(lines: np.ndarray, limit: int) -> int:
+    """How many of the first lines are near-uniform in the first line's own colour (a plain frame)."""
+    if limit < 1:
+        return 0
+    edge = np.median(lines[0])
+    uniform = (np.abs(lines[:limit] - edge) <= BORDER_TOLERANCE).mean(axis=1) >= FRAME_SHARE
+    if not uniform[0]:
+        return 0
+    return int(limit if uniform.all() else np.argmin(uniform))
+
+
+def trim_box(luma: np.ndarray, *, loose: bool = True) -> tuple[int, int, int, int] | None:
+    """(top, left, height, width) without near-uniform borders on each side, or None when there are none.
+
+    ``loose`` also trims bars that carry text or icons (``_uniform_run``); strict trims only a plain frame
+    of one colour (``_edge_run``), which leaves a picture with a dark or flat background of its own alone.
+    """
+    run = _uniform_run if loose else _edge_run
     rows, cols = luma.shape
-    top = _uniform_run(luma, int(rows * MAX_TRIM))
-    bottom = _uniform_run(luma[::-1], int(rows * MAX_TRIM))
-    left = _uniform_run(luma.T, int(cols * MAX_TRIM))
-    right = _uniform_run(luma.T[::-1], int(cols * MAX_TRIM))
+    top = run(luma, int(rows * MAX_TRIM))
+    bottom = run(luma[::-1], int(rows * MAX_TRIM))
+    left = run(luma.T, int(cols * MAX_TRIM))
+    right = run(luma.T[::-1], int(cols * MAX_TRIM))
     if top + bottom + left + right == 0:
         return None
     return top, left, rows - top - bottom, cols - left - right
@@ -284,13 +301,18 @@ def candidate_variants(decoded: Decoded) -> list[Variant]:
         )
     ]
     bases = [("", luma)]
-    box = trim_box(luma)
-    if box is not None:
+    boxes = {"framed": trim_box(luma, loose=False), "trimmed": trim_box(luma)}
+    if boxes["framed"] == boxes["trimmed"]:
+        del boxes["framed"]
+    for name, box in boxes.items():
+        if box is None:
+            continue
         top, left, height, width = box
         if height >= 16 and width >= 16:
             trimmed = luma[top : top + height, left : left + width]
-            variants.append(Variant("trimmed", signals_of_luma(trimmed)))
-            bases.append(("trimmed/", trimmed))
+            variants.append(Variant(name, signals_of_luma(trimmed)))
+            if name == "trimmed":
+                bases.append(("trimmed/", trimmed))
     rows, cols = luma.shape
     for name, keep, fx, fy in CORNER_CROPS:
         top, left, height, width = crop_box(rows, cols, keep, fx, fy)
