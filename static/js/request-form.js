@@ -133,6 +133,11 @@ if (hashing) {
   const choose = async () => {
     run += 1;
     const thisRun = run;
+    // Pending from the first moment: the state of the previous choice must not stand while this one's
+    // type is checked (a sender, or a test, would take the old fingerprints for the new picture's).
+    work = null;
+    field.value = "";
+    say("pending", "Checking the chosen file…");
     const typesOk = await checkTypes();
     if (thisRun !== run) return;
     const files = typesOk ? Array.from(input.files || []) : [];
