@@ -236,7 +236,9 @@ def _canonical_host(authority: bytes) -> bytes:
     if colon and not _is_port(colon + port):
         raise BadURL("the port is not a number")
     host = _DOTS.sub(b".", host.strip(b"."))
-    if any(byte >= 0x80 for byte in host):
+    # A name with a literal "%" is no IDNA name: Punycode would keep the "%" among its letters and could
+    # make a new escape ("%1⁄4" -> "xn--%14-pt0a"), so the canonical form would not be its own canonical form.
+    if any(byte >= 0x80 for byte in host) and b"%" not in host:
         try:
             host = host.decode("utf-8").encode("idna")
         except UnicodeError:

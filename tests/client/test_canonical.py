@@ -189,6 +189,12 @@ def test_canonical_form_is_a_fixed_point(url):
     assert canonical_url(once) == once
 
 
+def test_a_non_ascii_host_with_a_percent_sign_is_a_fixed_point():
+    # Found by the property above: Punycode kept the "%" and made "%14", an escape, out of it.
+    once = canonical_url("http://%1\u20444/")
+    assert canonical_url(once) == once == "http://%251%E2%81%844/"
+
+
 def test_deep_escape_nesting_is_linear():
     url = "http://example.com/%" + "25" * 50_000 + "41"
     assert canonical_url(url) == "http://example.com/A"
