@@ -3,8 +3,10 @@
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from optout import imaging
 from requests_app import aftercare, services
 from requests_app.models import RemovalRequest
 from tests.images import photo_jpeg
@@ -146,15 +148,15 @@ def test_the_picture_is_asked_again_when_the_case_kept_no_fingerprints(client):
     )
     assert refused.status_code == 400
     assert "add your picture again" in refused.content.decode()
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     picture = SimpleUploadedFile("me.jpg", photo_jpeg(), content_type="image/jpeg")
     accepted = client.post(
         "/requests/links/",
         {"case": removal.case, "secret": secret, "urls": "https://images.example.org/q.jpg", "images": picture},
     )
     assert accepted.status_code == 200
-    assert removal.references.count() == 1
+    # One new reference picture, kept as its signals with every variant of the reference set.
+    assert set(removal.references.values_list("image_index", flat=True)) == {0}
+    assert removal.references.count() == len(imaging.REFERENCE_VARIANTS)
 
 
 def test_watching_is_renewed_from_the_status_page(client):
