@@ -15,16 +15,37 @@ The predicate takes a batch as ``datasets`` gives it (an Arrow table with
 ``datasets`` may run it in worker processes (``num_proc``): the rules travel with
 it, pinned to the release they were built from.
 
+Spark (``DataFrame.mapInArrow``)::
+
+    from optout.client import adapters
+    from optout.client.batch import Columns
+
+    job = adapters.spark_job(state_dir, Columns(url="url"))  # verified here, on the driver
+    clean = adapters.spark_filter(spark.read.parquet("shards/"), job)
+    clean.write.parquet("clean/")
+
+``spark_job`` loads and verifies the state on the driver and names its release
+(the manifest's sha256). Each Python worker loads the state itself, from the
+same path (a shared filesystem, or a copy each node pulled), and refuses to
+filter unless it holds that very release: a worker that sees another one (a
+pull switched it meanwhile, a node pulled a newer or older version) raises
+``WrongRelease``, which fails the task and so the job. Nothing is filtered
+with a blocklist the driver did not verify.
+
 Hash-sharing export: ``hash_lines`` writes the partner tier's PDQ hashes as the
 line format that ThreatExchange's tools and Meta's hasher-matcher-actioner
 import, one ``pdq <64 hex digits>`` per line (the ``pdq`` signal type's name and
 its string form). pHashes have no signal type there and are left out.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
+from optout.client import state
 from optout.client.batch import KEPT, Columns, Rules
+from optout.client.filter import Job, require_algorithms
 from optout.client.state import Blocklist
 
 
@@ -40,6 +61,57 @@ def datasets_predicate(rules: Rules, columns: Columns):
         return (rules.keep(record, columns)[0] == KEPT).tolist()
 
     return keep
+
+
+def spark_job(
+    state_dir: Path,
+    columns: Columns,
+    *,
+    trust_dir: Path | None = None,
+    max_distance: int | None = None,
+    max_pdq_distance: int | None = None,
+    allow_expired: bool = False,
+) -> Job:
+    """Verify the state on the driver; the job names the release every worker must hold.
+
+    Raises ``state.StateError`` (missing, tampered with, expired) or ``FilterError`` (a distance
+    without the partner feed's hashes).
+    """
+    state_dir = Path(state_dir).resolve()
+    trust_dir = Path(trust_dir or state.default_trust_dir()).resolve()  # the workers' environment may differ
+    blocklist = state.load(state_dir, allow_expired=allow_expired, trust_dir=trust_dir)
+    require_algorithms(blocklist, max_distance=max_distance, max_pdq_distance=max_pdq_distance)
+    return Job(
+        state_dir=state_dir,
+        trust_dir=trust_dir,
+        allow_expired=allow_expired,
+        release=blocklist.current.manifest_sha256,
+        max_distance=max_distance,
+        max_pdq_distance=max_pdq_distance,
+        columns=columns,
+    )
+
+
+def spark_filter(dataframe, job: Job):
+    """The rows of a Spark DataFrame that ``job``'s release keeps, with the same schema (lazy, as Spark is)."""
+
+    def apply(batches):
+        rules = _worker_rules(job)  # before the first batch: an empty partition checks the release too
+        for batch in batches:
+            yield rules.filter(batch, job.columns)
+
+    return dataframe.mapInArrow(apply, dataframe.schema)
+
+
+_loaded: dict[Job, Rules] = {}
+
+
+def _worker_rules(job: Job) -> Rules:
+    """The job's rules in this worker process, loaded and checked once (Spark reuses its Python workers)."""
+    if job not in _loaded:
+        _loaded.clear()  # one release at a time: a worker holds the blocklist of the job it runs
+        _loaded[job] = job.rules()
+    return _loaded[job]
 
 
 def hash_lines(blocklist: Blocklist):

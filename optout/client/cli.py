@@ -16,7 +16,7 @@ from pathlib import Path
 
 from optout.client import adapters, canonical, minisign, state
 from optout.client.batch import Columns, DigestSet, Rules, WrongRelease
-from optout.client.filter import FilterError, Job, filter_file, filter_many, inputs
+from optout.client.filter import FilterError, Job, filter_file, filter_many, inputs, require_algorithms
 from optout.client.pull import PullError, pull
 
 ALLOW_EXPIRED = "--i-accept-an-expired-blocklist"
@@ -168,10 +168,7 @@ def _filter(args) -> int:
         raise FilterError("--max-pdq-distance needs --pdq-column")
     sources = inputs(args.input)
     blocklist = _load(args)
-    algorithms = blocklist.manifest.get("algorithms", {})
-    for flag, name in ((args.max_distance, "phash"), (args.max_pdq_distance, "pdq")):
-        if flag is not None and name not in algorithms:
-            raise FilterError(f"this blocklist has no {name} hashes: distance filtering needs the partner feed")
+    require_algorithms(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
     rules = Rules(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
     columns = Columns(url=args.url_column, sha256=args.sha256_column, phash=args.phash_column, pdq=args.pdq_column)
     with _report(args.report) as report:

@@ -312,6 +312,14 @@ def _parquet(judge: _Judge, parquet: pq.ParquetFile, source: Path, temporary: Pa
             writer.write_batch(batch.filter(pa.array(judge.keep(batch))))
 
 
+def require_algorithms(blocklist: state.Blocklist, *, max_distance: int | None, max_pdq_distance: int | None) -> None:
+    """Raise ``FilterError`` when a distance is asked for that the blocklist has no hashes for."""
+    algorithms = blocklist.manifest.get("algorithms", {})
+    for flag, name in ((max_distance, "phash"), (max_pdq_distance, "pdq")):
+        if flag is not None and name not in algorithms:
+            raise FilterError(f"this blocklist has no {name} hashes: distance filtering needs the partner feed")
+
+
 # --- Many files -----------------------------------------------------------------------------------------
 
 
@@ -348,7 +356,18 @@ class Job:
     max_distance: int | None
     max_pdq_distance: int | None
     columns: Columns
-    batch_rows: int
+    batch_rows: int = BATCH_ROWS
+
+    def rules(self) -> Rules:
+        """Load the state and build its rules; raises ``WrongRelease`` unless it holds ``release``.
+
+        Fail closed: another pull may have switched the state since the parent verified it, or a
+        worker may see another copy of it.
+        """
+        blocklist = state.load(self.state_dir, allow_expired=self.allow_expired, trust_dir=self.trust_dir)
+        rules = Rules(blocklist, max_distance=self.max_distance, max_pdq_distance=self.max_pdq_distance)
+        rules.require_release(self.release)
+        return rules
 
 
 _worker_rules: Rules | None = None
@@ -356,10 +375,7 @@ _worker_rules: Rules | None = None
 
 def _start_worker(job: Job) -> None:
     global _worker_rules
-    blocklist = state.load(job.state_dir, allow_expired=job.allow_expired, trust_dir=job.trust_dir)
-    rules = Rules(blocklist, max_distance=job.max_distance, max_pdq_distance=job.max_pdq_distance)
-    rules.require_release(job.release)  # fail closed: another pull may have switched the state meanwhile
-    _worker_rules = rules
+    _worker_rules = job.rules()
 
 
 def _work(job: Job, source: Path, out: Path) -> tuple[Counts, list]:
