@@ -1,7 +1,7 @@
 """After the first decision: links a requester adds, appeals, and reversing an approval.
 
-Transition functions like those in ``services.py`` (guard, compare-and-swap
-through ``services._transition``, an appended event, side effects on commit).
+Transition functions like those in ``services/`` (guard, compare-and-swap
+through ``services.transition``, an appended event, side effects on commit).
 Items a decision settled keep that decision (``RemovalItem.decided_at``): a case
 that comes back to review is decided again on its new items only.
 """
@@ -88,7 +88,7 @@ def add_links(
         fields = {"check_deadline": services.check_deadline(now), "check_attempts": removal.check_attempts + 1}
         if removal.state in DECIDED_STATES:
             fields["reopened_at"] = now
-        services._transition(
+        services.transition(
             removal,
             RemovalState.CHECKING,
             actor=services.Actor(services.REQUESTER),
@@ -96,7 +96,7 @@ def add_links(
             now=now,
             **fields,
         )
-    services._schedule_verification(removal)  # a received or checking case: the pending items are picked up
+    services.schedule_verification(removal)  # a received or checking case: the pending items are picked up
     return len(new)
 
 
@@ -123,7 +123,7 @@ def appeal_removal(removal: RemovalRequest, *, note: str) -> RemovalRequest:
     """rejected -> appealed, once, within the window, with the requester's short note.
 
     The items the rejection settled are open again for the appeal's reviewer, who must not be the one
-    who rejected (``services._check_appeal_reviewer``). Raises TransitionError otherwise.
+    who rejected (``services.check_appeal_reviewer``). Raises TransitionError otherwise.
     """
     note = note.strip()
     now = timezone.now()
@@ -139,7 +139,7 @@ def appeal_removal(removal: RemovalRequest, *, note: str) -> RemovalRequest:
         raise TransitionError("Say in a few words why the decision should be looked at again.")
     if len(note) > APPEAL_NOTE_MAX_LENGTH:
         raise TransitionError(f"Keep the note under {APPEAL_NOTE_MAX_LENGTH} characters.")
-    services._transition(
+    services.transition(
         removal,
         RemovalState.APPEALED,
         actor=services.Actor(services.REQUESTER),
@@ -176,12 +176,12 @@ def reverse_removal(removal: RemovalRequest, *, reviewer, reason: str) -> Remova
     actor = _require_publisher(reviewer)
     reason = _require_reason(reason)
     email = removal.contact_email
-    services._transition(removal, RemovalState.REVERSED, actor=actor, reason=reason)
+    services.transition(removal, RemovalState.REVERSED, actor=actor, reason=reason)
     blocked = list(removal.items.filter(blocked=True))
-    services._release_holds(removal)
+    services.release_holds(removal)
     RemovalItem.objects.filter(pk__in=[item.pk for item in blocked]).update(blocked=False)
     _end_monitoring(removal, actor)
-    services._notify_on_commit(removal, email)
+    services.notify_on_commit(removal, email)
     return removal
 
 
@@ -202,11 +202,11 @@ def reverse_item(item: RemovalItem, *, reviewer, reason: str) -> RemovalItem:
     updated = RemovalItem.objects.filter(pk=item.pk, blocked=True).update(blocked=False, decision=ItemDecision.REJECT)
     if updated != 1:
         raise TransitionError(f"Item {item.pk} is not blocked (perhaps someone reversed it a moment ago).")
-    holds.release_hold(holder=services._holder(item))
+    holds.release_hold(holder=services.holder_of(item))
     item.blocked, item.decision = False, ItemDecision.REJECT
-    services._log(removal, actor, RequestEvent.Action.ITEM_REVERSAL, f"item {item.pk}: {reason}")
+    services.log_action(removal, actor, RequestEvent.Action.ITEM_REVERSAL, f"item {item.pk}: {reason}")
     still_blocked = removal.items.filter(blocked=True).exists()
     if not still_blocked and removal.state in (RemovalState.APPROVED, RemovalState.PUBLISHED):
-        services._transition(removal, RemovalState.REVERSED, actor=actor, reason=f"no item left blocked: {reason}")
+        services.transition(removal, RemovalState.REVERSED, actor=actor, reason=f"no item left blocked: {reason}")
         _end_monitoring(removal, actor)
     return item

@@ -1,6 +1,6 @@
 """Removal requests, their items, reference signals and the append-only event log.
 
-Only the transition functions in ``requests_app/services.py`` change a state.
+Only the transition functions in ``requests_app/services/`` (and ``aftercare``, ``monitoring``) change a state.
 """
 
 from django.conf import settings

@@ -315,7 +315,7 @@ def _reopen(removal: RemovalRequest, count: int) -> int:
     reopened = 0
     if removal.state in DECIDED_STATES:
         now = timezone.now()
-        services._transition(
+        services.transition(
             removal,
             RemovalState.IN_REVIEW,
             actor=services.Actor(services.SYSTEM),

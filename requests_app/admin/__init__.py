@@ -1,7 +1,7 @@
 """The reviewers' admin: the list of removal requests, the review page, and the event log.
 
 Nothing here writes a field. Requests change only through the services
-(``requests_app/services.py``), called from the review page and the "Claim"
+(``requests_app/services/``), called from the review page and the "Claim"
 action; the admin's own forms are read-only: no add, no change, no delete
 (requests and their events are audit material).
 """

@@ -39,7 +39,7 @@ def reopened(days: int) -> RemovalRequest:
     removal = in_review(["match_strong"])
     services.approve_removal(removal, reviewer=reviewer(f"r{days}"))
     removal.refresh_from_db()
-    services._transition(removal, "in_review", actor=services.Actor("system"), reopened_at=timezone.now())
+    services.transition(removal, "in_review", actor=services.Actor("system"), reopened_at=timezone.now())
     return aged(removal, days)
 
 

@@ -186,7 +186,7 @@ def test_a_reversed_item_stays_unblocked_when_the_case_is_approved_again():
     aftercare.add_links(removal, urls=["https://images.example.org/new.jpg"])
     removal.refresh_from_db()
     RemovalItem.objects.filter(removal=removal, state="pending").update(state="match_strong")
-    services._transition(removal, "in_review", actor=services.Actor("test"))
+    services.transition(removal, "in_review", actor=services.Actor("test"))
 
     services.approve_removal(removal, reviewer=reviewer("otto"))
 
@@ -218,7 +218,7 @@ def test_links_added_to_a_published_case_reopen_it(feed_files, publish, django_c
     # Verification found a match; a reviewer approves: only the new item is added, the old no-match stays.
     RemovalItem.objects.filter(pk=new.pk).update(state="match_strong")
     RemovalItem.objects.filter(pk=unmatched.pk).update(decision="approve")  # a stale call on a settled item
-    services._transition(removal, "in_review", actor=services.Actor("test"))
+    services.transition(removal, "in_review", actor=services.Actor("test"))
     services.approve_removal(removal, reviewer=reviewer("otto"))
     assert set(removal.items.filter(blocked=True).values_list("pk", flat=True)) == {
         removal.items.get(state="match_strong", added_at=None).pk,
@@ -231,7 +231,7 @@ def test_a_settled_item_cannot_be_decided_again():
     services.approve_removal(removal, reviewer=reviewer())
     aftercare.add_links(removal, urls=["https://images.example.org/again.jpg"])
     removal.refresh_from_db()
-    services._transition(removal, "in_review", actor=services.Actor("test"))
+    services.transition(removal, "in_review", actor=services.Actor("test"))
     settled = removal.items.get(state="no_match")
     with pytest.raises(TransitionError, match="decision stays"):
         services.decide_item(settled, reviewer=reviewer("otto"), decision="approve")

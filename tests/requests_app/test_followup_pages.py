@@ -34,7 +34,7 @@ def published_case() -> tuple[RemovalRequest, str]:
     removal = in_review(["match_strong"])
     services.approve_removal(removal, reviewer=reviewer())
     removal.refresh_from_db()
-    services._transition(removal, "published", actor=services.Actor("system"))
+    services.transition(removal, "published", actor=services.Actor("system"))
     return with_secret(removal)
 
 
@@ -207,7 +207,7 @@ def test_new_copies_are_announced_in_words(client):
     row = DatasetRow.objects.create(dataset=dataset, url="https://cdn.example.net/c.jpg", url_sha256="c" * 64)
     services.add_found_item(removal, row, state="match_strong", later=True, sha256_equal=True)
     removal.refresh_from_db()
-    services._transition(removal, "in_review", actor=services.Actor("system"), reopened_at=timezone.now())
+    services.transition(removal, "in_review", actor=services.Actor("system"), reopened_at=timezone.now())
     body = client.post("/requests/status/", {"case": removal.case, "secret": secret}).content.decode()
     assert "1 new copy of your picture was found in a dataset and is being reviewed." in body
     assert "cdn.example.net" not in body

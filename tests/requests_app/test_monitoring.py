@@ -41,7 +41,7 @@ def monitored_published_case(**kwargs) -> RemovalRequest:
     monitoring.monitor_removal(removal, months=12, email="watch@example.org")
     services.approve_removal(removal, reviewer=reviewer())
     removal.refresh_from_db()
-    services._transition(removal, "published", actor=services.Actor("system"))
+    services.transition(removal, "published", actor=services.Actor("system"))
     return RemovalRequest.objects.get(pk=removal.pk)
 
 
