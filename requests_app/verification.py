@@ -44,12 +44,13 @@ def signals_of(ref: ReferenceSignal) -> imaging.ImageSignals:
 def reference_signals(removal: RemovalRequest) -> list[list[imaging.Variant]]:
     """The case's reference pictures, each the list of its comparable variants (its own signals first).
 
-    A variant stored under another descriptor (an older pipeline or variant set) is left out rather than
-    compared as if its bits meant what ours mean.
+    A variant stored under another descriptor (an older pipeline, or a variant set whose variants mean
+    something else: ``imaging.is_comparable``) is left out rather than compared as if its bits meant what
+    ours mean.
     """
     pictures: dict[int, list[imaging.Variant]] = {}
     for ref in removal.references.all():
-        if ref.descriptor_key != imaging.variant_descriptor(imaging.descriptor_key(), ref.variant):
+        if not imaging.is_comparable(ref.descriptor_key, imaging.descriptor_key(), ref.variant):
             log.warning(
                 "request %s: reference %s has descriptor %r; not compared", removal.pk, ref.pk, ref.descriptor_key
             )

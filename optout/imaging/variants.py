@@ -6,9 +6,17 @@ decoded reference picture, on the server and in ``static/js/signals.js`` alike:
 - the 8 dihedral transforms: the picture itself, mirrored, flipped, turned a quarter either way or
   half-way round, and the two diagonal reflections. Each permutes the 32x32 pHash image and the 64x64
   PDQ buffer of the picture (as PDQ's ``dihedral`` does on its DCT), so they cost two DCTs each;
-- a grid of crops (``CROPS``): each cuts a share of the reduced luma and hashes it afresh, both hashes'
+- a grid of crops (``CROPS``): each cuts a share of the *variant grid* and hashes it afresh, both hashes'
   geometry applied to the cut pixels (scale 1). A copy cropped by a reposting site lies inside the
   reference, so one of these lands close to it.
+
+The variant grid (``variant_grid``) is the picture resampled once, with Pillow's Lanczos geometry folded
+over the reduced luma like the hashes' own, to GRID_SIDE x GRID_SIDE pixels whatever the picture's size.
+Both hashes squash a picture to a square anyway, and squashing commutes with an upright crop, so a crop
+of the grid is the crop of the picture at a lower resolution, still far above the 32x32 and 64x64 the
+hashes keep. Every crop then has one of a few fixed sizes: its kernels are built once per process, and
+hashing all of them costs the same for a 12-megapixel photo as for a thumbnail (set 1 cut each crop from
+the reduced luma, some 1000 pixels a side, with kernels built afresh for every picture size).
 
 Every variant is computed from the reduced, upright luma the plain signals come from, so the browser,
 given the same luma, computes the same bits. A coarse grid of large crops (each at least 70% of a side)
@@ -31,8 +39,9 @@ from optout.imaging.kernels import jarosz_kernel, lanczos_kernel, resample
 
 # Bump when a change here changes which variants exist or how one is computed; it is part of every
 # stored reference variant's descriptor (``variant_descriptor``).
-VARIANT_SET = 1
+VARIANT_SET = 2
 IDENTITY = ""
+GRID_SIDE = 256  # the variant grid's side: every crop is cut from it
 
 # Each dihedral transform as a map from output cell (y, x) of an n x n grid to the source cell. The names
 # say what was done to the reference picture to make the copy.
@@ -71,9 +80,27 @@ class Variant:
     signals: ImageSignals
 
 
-def variant_descriptor(base_key: str, name: str) -> str:
+def variant_descriptor(base_key: str, name: str, variant_set: int = VARIANT_SET) -> str:
     """The descriptor key a reference variant is stored under: the signals' own key, plus the variant set."""
-    return base_key if name == IDENTITY else f"{base_key};variants={VARIANT_SET}"
+    return base_key if name == IDENTITY else f"{base_key};variants={variant_set}"
+
+
+# Older variant sets whose variants still mean what ours mean under the same name. Set 1 cut each crop
+# from the reduced luma instead of the variant grid: the same region of the picture, hashed by the same
+# two hashes at a higher resolution (the two agree within a few bits, as two decodes of one file do), and
+# its dihedral turns are computed exactly as ours. So a reference stored under set 1 is compared name for
+# name; a name a set does not define, or a set not listed here, is never compared.
+COMPARABLE_SETS = {1: frozenset(REFERENCE_VARIANTS[1:])}
+
+
+def is_comparable(descriptor: str, base_key: str, name: str) -> bool:
+    """Whether a stored reference variant (its descriptor and name) compares with signals computed now."""
+    if descriptor == variant_descriptor(base_key, name):
+        return name in REFERENCE_VARIANTS
+    return any(
+        name in names and descriptor == variant_descriptor(base_key, name, old)
+        for old, names in COMPARABLE_SETS.items()
+    )
 
 
 def _permute(grid: np.ndarray, transform) -> np.ndarray:
@@ -103,6 +130,18 @@ def signals_of_luma(luma: np.ndarray) -> ImageSignals:
     return signals_from_grids(small, buffer64, sha256=None)
 
 
+def variant_grid(decoded: Decoded) -> np.ndarray:
+    """The picture as GRID_SIDE x GRID_SIDE float luma: Pillow's Lanczos resize of the full-size picture,
+    folded over the reduced pixels (``kernels``), as ``static/js/variants.js`` computes it."""
+    luma, scale = decoded.luma, decoded.scale
+    rows, cols = luma.shape
+    return resample(
+        luma,
+        lanczos_kernel(decoded.height, scale, rows, decoded.short_y, GRID_SIDE),
+        lanczos_kernel(decoded.width, scale, cols, decoded.short_x, GRID_SIDE),
+    )
+
+
 def reference_variants(decoded: Decoded) -> list[Variant]:
     """The picture's signals, then one per variant of ``VARIANT_SET``, in ``REFERENCE_VARIANTS`` order."""
     small, buffer64 = grids_of(decoded)
@@ -116,10 +155,10 @@ def reference_variants(decoded: Decoded) -> list[Variant]:
         variants.append(
             Variant(name, signals_from_grids(_permute(small, transform), _permute(buffer64, transform), sha256=None))
         )
-    rows, cols = decoded.luma.shape
+    grid = variant_grid(decoded)
     for name, keep, fx, fy in CROPS:
-        top, left, height, width = crop_box(rows, cols, keep, fx, fy)
-        variants.append(Variant(name, signals_of_luma(decoded.luma[top : top + height, left : left + width])))
+        top, left, height, width = crop_box(GRID_SIDE, GRID_SIDE, keep, fx, fy)
+        variants.append(Variant(name, signals_of_luma(grid[top : top + height, left : left + width])))
     return variants
 
 

@@ -1,6 +1,7 @@
 // Image signals computed on the person's own device: the same pHash, PDQ (with its quality) and
 // sha256 that optout/imaging computes on the server, so that the picture itself never has to be
-// sent. No dependencies: the browser decodes the file, this module does the arithmetic.
+// sent. No dependencies: the browser decodes the file, this module and its two own modules do the
+// arithmetic (kernels.js: the hash kernels; variants.js: the reference variants).
 //
 // The steps mirror compute_signals() in optout/imaging/hashes.py, which is the reference:
 //   1. sha256 of the file's exact bytes (Web Crypto).
@@ -17,9 +18,7 @@
 //
 // Output: {phash: hex16, pdq: hex64 | null, pdq_quality: int, sha256: hex64, variant_set: int,
 // variants: {name: {phash, pdq, pdq_quality}}}, optout.imaging.variants_to_dict(). The variants are
-// optout/imaging/variants.py's reference set, computed from the same reduced luma: the 8 dihedral turns
-// permute the 32x32 pHash image and the 64x64 PDQ buffer; each crop cuts the reduced luma and hashes it
-// with both kernels at scale 1. VARIANT_SET, DIHEDRAL and CROPS below must stay equal to the server's.
+// optout/imaging/variants.py's reference set, computed from the same reduced luma (variants.js).
 //
 // Browsers: needs module scripts, Web Crypto (a secure context: HTTPS, or http://127.0.0.1 and
 // localhost), createImageBitmap and a 2-D canvas; canHashOnDevice() says whether they are there.
@@ -27,9 +26,13 @@
 // Chromium, Firefox and Safari; where a browser does not (appliesExifOrientation() probes it), a JPEG
 // with an orientation tag is not hashed here but uploaded, and the server applies the tag.
 
+import { jaroszKernel, lanczosKernel, resample, signalsFromGrids } from "./kernels.js";
+import { referenceVariants, VARIANT_SET } from "./variants.js";
+
+export { PDQ_QUALITY_FLOOR } from "./kernels.js";
+export { CROPS, DIHEDRAL, GRID_SIDE, VARIANT_SET } from "./variants.js";
+
 export const REDUCE_MIN_SIDE = 384;
-export const VARIANT_SET = 1;
-export const PDQ_QUALITY_FLOOR = 50;
 export const MAX_PIXELS = 50_000_000; // the server's default pixel cap (OPTOUT_MAX_IMAGE_PIXELS)
 
 const F = Math.fround;
@@ -125,72 +128,8 @@ export function signalsFromLuma(
   const small = resample(luma, rows, cols, rowsLanczos, colsLanczos);
   const [rowsJarosz, colsJarosz] = [jaroszKernel(height, scale, rows, anchors.y), jaroszKernel(width, scale, cols, anchors.x)];
   const buffer64 = resample(luma, rows, cols, rowsJarosz, colsJarosz);
-  const variants = {};
-  for (const [name, transform] of Object.entries(DIHEDRAL)) {
-    variants[name] = signalsFromGrids(permute(small, 32, transform), permute(buffer64, 64, transform));
-  }
-  for (const [name, keep, fx, fy] of CROPS) {
-    const box = cropBox(rows, cols, keep, fx, fy);
-    variants[name] = signalsOfCrop(luma, cols, box);
-  }
+  const variants = referenceVariants(small, buffer64, { luma, rows, cols }, { width, height, scale, anchors });
   return { ...signalsFromGrids(small, buffer64), sha256, variant_set: VARIANT_SET, variants };
-}
-
-function signalsFromGrids(small, buffer64) {
-  const { hex: pdq, quality } = pdqFromBuffer(buffer64);
-  return { phash: phashFromSmall(small), pdq: quality >= PDQ_QUALITY_FLOOR ? pdq : null, pdq_quality: quality };
-}
-
-// --- Variants (optout/imaging/variants.py) ---------------------------------------------------
-
-// Output cell (y, x) of an n x n grid reads source cell [sy, sx]; named for what was done to the picture.
-export const DIHEDRAL = {
-  mirrored: (y, x, n) => [y, n - 1 - x],
-  flipped: (y, x, n) => [n - 1 - y, x],
-  "turned-half": (y, x, n) => [n - 1 - y, n - 1 - x],
-  "turned-right": (y, x, n) => [n - 1 - x, y],
-  "turned-left": (y, x, n) => [x, n - 1 - y],
-  transposed: (y, x, n) => [x, y],
-  transversed: (y, x, n) => [n - 1 - x, n - 1 - y],
-};
-
-const CROP_PLACES = [
-  [95, [0.5]],
-  [90, [0, 0.5, 1]],
-  [85, [0, 0.5, 1]],
-  [80, [0, 0.25, 0.5, 0.75, 1]],
-  [70, [0, 0.25, 0.5, 0.75, 1]],
-];
-
-// [name, share of each side kept, where the box starts as a share of what is cut off], server order.
-export const CROPS = CROP_PLACES.flatMap(([size, places]) =>
-  places.flatMap((fy) => places.map((fx) => [`crop${size}-${Math.round(fx * 100)}-${Math.round(fy * 100)}`, size / 100, fx, fy])),
-);
-
-function permute(grid, n, transform) {
-  const out = new Float32Array(n * n);
-  for (let y = 0; y < n; y++) {
-    for (let x = 0; x < n; x++) {
-      const [sy, sx] = transform(y, x, n);
-      out[y * n + x] = grid[sy * n + sx];
-    }
-  }
-  return out;
-}
-
-// As variants.crop_box: Python's int(v + 0.5) on these non-negative values is Math.floor(v + 0.5).
-export function cropBox(rows, cols, keep, fx, fy) {
-  const height = Math.max(1, Math.floor(rows * keep + 0.5));
-  const width = Math.max(1, Math.floor(cols * keep + 0.5));
-  return { top: Math.floor((rows - height) * fy + 0.5), left: Math.floor((cols - width) * fx + 0.5), height, width };
-}
-
-function signalsOfCrop(luma, cols, { top, left, height, width }) {
-  const cut = new Float32Array(height * width);
-  for (let y = 0; y < height; y++) cut.set(luma.subarray((top + y) * cols + left, (top + y) * cols + left + width), y * width);
-  const small = resample(cut, height, width, lanczosKernel(height, 1, height, false), lanczosKernel(width, 1, width, false));
-  const buffer64 = resample(cut, height, width, jaroszKernel(height, 1, height, false), jaroszKernel(width, 1, width, false));
-  return signalsFromGrids(small, buffer64);
 }
 
 // --- Bytes --------------------------------------------------------------------------------
@@ -349,228 +288,4 @@ function reduceToLuma(bitmap, scale, anchors) {
   }
   if (pending) flush();
   return { luma, cols, rows };
-}
-
-// --- Resampling geometry (optout/imaging/kernels.py: _fold, lanczos_kernel, jarosz_kernel) ----------
-
-// Integrate full-resolution kernel rows (each of length n) over reduced pixels of `scale` source pixels,
-// the last one of the stored picture averaging what is left; when an EXIF turn reversed this axis, that
-// short block comes first (shortFirst), as in reduceToLuma and the server's _fold.
-// Returned banded: for each output, the first input and weights.
-function fold(kernel, n, scale, reducedCount, shortFirst) {
-  const offset = shortFirst ? (scale - (n % scale)) % scale : 0;
-  return kernel.map((full) => {
-    const folded = new Float64Array(reducedCount);
-    for (let i = 0; i < n; i++) folded[Math.floor((i + offset) / scale)] += full[i];
-    let first = 0;
-    while (first < reducedCount && !(Math.abs(folded[first]) > 1e-9)) first++;
-    let last = reducedCount - 1;
-    while (last > first && !(Math.abs(folded[last]) > 1e-9)) last--;
-    return { first, weights: Float32Array.from(folded.subarray(first, last + 1)) };
-  });
-}
-
-const kernelCache = new Map();
-
-function cached(key, build) {
-  if (!kernelCache.has(key)) {
-    if (kernelCache.size > 512) kernelCache.clear();
-    kernelCache.set(key, build());
-  }
-  return kernelCache.get(key);
-}
-
-function sinc(x) {
-  if (x === 0) return 1;
-  const px = Math.PI * x;
-  return Math.sin(px) / px;
-}
-
-// Pillow's resize(..., LANCZOS) coefficients for n -> 32 (Resample.c precompute_coeffs).
-function lanczosKernel(n, scale, reducedCount, shortFirst, out = 32) {
-  return cached(`l${n},${scale},${reducedCount},${shortFirst}`, () => {
-    const step = n / out;
-    const filterScale = Math.max(step, 1);
-    const support = 3 * filterScale;
-    const kernel = [];
-    for (let i = 0; i < out; i++) {
-      const center = (i + 0.5) * step;
-      const lo = Math.max(Math.trunc(center - support + 0.5), 0);
-      const hi = Math.min(Math.trunc(center + support + 0.5), n);
-      const row = new Float64Array(n);
-      let total = 0;
-      for (let j = lo; j < hi; j++) {
-        const x = (j - center + 0.5) / filterScale;
-        const w = Math.abs(x) < 3 ? sinc(x) * sinc(x / 3) : 0;
-        row[j] = w;
-        total += w;
-      }
-      for (let j = lo; j < hi; j++) row[j] /= total;
-      kernel.push(row);
-    }
-    return fold(kernel, n, scale, reducedCount, shortFirst);
-  });
-}
-
-// PDQ's two box-filter passes along one axis, sampled at the 64 decimation points (ThreatExchange's
-// box1DFloat with window ceil(n / 128), then decimateFloat at int((k + 0.5) * n / 64)).
-function jaroszKernel(n, scale, reducedCount, shortFirst) {
-  return cached(`j${n},${scale},${reducedCount},${shortFirst}`, () => {
-    const window = Math.floor((n + 127) / 128);
-    const half = Math.floor((window + 2) / 2);
-    const lower = (i) => Math.max(i - (window - half), 0);
-    const upper = (i) => Math.min(i + half - 1, n - 1);
-    const kernel = [];
-    for (let k = 0; k < 64; k++) {
-      const sample = Math.floor(((k + 0.5) * n) / 64);
-      const lo = lower(sample);
-      const hi = upper(sample);
-      const delta = new Float64Array(n + 1);
-      for (let inner = lo; inner <= hi; inner++) {
-        const innerLo = lower(inner);
-        const innerHi = upper(inner);
-        const weight = 1 / (hi - lo + 1) / (innerHi - innerLo + 1);
-        delta[innerLo] += weight;
-        delta[innerHi + 1] -= weight;
-      }
-      const row = new Float64Array(n);
-      let running = 0;
-      for (let i = 0; i < n; i++) {
-        running += delta[i];
-        row[i] = running;
-      }
-      kernel.push(row);
-    }
-    return fold(kernel, n, scale, reducedCount, shortFirst);
-  });
-}
-
-// rowsKernel @ image @ colsKernel^T, rows first (as the server), in float32 storage.
-function resample(image, rows, cols, rowsKernel, colsKernel) {
-  const outRows = rowsKernel.length;
-  const outCols = colsKernel.length;
-  const partial = new Float32Array(outRows * cols);
-  for (let o = 0; o < outRows; o++) {
-    const { first, weights } = rowsKernel[o];
-    const target = new Float64Array(cols);
-    for (let b = 0; b < weights.length; b++) {
-      const w = weights[b];
-      const base = (first + b) * cols;
-      for (let c = 0; c < cols; c++) target[c] += w * image[base + c];
-    }
-    partial.set(target, o * cols);
-  }
-  const result = new Float32Array(outRows * outCols);
-  for (let o = 0; o < outRows; o++) {
-    const base = o * cols;
-    for (let p = 0; p < outCols; p++) {
-      const { first, weights } = colsKernel[p];
-      let sum = 0;
-      for (let b = 0; b < weights.length; b++) sum += weights[b] * partial[base + first + b];
-      result[o * outCols + p] = sum;
-    }
-  }
-  return result;
-}
-
-// --- pHash (imagehash.phash on the 32x32 image) ---------------------------------------------
-
-function roundHalfEven(value) {
-  const floor = Math.floor(value);
-  const diff = value - floor;
-  if (diff > 0.5) return floor + 1;
-  if (diff < 0.5) return floor;
-  return floor % 2 === 0 ? floor : floor + 1;
-}
-
-function phashFromSmall(small) {
-  const size = 32;
-  const pixels = Float64Array.from(small, (v) => Math.min(255, Math.max(0, roundHalfEven(v))));
-  // scipy.fftpack.dct (type II, unnormalised) along axis 0, then axis 1; only the 8x8 low frequencies.
-  const cosines = new Float64Array(8 * size);
-  for (let k = 0; k < 8; k++) {
-    for (let n = 0; n < size; n++) cosines[k * size + n] = 2 * Math.cos((Math.PI * k * (2 * n + 1)) / (2 * size));
-  }
-  const columns = new Float64Array(8 * size); // [k][x]: DCT down each column
-  for (let k = 0; k < 8; k++) {
-    for (let x = 0; x < size; x++) {
-      let sum = 0;
-      for (let y = 0; y < size; y++) sum += cosines[k * size + y] * pixels[y * size + x];
-      columns[k * size + x] = sum;
-    }
-  }
-  const low = new Float64Array(64);
-  for (let k = 0; k < 8; k++) {
-    for (let l = 0; l < 8; l++) {
-      let sum = 0;
-      for (let x = 0; x < size; x++) sum += cosines[l * size + x] * columns[k * size + x];
-      low[k * 8 + l] = sum;
-    }
-  }
-  const sorted = Array.from(low).sort((a, b) => a - b);
-  const median = (sorted[31] + sorted[32]) / 2; // numpy.median of 64 values
-  // Row-major bits, first bit most significant: str(ImageHash).
-  return bitsToHex(Array.from(low, (v) => v > median));
-}
-
-// --- PDQ ------------------------------------------------------------------------------------
-
-let pdqDct = null;
-
-function pdqDctMatrix() {
-  if (pdqDct === null) {
-    pdqDct = new Float32Array(16 * 64);
-    for (let i = 1; i <= 16; i++) {
-      for (let j = 0; j < 64; j++) {
-        pdqDct[(i - 1) * 64 + j] = Math.sqrt(2 / 64) * Math.cos((Math.PI / 128) * i * (2 * j + 1));
-      }
-    }
-  }
-  return pdqDct;
-}
-
-function pdqFromBuffer(buffer) {
-  // Quality: the reference truncates each scaled step to an integer before summing.
-  let gradient = 0;
-  for (let y = 0; y < 64; y++) {
-    for (let x = 0; x < 64; x++) {
-      const here = buffer[y * 64 + x];
-      if (y < 63) gradient += Math.abs(Math.trunc(F(F(F(here - buffer[(y + 1) * 64 + x]) * 100) / 255)));
-      if (x < 63) gradient += Math.abs(Math.trunc(F(F(F(here - buffer[y * 64 + x + 1]) * 100) / 255)));
-    }
-  }
-  const quality = Math.min(100, Math.floor(gradient / 90));
-
-  const dct = pdqDctMatrix();
-  const left = new Float64Array(16 * 64); // dct @ buffer
-  for (let i = 0; i < 16; i++) {
-    for (let x = 0; x < 64; x++) {
-      let sum = 0;
-      for (let y = 0; y < 64; y++) sum += dct[i * 64 + y] * buffer[y * 64 + x];
-      left[i * 64 + x] = sum;
-    }
-  }
-  const coefficients = new Float64Array(256); // (dct @ buffer @ dct^T), row-major: bit k = i * 16 + j
-  for (let i = 0; i < 16; i++) {
-    for (let j = 0; j < 16; j++) {
-      let sum = 0;
-      for (let x = 0; x < 64; x++) sum += left[i * 64 + x] * dct[j * 64 + x];
-      coefficients[i * 16 + j] = sum;
-    }
-  }
-  const median = Array.from(coefficients).sort((a, b) => a - b)[127]; // Torben's median: the 128th smallest
-  // Bit k is coefficient k above the median; the hex is the 256-bit number, most significant digit first.
-  const bits = new Array(256);
-  for (let k = 0; k < 256; k++) bits[255 - k] = coefficients[k] > median;
-  return { hex: bitsToHex(bits), quality };
-}
-
-// Bits, most significant first, as lower-case hex.
-function bitsToHex(bits) {
-  let hex = "";
-  for (let i = 0; i < bits.length; i += 4) {
-    const nibble = (bits[i] << 3) | (bits[i + 1] << 2) | (bits[i + 2] << 1) | bits[i + 3];
-    hex += nibble.toString(16);
-  }
-  return hex;
 }

@@ -10,6 +10,7 @@ path still works.
 import base64
 import hashlib
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -193,6 +194,8 @@ def test_every_variant_is_the_same_bits_from_the_same_pixels(live_server):
         images.photo_jpeg("rocket", (3000, 2000), 85, exif_orientation=6),  # by 4, turned, short block first
         images.photo_png("chelsea", (451, 300)),  # not reduced
         images.photo_png("coffee", (640, 480), mode="L"),
+        images.photo_jpeg("coffee", (4000, 3000), 90),  # 12 MP: reduced by 4, every crop cut from the grid
+        images.photo_png("camera", (200, 150)),  # smaller than the variant grid: the grid is upsampled
     ]
     with chromium_page() as page:
         page.goto(f"{live_server.url}/requests/new/")
@@ -230,8 +233,18 @@ def test_form_serves_its_own_scripts_only(live_server):
         assert sources, "the form has its script"
         for src, inline in sources:
             assert src.startswith(f"{live_server.url}/static/js/") and inline == "", (src, inline)
-        script = page.request.get(f"{live_server.url}/static/js/signals.js")
-        assert script.ok and "import " not in script.text()  # no dependency of its own
+        # No dependency of its own: signals.js imports only its sibling modules, served from the same place.
+        seen, pending = set(), ["signals.js"]
+        while pending:
+            name = pending.pop()
+            seen.add(name)
+            script = page.request.get(f"{live_server.url}/static/js/{name}")
+            assert script.ok, name
+            for specifier in re.findall(r'^(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"', script.text(), re.M):
+                assert re.fullmatch(r"\./[a-z-]+\.js", specifier), (name, specifier)
+                if specifier[2:] not in seen:
+                    pending.append(specifier[2:])
+        assert seen == {"signals.js", "kernels.js", "variants.js"}
 
 
 @pytest.mark.browser

@@ -1,5 +1,6 @@
 import pytest
 from django.conf import settings
+from PIL import ImageOps
 
 from optout import imaging
 from optout.client.canonical import url_sha256
@@ -189,3 +190,45 @@ def test_a_row_without_a_known_sha256_never_counts_as_identical_bytes(image_serv
 
     item = removal.items.get()
     assert (item.state, item.sha256_equal) == (ItemState.NO_MATCH, False)
+
+
+def _picture_with_mirrored_variant(data: bytes, variant_set: int) -> list[services.Reference]:
+    """A reference picture and its mirrored variant, the variant stored under ``variant_set``'s descriptor."""
+    own, mirrored = (
+        variant
+        for variant in imaging.reference_variants(imaging.decode_image(data, max_bytes=1 << 24, max_pixels=1 << 26))
+        if variant.name in ("", "mirrored")
+    )
+    key = imaging.descriptor_key()
+    return [
+        reference_of(data),
+        services.Reference(
+            mirrored.signals.phash,
+            mirrored.signals.pdq,
+            mirrored.signals.pdq_quality,
+            "",
+            imaging.variant_descriptor(key, "mirrored", variant_set),
+            "upload",
+            variant="mirrored",
+        ),
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("variant_set", "verdict"), [(1, ItemState.MATCH_STRONG), (99, ItemState.NO_MATCH)])
+def test_a_variant_of_an_older_set_is_compared_and_one_of_an_unknown_set_is_not(image_server, variant_set, verdict):
+    mine = images.photo_jpeg("coffee", size=(800, 600))
+    image_server.add(
+        "/mirrored.jpg",
+        images.encode(ImageOps.mirror(images.photo("coffee", (640, 480))), "JPEG"),
+        content_type="image/jpeg",
+    )
+    removal, _ = submit(
+        urls=[image_server.url("/mirrored.jpg")], references=[_picture_with_mirrored_variant(mine, variant_set)]
+    )
+
+    verification.run_verification(removal.pk)
+
+    item = removal.items.get()
+    assert item.state == verdict
+    assert item.reference_variant == ("mirrored" if verdict == ItemState.MATCH_STRONG else "")

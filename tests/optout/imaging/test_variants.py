@@ -194,3 +194,43 @@ def test_borders_are_trimmed_and_a_busy_picture_is_left_alone():
     top, left, height, width = box
     assert abs(top - 20) <= 2 and abs(left - 30) <= 2 and abs(height - 300) <= 4 and abs(width - 400) <= 4
     assert variants.trim_box(_decoded(photo).luma) is None
+
+
+def test_an_older_variant_set_stays_comparable_name_for_name_and_an_unknown_one_does_not():
+    base = imaging.descriptor_key()
+    assert imaging.is_comparable(base, base, imaging.IDENTITY)
+    assert imaging.is_comparable(imaging.variant_descriptor(base, "crop80-25-75"), base, "crop80-25-75")
+    # Set 1 cut its crops from the reduced luma: the same regions, the same hashes.
+    assert imaging.is_comparable(f"{base};variants=1", base, "mirrored")
+    assert imaging.is_comparable(f"{base};variants=1", base, "crop70-0-100")
+    assert not imaging.is_comparable(f"{base};variants=1", base, "no-such-variant")
+    assert not imaging.is_comparable(f"{base};variants={imaging.VARIANT_SET + 1}", base, "mirrored")
+    assert not imaging.is_comparable(imaging.variant_descriptor(base, "mirrored"), "optout-signals/1;other", "mirrored")
+    assert not imaging.is_comparable(base, base, "mirrored")  # a variant under the picture's own key
+
+
+def test_crops_come_from_the_variant_grid_whatever_the_picture_size():
+    # The same photo at 12 megapixels and at a tenth of that: each crop is cut from a grid of the same
+    # size, so each variant's hashes stay within a few bits, and only the picture's sha256 differs.
+    big = _reference_of_jpeg(images.photo("astronaut", (4000, 3000)))
+    small = _reference_of_jpeg(images.photo("astronaut", (1200, 900)))
+    for one, other in zip(big[1:], small[1:], strict=True):
+        assert one.name == other.name
+        assert imaging.phash_distance(one.signals.phash, other.signals.phash) <= 4, one.name
+        assert imaging.pdq_distance(one.signals.pdq, other.signals.pdq) <= 24, one.name
+    grid = variants.variant_grid(_decoded(images.photo("coffee", (333, 222))))
+    assert grid.shape == (variants.GRID_SIDE, variants.GRID_SIDE) and grid.dtype.name == "float32"
+
+
+def test_a_crop_variant_matches_the_picture_cropped_by_the_same_box():
+    photo = images.photo("chelsea", (1600, 1200))
+    by_name = {v.name: v.signals for v in _reference_of_jpeg(photo)}
+    for name, keep, fx, fy in variants.CROPS[::7]:
+        top, left, height, width = variants.crop_box(1200, 1600, keep, fx, fy)
+        cropped = imaging.signals_of(_decoded(photo.crop((left, top, left + width, top + height)), 92))
+        assert imaging.phash_distance(by_name[name].phash, cropped.phash) <= 6, name
+        assert imaging.pdq_distance(by_name[name].pdq, cropped.pdq) <= 31, name
+
+
+def _reference_of_jpeg(photo: Image.Image) -> list[imaging.Variant]:
+    return imaging.reference_variants(_decoded(photo, 90))
