@@ -16,6 +16,17 @@ are already blocklist entries or decoys of another entry are skipped, so groups 
 releases do not overlap. A host with fewer than k + 1 rows gives what it has
 and the rest come from the whole dataset, the same way (a weaker crowd, counted in the README).
 
+The crowd only grows. A decoy is a key never used before: no blocklist entry holds it and no group
+has ever drawn it (groups are never deleted, a withdrawn entry keeps its group for the day it comes
+back). So every key the public tier ever carried belongs to exactly one group, except one case: a
+URL can become a real entry after it was drawn as someone's decoy. Its own key was then published
+already, and counted in the other group; such an entry draws k + 1 decoys instead of k (``need``),
+and the line that carries its image sha256 is one of those. Summed over the whole release history,
+each real entry that the adversary can match to a URL list brings at least k + 1 keys of that list
+no other real entry brings, so the share of real keys among all keys the public tier ever carried
+is at most 1/(k + 1), withdrawals included, as long as the datasets have rows to draw (the README's
+threat model).
+
 A URL that no imported dataset holds gets k keys of no URL at all (keyed hashes): nobody can
 turn those back into URLs, and a lone real key never appears. The same keys make up the number
 when the datasets holding a URL have fewer than k other rows.
@@ -34,28 +45,34 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Exists, F, IntegerField, OuterRef
+from django.db.models.functions import Cast
 from django.utils.crypto import salted_hmac
 
 from optout.models import BlocklistEntry, Dataset, DatasetRow, PublicDecoy, UrlHost
 
 _SALT = "optout.blocklist.decoys"
 
-__all__ = ["DatasetDecoys", "decoy_counts", "draw_decoys", "filler_keys", "unindexed_count"]
+__all__ = ["DatasetDecoys", "decoy_counts", "draw_decoys", "filler_keys", "unindexed_count", "was_decoy"]
 
 
 def _keyed(message: str) -> bytes:
     return salted_hmac(_SALT, message, algorithm="sha256").digest()
 
 
-def _position(key: str, k: int) -> int:
-    """Where the real row sits in its window of k + 1 (0 = first): secret, stable, uniform."""
-    return int.from_bytes(_keyed(f"position:{key}")[:8], "big") % (k + 1)
+def _position(key: str, need: int) -> int:
+    """Where the real row sits in its window of need + 1 (0 = first): secret, stable, uniform."""
+    return int.from_bytes(_keyed(f"position:{key}")[:8], "big") % (need + 1)
 
 
 def filler_keys(key: str, k: int) -> list[str]:
     """The k decoys of a key whose URL no dataset holds: keyed hashes, the keys of no URL."""
     return [_keyed(f"filler:{key}:{i}").hex() for i in range(k)]
+
+
+def was_decoy():
+    """An expression for a query of entries: the entry's own key was drawn as the decoy of another entry."""
+    return Exists(PublicDecoy.objects.filter(url_sha256=OuterRef("url_sha256")).exclude(entry=OuterRef("pk")))
 
 
 def draw_decoys(*, k: int | None = None) -> None:
@@ -67,14 +84,16 @@ def draw_decoys(*, k: int | None = None) -> None:
     pending.filter(published=True, dirty=False).update(dirty=True)
     if k == 0:
         return
+    # A key already published as another group's decoy counts there: its own group brings k + 1 new keys.
+    pending = pending.annotate(need=k + Cast(was_decoy(), IntegerField()))
     _draw_windows(pending, k)
     # URLs in no dataset, and datasets too small to give k rows: keys of no URL make up the number.
-    short = pending.annotate(drawn=Count("decoys")).filter(drawn__lt=k)
+    short = pending.annotate(drawn=Count("decoys")).filter(drawn__lt=F("need"))
     PublicDecoy.objects.bulk_create(
         [
             PublicDecoy(entry_id=entry_id, dataset=None, url_sha256=decoy)
-            for entry_id, key, drawn in short.values_list("id", "url_sha256", "drawn").iterator(10_000)
-            for decoy in filler_keys(key, k)[: k - drawn]
+            for entry_id, key, drawn, need in short.values_list("id", "url_sha256", "drawn", "need").iterator(10_000)
+            for decoy in filler_keys(key, need)[: need - drawn]
         ],
         batch_size=10_000,
         ignore_conflicts=True,
@@ -82,12 +101,12 @@ def draw_decoys(*, k: int | None = None) -> None:
 
 
 def _draw_windows(pending, k: int) -> None:
-    entries = dict(pending.values_list("url_sha256", "id").iterator(10_000))
+    entries = {key: (entry_id, need) for key, entry_id, need in pending.values_list("url_sha256", "id", "need")}
     if not entries:
         return
     rows = DatasetRow.objects.filter(url_sha256__in=pending.values("url_sha256")).annotate(host=UrlHost("url"))
-    groups = sorted(  # (entry id, key, dataset id, host, position), in entry order: the order groups are drawn in
-        (entries[key], key, dataset_id, host, _position(key, k))
+    groups = sorted(  # (entry id, key, dataset id, host, position, need), in entry order: the order groups are drawn in
+        (entries[key][0], key, dataset_id, host, _position(key, entries[key][1]), entries[key][1])
         for key, dataset_id, host in rows.values_list("url_sha256", "dataset_id", "host").iterator(10_000)
     )
     if not groups:
@@ -101,8 +120,8 @@ def _draw_windows(pending, k: int) -> None:
     drawn = Counter(
         PublicDecoy.objects.filter(entry_id__in={group[0] for group in groups}).values_list("entry_id", "dataset_id")
     )
-    for entry_id, key, dataset_id, _host, position in groups:
-        missing = k - drawn[entry_id, dataset_id]
+    for entry_id, key, dataset_id, _host, position, need in groups:
+        missing = need - drawn[entry_id, dataset_id]
         if missing > 0:
             have = set(PublicDecoy.objects.filter(entry_id=entry_id).values_list("url_sha256", flat=True))
             _store({(entry_id, dataset_id): _window(dataset_id, None, key, position, missing, {key, *have})})
@@ -142,8 +161,8 @@ def _free(ordered, count: int, taken: set[str]) -> list[str]:
 
 def _host_windows_rowwise(groups: list, k: int) -> None:
     """The host windows one group at a time (SQLite); ``_host_windows_postgres`` does the same in rounds."""
-    for entry_id, key, dataset_id, host, position in groups:
-        _store({(entry_id, dataset_id): _window(dataset_id, host, key, position, k, {key})})
+    for entry_id, key, dataset_id, host, position, need in groups:
+        _store({(entry_id, dataset_id): _window(dataset_id, host, key, position, need, {key})})
 
 
 def _store(picked: dict) -> None:
@@ -171,16 +190,17 @@ def _host_windows_postgres(groups: list, k: int) -> None:
 
     def side(order: str, near: str, far: str, limit: str, scope: str) -> str:
         # One side of the window: the nearest rows on that side, then (the circle) the farthest of the other.
-        # The inner LIMITs are the constant k: a LIMIT PostgreSQL cannot see makes it plan for a large one.
+        # The inner LIMITs are the constant k + 1 (the largest need): a LIMIT PostgreSQL cannot see makes it plan
+        # for a large one.
         return f"""
             SELECT url_sha256 FROM (
                 (SELECT r.url_sha256, 0 AS part, r.url_sha256 AS o FROM {rows} r
                  WHERE {scope} AND r.url_sha256 {near} g.key AND {free}
-                 ORDER BY r.url_sha256 {order}, r.dataset_id {order} LIMIT {k})
+                 ORDER BY r.url_sha256 {order}, r.dataset_id {order} LIMIT {k + 1})
                 UNION ALL
                 (SELECT r.url_sha256, 1, r.url_sha256 FROM {rows} r
                  WHERE {scope} AND r.url_sha256 {far} g.key AND {free}
-                 ORDER BY r.url_sha256 {order}, r.dataset_id {order} LIMIT {k})
+                 ORDER BY r.url_sha256 {order}, r.dataset_id {order} LIMIT {k + 1})
             ) s ORDER BY part, o {order} LIMIT {limit}
         """
 
@@ -195,9 +215,11 @@ def _host_windows_postgres(groups: list, k: int) -> None:
         for group in groups:
             numbered.append((*group, rounds[group[2], group[3]]))
             rounds[group[2], group[3]] += 1
+        # ON COMMIT DROP, but two publishers in one transaction (tests) would meet the first one's table.
+        cursor.execute("DROP TABLE IF EXISTS optout_decoy_groups")
         cursor.execute(
             'CREATE TEMPORARY TABLE optout_decoy_groups (entry_id bigint, key text COLLATE "C", '
-            "dataset_id bigint, host text, position int, round int) ON COMMIT DROP"
+            "dataset_id bigint, host text, position int, need int, round int) ON COMMIT DROP"
         )
         buffer = io.StringIO()
         csv.writer(buffer).writerows(numbered)
@@ -210,7 +232,7 @@ def _host_windows_postgres(groups: list, k: int) -> None:
                 f"""
                 INSERT INTO {decoys} (entry_id, dataset_id, url_sha256)
                 SELECT g.entry_id, g.dataset_id, w.url_sha256 FROM optout_decoy_groups g
-                CROSS JOIN LATERAL ({window(scope, "g.position", f"{k} - g.position")}) w
+                CROSS JOIN LATERAL ({window(scope, "g.position", "g.need - g.position")}) w
                 WHERE g.round = %s
                 ON CONFLICT DO NOTHING
                 """,

@@ -180,11 +180,16 @@ def _partner_delta_sql() -> str:
 def _groups_sql(flag: str, entries: str = "") -> str:
     """Each entry of the state ``flag`` names (``blocked``: now; ``published``: the latest release), with the
     key whose line carries its image sha256: the smallest of its group (``decoys``), the real one only as often
-    as any other member. ``entries``: a query of entry ids to limit it to."""
+    as any other member. An entry whose own key is another group's decoy (``decoys.was_decoy``) has its line
+    already: the sha256 goes on one of its own decoys, or a line published long ago would change for it alone.
+    ``entries``: a query of entry ids to limit it to."""
     limit = f"JOIN ({entries}) x ON x.id = e.id" if entries else ""
     return f"""
         SELECT e.id, e.url_sha256, NULLIF(e.sha256, '') AS sha256,
-               CASE WHEN MIN(d.url_sha256) IS NULL OR e.url_sha256 < MIN(d.url_sha256) THEN e.url_sha256
+               CASE WHEN MIN(d.url_sha256) IS NULL THEN e.url_sha256
+                    WHEN e.url_sha256 < MIN(d.url_sha256) AND NOT EXISTS (
+                        SELECT 1 FROM {_DECOYS} o WHERE o.url_sha256 = e.url_sha256 AND o.entry_id <> e.id
+                    ) THEN e.url_sha256
                     ELSE MIN(d.url_sha256) END AS carrier
         FROM {_ENTRIES} e {limit} LEFT JOIN {_DECOYS} d ON d.entry_id = e.id
         WHERE e.{flag} GROUP BY e.id, e.url_sha256, e.sha256
@@ -210,6 +215,8 @@ def _public_snapshot_sql() -> str:
 def _public_delta_sql() -> str:
     # The keys a changed entry may have moved (its own and its decoys'), compared between the two states over the
     # groups that hold one of them: a group arrives and leaves whole, and a key another group still holds stays.
+    # Only lines that change are written: a line that stays as it was says nothing, and rewriting it would point
+    # at the one key of a group that was already public (an entry whose key was another group's decoy).
     return f"""
         WITH touched AS (
             SELECT url_sha256 AS k FROM {_ENTRIES} WHERE dirty
@@ -225,7 +232,7 @@ def _public_delta_sql() -> str:
         before AS ({_lines_sql("grp_before")})
         SELECT t.k, CASE WHEN now.k IS NOT NULL THEN 'add' ELSE 'remove' END, now.sha
         FROM touched t LEFT JOIN now ON now.k = t.k LEFT JOIN before ON before.k = t.k
-        WHERE now.k IS NOT NULL OR before.k IS NOT NULL
+        WHERE (now.k IS NULL) <> (before.k IS NULL) OR (now.k IS NOT NULL AND COALESCE(now.sha, '') <> COALESCE(before.sha, ''))
         ORDER BY t.k
     """
 

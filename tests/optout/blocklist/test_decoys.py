@@ -211,3 +211,72 @@ def test_groups_drawn_in_one_release_share_no_decoy(dataset, publish, feed_files
     assert all(len(members) == K + 1 for members in groups)
     assert len(set().union(*groups)) == len(reals) * (K + 1)  # pairwise disjoint
     assert len(keys(feed_files, "public", releases.snapshot_name(1))) == len(reals) * (K + 1)
+
+
+def public_history(storage, versions: int) -> set[str]:
+    """Every key the public tier carried in any snapshot or delta of releases 1..versions: what the adversary holds."""
+    seen: set[str] = set()
+    for version in range(1, versions + 1):
+        described = manifest(storage, "public", version)
+        for part in ("snapshot", "delta"):
+            seen.update(keys(storage, "public", described[part]["path"]))
+    return seen
+
+
+def test_a_decoy_that_becomes_real_brings_k_plus_one_new_keys(dataset, publish, feed_files):
+    first = url_sha256("https://big.example.com/photos/00017.jpg")
+    holds.hold(holder="item:1", url_sha256=first, image_sha256="aa" * 32)
+    publish()
+    before = set(group(first))
+    decoy = next(key for key in sorted(before) if key != first)
+    holds.hold(holder="item:2", url_sha256=decoy, image_sha256="bb" * 32)  # someone asks for a decoy's URL
+    publish()
+    own = set(group(decoy)) - {decoy}
+    assert len(own) == K + 1 and not own & before
+    delta = {line["key"]: line for line in lines(feed_files, "public", releases.delta_name(2))}
+    # Its own line was public already and does not change; its image sha256 sits on one of its new keys.
+    assert set(delta) == own
+    assert [line["key"] for line in delta.values() if line["sha256"] == "bb" * 32] != [decoy]
+    assert {line["key"] for line in delta.values() if line["sha256"]} <= own
+    holds.release_hold(holder="item:1")  # the group it was a decoy of leaves; its own key stays with it
+    publish()
+    removed = [line["key"] for line in lines(feed_files, "public", releases.delta_name(3)) if line["op"] == "remove"]
+    assert set(removed) == before - {decoy}
+    assert decoy in keys(feed_files, "public", releases.snapshot_name(3))
+
+
+def test_real_keys_are_at_most_one_in_k_plus_one_of_the_whole_history(dataset, publish, feed_files):
+    # Requests arrive and are withdrawn over releases, some for URLs that were decoys, one blocked again.
+    rows = {
+        key: url
+        for url, key in DatasetRow.objects.filter(dataset=dataset, url__contains="big.example.com").values_list(
+            "url", "url_sha256"
+        )
+    }
+    real: set[str] = set()
+    version = 0
+
+    def block(key: str) -> None:
+        holds.hold(holder=f"item:{key}", url_sha256=key)
+        real.add(key)
+
+    block(url_sha256("https://big.example.com/photos/00005.jpg"))
+    block(url_sha256("https://other.example.org/photos/00005.jpg"))
+    publish()
+    version += 1
+    decoy_of_first = next(k for k in group(url_sha256("https://big.example.com/photos/00005.jpg")) if k not in real)
+    block(decoy_of_first)
+    publish()
+    version += 1
+    holds.release_hold(holder=f"item:{url_sha256('https://big.example.com/photos/00005.jpg')}")
+    block(url_sha256("https://other.example.org/photos/00050.jpg"))
+    publish()
+    version += 1
+    holds.release_hold(holder=f"item:{decoy_of_first}")
+    holds.hold(holder="item:again", url_sha256=url_sha256("https://big.example.com/photos/00005.jpg"))
+    publish()
+    version += 1
+    listed = set(DatasetRow.objects.values_list("url_sha256", flat=True))
+    candidates = public_history(feed_files, version) & listed
+    assert decoy_of_first in rows and real <= candidates
+    assert len(real) * (K + 1) <= len(candidates)  # precision over the history <= 1 / (k + 1)
