@@ -78,6 +78,35 @@ def _status_body(removal):
     return RemovalStatusOutput(body).data
 
 
+def _admit(request) -> None:
+    """Refuse, before any picture is hashed, a client at its creation limit or a body over the cap."""
+    if wait := limits.creation_waiting(request):
+        raise LimitedError(wait)
+    if intake.body_too_large(request):
+        raise BodyTooLarge()
+
+
+def _links(values, errors: dict) -> list[str]:
+    """The cleaned links of validated input; problems go into ``errors``."""
+    try:
+        return intake.clean_urls(values["urls"])
+    except DjangoValidationError as exc:
+        errors["urls"] = exc.messages
+        return []
+
+
+def _case_and_input(request, serializer_class) -> tuple:
+    """The case the request names (with its secret), and the rest of its validated input."""
+    removal = _find(request)
+    data = serializer_class(data=request.data)
+    data.is_valid(raise_exception=True)
+    return removal, data.validated_data
+
+
+def _status_response(removal) -> Response:
+    return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
+
+
 def _references(values, errors: dict) -> list:
     """Reference images or their signals from validated input; problems go into ``errors``."""
     references = []
@@ -112,10 +141,7 @@ class CreateRemovalView(APIView):
     def post(self, request):
         # Only accepted requests count (a request sent back for a mistake costs nothing), but a client
         # at its limit is refused before its pictures are hashed.
-        if wait := limits.creation_waiting(request):
-            raise LimitedError(wait)
-        if intake.body_too_large(request):
-            raise BodyTooLarge()
+        _admit(request)
         raw = request.data
         if hasattr(raw, "getlist"):  # multipart: repeated fields
             raw = {
@@ -129,10 +155,7 @@ class CreateRemovalView(APIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         errors = {}
-        try:
-            urls = intake.clean_urls(values["urls"])
-        except DjangoValidationError as exc:
-            errors["urls"] = exc.messages
+        urls = _links(values, errors)
         references = _references(values, errors)
         if not references and not ("images" in errors or "signals" in errors):
             errors["images"] = ["Send at least one reference image, or its signals."]
@@ -158,8 +181,7 @@ class CreateRemovalView(APIView):
 class RemovalStatusView(APIView):
     @extend_schema(request=CaseInput, responses={200: RemovalStatusOutput}, summary="The state of a case")
     def post(self, request):
-        removal = _find(request)
-        return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
+        return _status_response(_find(request))
 
 
 @method_decorator(sensitive_fields, name="dispatch")
@@ -168,7 +190,7 @@ class WithdrawRemovalView(APIView):
     def post(self, request):
         removal = _find(request)
         services.withdraw_removal(removal)
-        return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
+        return _status_response(removal)
 
 
 # --- After the first decision -------------------------------------------------------------
@@ -186,35 +208,27 @@ class AddLinksView(APIView):
     def post(self, request):
         raw = _multipart(request, ("case", "secret"))
         removal = _find_in(raw, request)
-        if wait := limits.creation_waiting(request):
-            raise LimitedError(wait)
-        if intake.body_too_large(request):
-            raise BodyTooLarge()
+        _admit(request)
         data = AddLinksInput(data=raw)
         data.is_valid(raise_exception=True)
         errors = {}
-        try:
-            urls = intake.clean_urls(data.validated_data["urls"])
-        except DjangoValidationError as exc:
-            errors["urls"] = exc.messages
+        urls = _links(data.validated_data, errors)
         references = _references(data.validated_data, errors)
         if errors:
             raise DRFValidationError(errors)
         aftercare.add_links(removal, urls=urls, references=references)
         limits.creation_hit(request)  # counted once accepted, as a new request is
         removal.refresh_from_db()
-        return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
+        return _status_response(removal)
 
 
 @method_decorator(sensitive_fields, name="dispatch")
 class AppealView(APIView):
     @extend_schema(request=AppealInput, responses={200: RemovalStatusOutput}, summary="Appeal a rejection, once")
     def post(self, request):
-        removal = _find(request)
-        data = AppealInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        aftercare.appeal_removal(removal, note=data.validated_data["note"])
-        return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
+        removal, values = _case_and_input(request, AppealInput)
+        aftercare.appeal_removal(removal, note=values["note"])
+        return _status_response(removal)
 
 
 @method_decorator(sensitive_fields, name="dispatch")
@@ -223,8 +237,6 @@ class MonitorView(APIView):
         request=MonitorInput, responses={200: RemovalStatusOutput}, summary="Start or renew watching new datasets"
     )
     def post(self, request):
-        removal = _find(request)
-        data = MonitorInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        monitoring.monitor_removal(removal, months=data.validated_data["months"])
-        return Response(_status_body(removal), headers={"Cache-Control": "no-store"})
+        removal, values = _case_and_input(request, MonitorInput)
+        monitoring.monitor_removal(removal, months=values["months"])
+        return _status_response(removal)

@@ -26,7 +26,17 @@ class MultipleImageField(forms.FileField):
 MONITOR_CHOICES = [(months, f"{months} months") for months in (3, 6, 12, 18, monitoring.MAX_MONTHS)]
 
 
-class RemovalRequestForm(forms.Form):
+class LinksAndPictures:
+    """Cleaning shared by the forms that take links and, optionally, the picture again."""
+
+    def clean_urls(self):
+        return intake.clean_urls([self.cleaned_data["urls"]])
+
+    def clean_images(self):
+        return intake.hash_uploads(self.cleaned_data.get("images") or [])
+
+
+class RemovalRequestForm(LinksAndPictures, forms.Form):
     dataset = forms.ModelChoiceField(
         queryset=Dataset.objects.all(),
         required=False,
@@ -81,18 +91,12 @@ class RemovalRequestForm(forms.Form):
         error_messages={"required": "Please confirm the statement to send the request."},
     )
 
-    def clean_urls(self):
-        return intake.clean_urls([self.cleaned_data["urls"]])
-
     def monitoring(self) -> tuple[int, str]:
         """(months to watch, e-mail to tell): (0, "") when the requester did not ask for it."""
         if not self.cleaned_data.get("monitor"):
             return 0, ""
         email = self.cleaned_data.get("contact_email", "") if self.cleaned_data.get("monitor_email") else ""
         return self.cleaned_data["monitor_months"], email
-
-    def clean_images(self):
-        return intake.hash_uploads(self.cleaned_data.get("images") or [])
 
     def clean_signals(self):
         raw = self.cleaned_data.get("signals") or ""
@@ -129,16 +133,6 @@ class CaseForm(forms.Form):
     )
 
 
-class WithdrawForm(forms.Form):
-    # The status page carries case and secret in hidden fields; it is served no-store.
-    case = forms.CharField(max_length=40, widget=forms.HiddenInput)
-    secret = forms.CharField(max_length=100, widget=forms.HiddenInput)
-    confirm = forms.BooleanField(
-        label="Yes, withdraw this request.",
-        error_messages={"required": "Tick the box to confirm that you want to withdraw the request."},
-    )
-
-
 class CaseActionForm(forms.Form):
     """A form on the status page: the case and secret ride along in hidden fields (the page is no-store)."""
 
@@ -147,11 +141,19 @@ class CaseActionForm(forms.Form):
     id_prefix = ""  # several of these forms share the page: their ids must not clash
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("auto_id", f"id_{self.id_prefix}_%s")
+        if self.id_prefix:
+            kwargs.setdefault("auto_id", f"id_{self.id_prefix}_%s")
         super().__init__(*args, **kwargs)
 
 
-class AddLinksForm(CaseActionForm):
+class WithdrawForm(CaseActionForm):
+    confirm = forms.BooleanField(
+        label="Yes, withdraw this request.",
+        error_messages={"required": "Tick the box to confirm that you want to withdraw the request."},
+    )
+
+
+class AddLinksForm(LinksAndPictures, CaseActionForm):
     id_prefix = "links"
     urls = forms.CharField(
         label="More links to the picture",
@@ -164,12 +166,6 @@ class AddLinksForm(CaseActionForm):
         required=False,
         help_text="Needed only if your case no longer keeps its fingerprints (it ended without watching).",
     )
-
-    def clean_urls(self):
-        return intake.clean_urls([self.cleaned_data["urls"]])
-
-    def clean_images(self):
-        return intake.hash_uploads(self.cleaned_data.get("images") or [])
 
 
 class AppealForm(CaseActionForm):

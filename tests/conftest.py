@@ -69,6 +69,16 @@ def pytest_collection_modifyitems(config, items):
                 )
 
 
+def _uses_database(request) -> bool:
+    """Whether any collected test of this module uses the database. pytest-django creates the test
+    database only for a session that has such tests: a module without any, run alone, has none."""
+    return any(
+        item.module is request.module
+        and (item.get_closest_marker("django_db") or "django_db_setup" in item.fixturenames)
+        for item in request.session.items
+    )
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _vacuumed_dataset_rows(request):
     """Each test module starts with the dataset rows table vacuumed and analysed, on PostgreSQL.
@@ -78,7 +88,7 @@ def _vacuumed_dataset_rows(request):
     a later module's discovery queries then took minutes instead of milliseconds. VACUUM cannot run
     inside a transaction, so it runs here, between modules, on the autocommit connection.
     """
-    if _is_postgres():
+    if _is_postgres() and _uses_database(request):
         request.getfixturevalue("django_db_setup")
         from django.db import connection as db
 

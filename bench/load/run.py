@@ -31,7 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.load.stack import PYTHON, ROOT, HealthLog, OwnPostgres, OwnRedis, SharedPostgres, Stack  # noqa: E402
+from bench.load.servers import OwnPostgres, OwnRedis, SharedPostgres  # noqa: E402
+from bench.load.stack import PYTHON, ROOT, HealthLog, Stack  # noqa: E402
 
 FAULTS = ("none", "postgres", "redis", "worker", "web-worker")
 TARGETS_MS = {"status": 300, "feed: manifest": 100, "create: browser (signals)": 1000, "create: upload (API)": 1000}

@@ -15,17 +15,12 @@ touching anybody else's. Everything listens on 127.0.0.1 only.
 """
 
 import contextlib
-import glob
 import json
 import os
-import pwd
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -35,7 +30,9 @@ from urllib.parse import urlparse
 
 import psycopg2
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.load.processes import ROOT, Process, wait_until
+from bench.load.servers import OwnRedis, SharedPostgres, drop_database
+
 PYTHON = sys.executable
 # Where the load's dataset says its pictures are; never contacted (the rows carry their signals).
 DATASET_BASE = "https://images.example.org"
@@ -44,227 +41,6 @@ DATASET_BASE = "https://images.example.org"
 def dataset_url(name: str) -> str:
     """The URL of a demo picture in the load's dataset, e.g. ``coffee-mirrored``."""
     return f"{DATASET_BASE}/demo/images/{name}.jpg"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate, *, timeout: float, interval: float = 0.2, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True
-    return False
-
-
-# --- PostgreSQL -------------------------------------------------------------------
-
-
-def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        raise FileNotFoundError(f"no {name} under /usr/lib/postgresql/*/bin (apt-get install postgresql)")
-    return found[-1]
-
-
-class OwnPostgres:
-    """A PostgreSQL instance of our own, in a fresh temporary data folder, on 127.0.0.1:port.
-
-    PostgreSQL refuses to run as root: as root, the folder is given to the ``postgres`` user
-    and its commands run as that user (``runuser``).
-    """
-
-    def __init__(self, *, port: int):
-        self.port = port
-        self.folder = Path(tempfile.mkdtemp(prefix="optout-pg-"))
-        self.data = self.folder / "data"
-        self._as = []
-        if os.geteuid() == 0:
-            owner = pwd.getpwnam("postgres")
-            os.chown(self.folder, owner.pw_uid, owner.pw_gid)
-            self._as = ["runuser", "-u", "postgres", "--"]
-
-    def url(self, database: str) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
-
-    def _ctl(self, *args: str) -> None:
-        subprocess.run(
-            [*self._as, _pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "postgres.log")]
-            + ["-w", "-t", "60", *args],
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self) -> None:
-        if not self.data.exists():
-            subprocess.run(
-                [*self._as, _pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
-                + ["--no-sync"],
-                check=True,
-                capture_output=True,
-            )
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
-        self._ctl("-o", options, "start")
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self._ctl("-m", "fast", "stop")
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def restart(self, *, down_for: float) -> tuple[float, float]:
-        """Stop (ending every connection, as a restart does), stay down, start. Returns (down at, up at)."""
-        self.stop()
-        down = time.monotonic()
-        time.sleep(down_for)
-        self.start()
-        return down, time.monotonic()
-
-    def create_database(self, name: str) -> str:
-        _create_database(self.url("postgres"), name)
-        return self.url(name)
-
-
-def _create_database(server_url: str, name: str) -> None:
-    conn = psycopg2.connect(server_url)
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-
-
-def drop_database(server_url: str, name: str) -> None:
-    conn = psycopg2.connect(server_url)
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
-
-
-class SharedPostgres:
-    """A database of our own on a PostgreSQL server that is already running (never restarted here)."""
-
-    def __init__(self, server_url: str):
-        self.server_url = server_url
-
-    def create_database(self, name: str) -> str:
-        _create_database(self.server_url, name)
-        return urlparse(self.server_url)._replace(path=f"/{name}").geturl()
-
-    def start(self) -> None:
-        pass
-
-    def remove(self) -> None:
-        pass
-
-
-# --- Redis ----------------------------------------------------------------------------
-
-
-class OwnRedis:
-    """A redis-server of our own on 127.0.0.1:port, persisting to an append-only file as compose.yaml's does."""
-
-    def __init__(self, folder: Path, *, port: int):
-        self.folder = Path(folder)
-        self.port = port
-        self.process: subprocess.Popen | None = None
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 (kept open for the process's lifetime)
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
-            + ["--appendonly", "yes", "--save", "", "--protected-mode", "yes"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(lambda: _port_open(self.port), timeout=20, what=f"redis on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        # SHUTDOWN flushes the append-only file, as `docker compose restart redis` would.
-        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown"], capture_output=True, timeout=20)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def restart(self, *, down_for: float) -> tuple[float, float]:
-        self.stop()
-        down = time.monotonic()
-        time.sleep(down_for)
-        self.start()
-        return down, time.monotonic()
-
-
-# --- The application's processes ------------------------------------------------------------------
-
-
-class Process:
-    """One process of the application, in its own process group, logging to a file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path):
-        self.name, self.argv, self.env, self.log_path = name, argv, env, log_path
-        self.popen: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the process's lifetime)
-        self.popen = subprocess.Popen(
-            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def signal_group(self, sig: int) -> None:
-        if self.popen is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, sig)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-        if self.popen is None:
-            return
-        self.signal_group(sig)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.signal_group(signal.SIGKILL)
-            self.popen.wait(timeout=10)
-        # Children (a worker's pool, gunicorn's workers) may outlive the leader for a moment.
-        with contextlib.suppress(TimeoutError):
-            wait_until(lambda: not self._group_alive(), timeout=10, what=f"{self.name}'s children")
-        self.popen = None
-
-    def _group_alive(self) -> bool:
-        try:
-            os.killpg(self.popen.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def children(self) -> list[int]:
-        path = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children")
-        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 PREPARE = """

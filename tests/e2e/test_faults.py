@@ -17,17 +17,9 @@ import time
 
 import pytest
 
-from bench.load.stack import (
-    HealthLog,
-    LoopbackAddresses,
-    OwnPostgres,
-    OwnRedis,
-    Stack,
-    dataset_url,
-    free_port,
-    post_json,
-    wait_until,
-)
+from bench.load.processes import free_port, wait_until
+from bench.load.servers import OwnPostgres, OwnRedis
+from bench.load.stack import HealthLog, LoopbackAddresses, Stack, dataset_url, post_json
 from optout.imaging import compute_signals
 from optout.index import demo
 
