@@ -209,45 +209,7 @@ def status(request):
     return _private(render(request, "requests_app/status.html", _status_context(removal, form.cleaned_data["secret"])))
 
 
-@never_cache
-@require_http_methods(["POST"])
-@sensitive_fields
-def withdraw(request):
-    form = WithdrawForm(request.POST)
-    credentials = CaseForm(request.POST)
-    if not credentials.is_valid():
-        return _private(
-            render(request, "requests_app/status.html", {"form": CaseForm(), "not_found": NOT_FOUND}, status=400)
-        )
-    removal, wait = _lookup(request, credentials)
-    if wait:
-        return _too_many(
-            request,
-            "requests_app/status.html",
-            {"form": _kept(CaseForm, {"case": credentials.cleaned_data["case"]})},
-            wait,
-        )
-    if removal is None:
-        return _private(
-            render(request, "requests_app/status.html", {"form": CaseForm(), "not_found": NOT_FOUND}, status=404)
-        )
-    secret = credentials.cleaned_data["secret"]
-    if not form.is_valid():
-        # The box was not ticked: show the case again, with the reason.
-        context = _status_context(removal, secret)
-        context["withdraw_form"] = form
-        return _private(render(request, "requests_app/status.html", context, status=400))
-    message = "Your request is withdrawn. If you gave an e-mail address, it has been deleted."
-    try:
-        services.withdraw_removal(removal)
-    except TransitionError:
-        message = "This request was already withdrawn."
-    context = _status_context(removal, secret)
-    context["message"] = message
-    return _private(render(request, "requests_app/status.html", context))
-
-
-# --- After the first decision: added links, appeals, monitoring -------------------------------
+# --- Acts on a case: withdrawal, added links, appeals, monitoring -------------------------------
 
 
 def _case_action(request, form_class, form_key: str, act, *, counts_as_request: bool = False):
@@ -296,6 +258,14 @@ def _add_links(removal, data) -> str:
     return f"{added} link{'s' if added != 1 else ''} added. We compare {'them' if added != 1 else 'it'} with your picture now."
 
 
+def _withdraw(removal, data) -> str:
+    try:
+        services.withdraw_removal(removal)
+    except TransitionError:
+        return "This request was already withdrawn."
+    return "Your request is withdrawn. If you gave an e-mail address, it has been deleted."
+
+
 def _appeal(removal, data) -> str:
     aftercare.appeal_removal(removal, note=data["note"])
     return "Your appeal is sent. A reviewer other than the one who decided will look at the request again."
@@ -311,6 +281,13 @@ def _monitor(removal, data) -> str:
 @sensitive_fields
 def add_links(request):
     return _case_action(request, AddLinksForm, "links_form", _add_links, counts_as_request=True)
+
+
+@never_cache
+@require_http_methods(["POST"])
+@sensitive_fields
+def withdraw(request):
+    return _case_action(request, WithdrawForm, "withdraw_form", _withdraw)
 
 
 @never_cache
