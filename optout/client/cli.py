@@ -16,7 +16,15 @@ from pathlib import Path
 
 from optout.client import adapters, canonical, minisign, state
 from optout.client.batch import Columns, DigestSet, Rules, WrongRelease
-from optout.client.filter import FilterError, Job, filter_file, filter_many, inputs, require_algorithms
+from optout.client.filter import (
+    FilterError,
+    Job,
+    batch_rows_for,
+    filter_file,
+    filter_many,
+    inputs,
+    require_algorithms,
+)
 from optout.client.pull import PullError, pull
 
 ALLOW_EXPIRED = "--i-accept-an-expired-blocklist"
@@ -74,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pdq-distance", type=int, default=None, help="drop rows within this PDQ Hamming distance")
     p.add_argument("--report", type=Path, default=None, help="write file,row,rule for every dropped row to this CSV")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for many input files (default 1)")
-    p.add_argument("--batch-rows", type=int, default=65_536, help=argparse.SUPPRESS)
+    p.add_argument("--batch-rows", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument(ALLOW_EXPIRED, dest="allow_expired", action="store_true", help="filter with an expired blocklist")
 
     p = commands.add_parser("check", parents=[common], help="say whether URLs are blocked (exit 3 if any is)")
@@ -170,6 +178,7 @@ def _filter(args) -> int:
     blocklist = _load(args)
     require_algorithms(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
     rules = Rules(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
+    args.batch_rows = args.batch_rows or batch_rows_for(rules)
     columns = Columns(url=args.url_column, sha256=args.sha256_column, phash=args.phash_column, pdq=args.pdq_column)
     with _report(args.report) as report:
         if Path(args.input).is_file() and not args.out.is_dir():  # a folder or a glob writes into a folder

@@ -175,6 +175,27 @@ def test_the_near_duplicate_index_equals_a_linear_scan(bits, radius):
     assert 0 < expected.sum() < len(queries)
 
 
+@pytest.mark.parametrize(("bits", "radius"), [(64, 8), (256, 31)])
+def test_the_near_duplicate_index_equals_a_linear_scan_on_crowded_chunks(bits, radius):
+    """Blocked hashes that share most of their bits: buckets of many hashes, beyond the table's inline layers."""
+    rng = np.random.default_rng(bits + radius)
+    words = bits // 64
+    base = rng.integers(0, 2**64 - 1, size=(1, words), dtype=np.uint64, endpoint=True)
+    blocked = np.repeat(base, 2000, axis=0)
+    blocked[:, -1] ^= rng.integers(0, 1 << 12, size=2000, dtype=np.uint64)  # only the last 12 bits differ
+    blocked = np.vstack([blocked, rng.integers(0, 2**64 - 1, size=(2000, words), dtype=np.uint64, endpoint=True)])
+    queries = blocked[rng.integers(0, len(blocked), size=400)].copy()
+    for row in range(len(queries)):
+        for bit in rng.choice(bits, size=int(rng.integers(0, 2 * radius + 3)), replace=False):
+            queries[row, bit // 64] ^= np.uint64(1) << np.uint64(63 - bit % 64)
+    index = nearby.PHashIndex(blocked[:, 0], radius) if bits == 64 else nearby.PDQIndex(blocked, radius)
+    assert max(int(np.diff(table.extra_offsets).max()) for table in index.tables) > 100  # crowded buckets
+    found = index.near(queries[:, 0] if bits == 64 else queries)
+    expected = nearby.linear_near(blocked, queries, radius)
+    assert found.tolist() == expected.tolist()
+    assert 0 < expected.sum() < len(queries)
+
+
 def test_rules_are_pinned_to_their_release():
     rules = batch.Rules(make_blocklist(urls=["https://a.example/x.jpg"]))
     rules.require_release("ab" * 32)
