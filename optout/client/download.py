@@ -10,6 +10,7 @@ Redirects stay on http(s) and never go from https to http; the partner token is
 an unredirected header, so it is never sent to where a redirect points.
 """
 
+import functools
 import http.client
 import socket
 import ssl
@@ -97,9 +98,15 @@ class _HTTPHandler(urllib.request.HTTPHandler):
         return self.do_open(self._class, req)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying context per process: loading the system's CA certificates takes a tenth of a second."""
+    return ssl.create_default_context()
+
+
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, deadline: _Deadline):
-        super().__init__(context=ssl.create_default_context())
+        super().__init__(context=_tls_context())
         self._class = _connection_class(http.client.HTTPSConnection, deadline)
 
     def https_open(self, req):

@@ -8,11 +8,10 @@ minisign trusted comment repeats the feed, the version and the expiry::
     feed:optout-public version:42 expires:2026-12-03T20:57:12Z
 """
 
+import binascii
 import hashlib
 import re
 from datetime import UTC, datetime
-
-import numpy as np
 
 from optout.client import minisign
 
@@ -44,17 +43,12 @@ def trusted_comment(manifest: dict) -> str:
     return f"feed:{manifest['feed']} version:{manifest['version']} expires:{manifest['expires']}"
 
 
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-
-
 def state_sha256(keys: bytes) -> str:
     """``state_sha256`` of sorted 32-byte keys: the sha256 of their hex forms, each followed by a newline."""
-    raw = np.frombuffer(keys, dtype=np.uint8).reshape(-1, 32)
-    text = np.empty((len(raw), 65), dtype=np.uint8)
-    text[:, 0:64:2] = _HEX_DIGITS[raw >> 4]
-    text[:, 1:64:2] = _HEX_DIGITS[raw & 15]
-    text[:, 64] = 10
-    return hashlib.sha256(text.tobytes()).hexdigest()
+    if not keys:
+        return hashlib.sha256(b"").hexdigest()
+    # hexlify's separator goes between groups of 32 bytes (none after the last): one pass in C.
+    return hashlib.sha256(binascii.hexlify(keys, b"\n", 32) + b"\n").hexdigest()
 
 
 def _require(condition: bool, message: str) -> None:
