@@ -2,10 +2,12 @@
 
 import random
 
+import numpy as np
 import pytest
 
 from optout.imaging import hashbits
-from optout.index.watchlist import Watchlist
+from optout.index import watchlist as watchlist_module
+from optout.index.watchlist import Hashes, Watchlist, _layout
 
 
 def near(rng: random.Random, value: int, bits: int, flips: int) -> int:
@@ -68,3 +70,37 @@ def test_an_empty_watchlist_matches_nothing():
 def test_a_radius_out_of_range_is_refused():
     with pytest.raises(ValueError):
         Watchlist(phashes=[1], pdqs=[None], phash_radius=13, pdq_radius=31)
+
+
+def test_many_watched_hashes_get_wider_chunks():
+    # 10,000 monitored pictures with 77 variants each: PDQ in twelve chunks of 21 and 22 bits, eight of them
+    # probed at radius 2; a few hundred watched hashes: narrow chunks (small tables, few probes).
+    many = _layout(4, 31, 770_000)
+    assert sorted({chunk.bits for chunk, _ in many}) == [21, 22]
+    assert sorted(radius for _, radius in many) == [1] * 4 + [2] * 8
+    few = _layout(4, 31, 300)
+    assert max(chunk.bits for chunk, _ in few) <= 16
+    assert sum(1 << chunk.bits for chunk, _ in few) < sum(1 << chunk.bits for chunk, _ in many) / 100
+    assert [(chunk.bits, radius) for chunk, radius in _layout(1, 8, 770_000)] == [(22, 2), (21, 2), (21, 2)]
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_the_wide_chunks_match_exactly_too(seed, monkeypatch):
+    # The cut 770,000 watched hashes get, on a set small enough to compare pair by pair.
+    monkeypatch.setattr(watchlist_module, "_CANDIDATE_COST", 10_000)
+    assert len(_layout(4, 31, 300)) == 12
+    test_matches_are_exactly_those_of_a_full_comparison(8, 31, seed)
+
+
+def test_rows_given_as_arrays_match_like_python_values():
+    rng = random.Random(9)
+    watched = [rng.getrandbits(64) for _ in range(50)]
+    rows = [near(rng, value, 64, 4) for value in watched[:20]] + [rng.getrandbits(64) for _ in range(20)]
+    watchlist = Watchlist(phashes=watched, pdqs=[None] * 50, phash_radius=8, pdq_radius=31)
+    known = np.array([n % 3 != 0 for n in range(len(rows))])
+    array = np.array([[hashbits.to_signed64(value)] for value in rows], dtype=np.int64)  # as the database has them
+    no_pdq = Hashes(np.zeros((0, 4), dtype=np.uint64), np.zeros(0, dtype=np.int64))
+    rows_at, watched_at = watchlist.pairs(phashes=Hashes.of(array, known), pdqs=no_pdq)
+    expected = watchlist.match(phashes=[value if known[n] else None for n, value in enumerate(rows)], pdqs=[])
+    assert list(zip(rows_at.tolist(), watched_at.tolist(), strict=True)) == expected
+    assert len(expected) >= 13
