@@ -21,14 +21,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from optout import imaging
-from optout.index.watchlist import Watchlist
+from optout.imaging import hashbits
+from optout.index.watchlist import Hashes, Watchlist
 from optout.models import Dataset, DatasetRow
 from requests_app import services, verification
 from requests_app.exceptions import TransitionError
@@ -138,16 +140,19 @@ def end_expired(now: datetime | None = None) -> int:
 
 # --- Scanning new rows -----------------------------------------------------------------
 
-_ROW_FIELDS = ("id", "phash", "pdq_0", "pdq_1", "pdq_2", "pdq_3", "sha256", "hashed_at")
+_ROW_FIELDS = ("id", "phash", "pdq_0", "pdq_1", "pdq_2", "pdq_3", "pdq_quality", "sha256", "hashed_at")
+_HASHED_AT = 8
+# Rows fetched at a time from the server-side cursor that streams a chunk.
+_FETCH_ROWS = 10_000
 
 
 @dataclass
 class _Watched:
-    """The monitored references in memory, rebuilt when they change."""
+    """The monitored references in memory (only their hashes and owners), rebuilt when they change."""
 
-    version: tuple
-    removal_ids: list[int]  # per signal set
-    signals: dict[int, list[list]]  # removal id -> its pictures, each the list of its ImageSignals
+    version: tuple  # of the monitored references (``_version``)
+    glance: tuple  # of every reference and the monitored cases (``_glance``): when unchanged, so is version
+    removal_ids: np.ndarray  # the case of each reference signal set, by position in the watchlist
     by_sha256: dict[str, set[int]]
     watchlist: Watchlist
 
@@ -166,57 +171,98 @@ def _monitored_references(now: datetime):
     return ReferenceSignal.objects.filter(removal__monitor_until__gt=now).exclude(removal__state__in=ENDED_STATES)
 
 
-def _watched(now: datetime, previous: _Watched | None) -> _Watched:
+def _hex_words(texts: list[str], digits: int) -> np.ndarray:
+    """Hex hashes as an (n, digits // 16) uint64 array: all at once, or one by one (hashbits' checks) if
+    any is not plain hex of the right length."""
+    words = digits // 16
+    try:
+        if all(len(text) == digits for text in texts):
+            packed = bytes.fromhex("".join(texts))
+            if len(packed) == len(texts) * digits // 2:
+                return np.frombuffer(packed, dtype=">u8").astype(np.uint64).reshape(-1, words)
+    except ValueError:
+        pass
+    parse = hashbits.phash_from_hex if digits == 16 else hashbits.pdq_from_hex
+    values = [parse(text) for text in texts]
+    return np.array(
+        [[(value >> (64 * i)) & hashbits.MAX64 for i in reversed(range(words))] for value in values], dtype=np.uint64
+    ).reshape(-1, words)
+
+
+def _glance(now: datetime) -> tuple:
+    """Cheap to read (no join over the references): changes whenever a monitored reference may have."""
+    monitored = RemovalRequest.objects.filter(monitor_until__gt=now).exclude(state__in=ENDED_STATES)
+    cases = tuple(monitored.aggregate(n=Count("pk"), total=Sum("pk"), first=Min("pk"), last=Max("pk")).values())
+    return (*cases, ReferenceSignal.objects.aggregate(last=Max("id"))["last"])
+
+
+def _version(now: datetime) -> tuple:
+    """Changes whenever a monitored reference is added. (A deleted one may linger in the index until a
+    rebuild: it only makes a candidate, which ``_add_copies`` judges against the case's current references.)"""
     references = _monitored_references(now)
-    version = tuple(references.aggregate(n=Max("id"), count=Max("removal_id")).values()) + (references.count(),)
-    if previous is not None and previous.version == version:
+    return tuple(references.aggregate(n=Count("id"), total=Sum("id"), first=Min("id"), last=Max("id")).values())
+
+
+def _watched(now: datetime, previous: _Watched | None) -> _Watched:
+    """The monitored references' index: ``previous`` if they are the same. A scan reads the full version
+    only when the glance moved (new references anywhere), which the rows of a busy intake make it do."""
+    glance = _glance(now)
+    if previous is not None and previous.glance == glance:
         return previous
-    removal_ids, phashes, pdqs = [], [], []
-    pictures: dict[int, dict[int, list]] = {}
+    version = _version(now)
+    if previous is not None and previous.version == version:
+        previous.glance = glance
+        return previous
+    base_key = imaging.descriptor_key()
+    expected_key: dict[str, str] = {}
+    removal_ids, phashes, pdqs, with_pdq = [], [], [], []
     by_sha256: dict[str, set[int]] = {}
-    fields = ("removal_id", "image_index", "source", "phash", "pdq", "pdq_quality", "sha256", "variant")
-    for ref in references.only(*fields).order_by("id").iterator():
-        computed = verification.signals_of(ref)  # variants of a picture, where stored, come as more rows
-        removal_ids.append(ref.removal_id)
-        phashes.append(computed.phash)
-        pdqs.append(computed.pdq)
-        pictures.setdefault(ref.removal_id, {}).setdefault(ref.image_index, []).append(
-            imaging.Variant(ref.variant, computed)
-        )
-        if computed.sha256:
-            by_sha256.setdefault(computed.sha256, set()).add(ref.removal_id)
-    signals = {removal_id: list(by_index.values()) for removal_id, by_index in pictures.items()}
+    fields = ("removal_id", "phash", "pdq", "sha256", "variant", "descriptor_key")
+    references = _monitored_references(now).order_by("id").values_list(*fields)
+    for removal_id, phash, pdq, sha256, variant, key in references:
+        if variant not in expected_key:
+            expected_key[variant] = imaging.variant_descriptor(base_key, variant)
+        if key != expected_key[variant]:
+            continue  # as verification.reference_signals: bits made by another descriptor are not compared
+        if pdq:
+            with_pdq.append(len(removal_ids))
+            pdqs.append(pdq)
+        if sha256:
+            by_sha256.setdefault(sha256, set()).add(removal_id)
+        removal_ids.append(removal_id)
+        phashes.append(phash)
     watchlist = Watchlist(
-        phashes=phashes,
-        pdqs=pdqs,
+        phashes=Hashes.of(_hex_words(phashes, 16)),
+        pdqs=Hashes(_hex_words(pdqs, 64), np.array(with_pdq, dtype=np.int64)),
         phash_radius=settings.OPTOUT_PHASH_THRESHOLD,
         pdq_radius=settings.OPTOUT_PDQ_THRESHOLD,
     )
-    return _Watched(version, removal_ids, signals, by_sha256, watchlist)
+    return _Watched(version, glance, np.array(removal_ids, dtype=np.int64), by_sha256, watchlist)
 
 
 def _new_rows(dataset_id: int, mark: MonitorMark, now: datetime, limit: int) -> tuple[list, list]:
-    """The next rows past each mark: imported (by id), hashed by a worker (by hashed_at, id).
+    """The next rows past each mark, each stream read once in key order: imported (by id), hashed by a
+    worker (by hashed_at, id).
 
     Every row past a mark is read, with or without signals, so that the mark moves past rows that have
     none (or whose hashing failed) instead of walking over them again at every scan; ``_signalled``
-    keeps the ones to match."""
+    keeps the ones to match. Inside a transaction on PostgreSQL each stream is a server-side cursor."""
     rows = DatasetRow.objects.filter(dataset_id=dataset_id)
-    imported = list(rows.filter(id__gt=mark.imported_until_id).order_by("id").values_list(*_ROW_FIELDS)[:limit])
+    imported = rows.filter(id__gt=mark.imported_until_id).order_by("id").values_list(*_ROW_FIELDS)[:limit]
     since = mark.hashed_until or _EPOCH
-    hashed = list(
+    hashed = (
         rows.filter(hashed_at__gte=since, hashed_at__lte=now - HASHED_SETTLE)
         .filter(Q(hashed_at__gt=since) | Q(id__gt=mark.hashed_until_id))
         .order_by("hashed_at", "id")
         .values_list(*_ROW_FIELDS)[:limit]
     )
-    return imported, hashed
+    return list(imported.iterator(_FETCH_ROWS)), list(hashed.iterator(_FETCH_ROWS))
 
 
 def _signalled(imported: list, hashed: list) -> list:
     """The rows to match: imported ones with signals from the file (a row a worker hashed is matched on
     the hashed path, once), and hashed ones with a pHash."""
-    from_file = [row for row in imported if row[7] is None and (row[1] is not None or row[6])]
+    from_file = [row for row in imported if row[_HASHED_AT] is None and (row[1] is not None or row[7])]
     return from_file + [row for row in hashed if row[1] is not None]
 
 
@@ -235,17 +281,23 @@ def _skip_to_latest(dataset_id: int, mark: MonitorMark, now: datetime) -> None:
 
 
 def _candidates(watched: _Watched, rows: list) -> dict[int, set[int]]:
-    """Row id -> ids of the monitored cases it may be a copy of."""
-    pairs = watched.watchlist.match(
-        phashes=[row[1] for row in rows],
-        pdqs=[None if row[2] is None else (row[2], row[3], row[4], row[5]) for row in rows],
+    """Row id -> ids of the monitored cases it may be a copy of: near a reference in pHash or PDQ, or with
+    its sha256 (the candidates of ``verification.find_other_copies``). A row's PDQ is looked at only where
+    verification would count it: with a pHash and a known quality (``verification.row_signals``)."""
+    ids = np.array([row[0] for row in rows], dtype=np.int64)
+    phash_known = np.array([row[1] is not None for row in rows], dtype=bool)
+    pdq_known = phash_known & np.array([row[2] is not None and row[6] is not None for row in rows], dtype=bool)
+    phashes = np.array([[row[1] or 0] for row in rows], dtype=np.int64).reshape(-1, 1)
+    pdqs = np.array([[row[w] or 0 for w in range(2, 6)] for row in rows], dtype=np.int64).reshape(-1, 4)
+    row_at, reference_at = watched.watchlist.pairs(
+        phashes=Hashes.of(phashes, phash_known), pdqs=Hashes.of(pdqs, pdq_known)
     )
     found: dict[int, set[int]] = {}
-    for row_at, reference_at in pairs:
-        found.setdefault(rows[row_at][0], set()).add(watched.removal_ids[reference_at])
+    for row_id, removal_id in zip(ids[row_at].tolist(), watched.removal_ids[reference_at].tolist(), strict=True):
+        found.setdefault(row_id, set()).add(removal_id)
     for row in rows:
-        if row[6] and row[6] in watched.by_sha256:
-            found.setdefault(row[0], set()).update(watched.by_sha256[row[6]])
+        if row[7] and row[7] in watched.by_sha256:
+            found.setdefault(row[0], set()).update(watched.by_sha256[row[7]])
     return found
 
 
@@ -272,18 +324,19 @@ def scan_dataset(dataset_id: int, *, chunk_rows: int = SCAN_CHUNK_ROWS, watched:
         rows = _signalled(imported, hashed)
         result.rows = len(rows)
         result.done = len(imported) < chunk_rows and len(hashed) < chunk_rows
-        if rows and watched.removal_ids:
-            _add_copies(dataset_id, watched, _candidates(watched, rows), result)
+        if rows and len(watched.removal_ids):
+            _add_copies(dataset_id, _candidates(watched, rows), result)
         if imported:
             mark.imported_until_id = imported[-1][0]
         if hashed:
-            mark.hashed_until, mark.hashed_until_id = hashed[-1][7], hashed[-1][0]
+            mark.hashed_until, mark.hashed_until_id = hashed[-1][_HASHED_AT], hashed[-1][0]
         mark.updated_at = now
         mark.save()
     return result
 
 
-def _add_copies(dataset_id: int, watched: _Watched, candidates: dict[int, set[int]], result: ScanResult) -> None:
+def _add_copies(dataset_id: int, candidates: dict[int, set[int]], result: ScanResult) -> None:
+    """Verification's rule on the few candidates, against each case's references as verification reads them."""
     if not candidates:
         return
     removals = {
@@ -292,13 +345,18 @@ def _add_copies(dataset_id: int, watched: _Watched, candidates: dict[int, set[in
             pk__in={pk for ids in candidates.values() for pk in ids}
         ).select_for_update()
     }
+    references: dict[int, list] = {}
     added: dict[int, int] = {}
     for row in DatasetRow.objects.filter(dataset_id=dataset_id, pk__in=list(candidates)).order_by("id"):
         for removal_id in sorted(candidates[row.pk]):
             removal = removals.get(removal_id)
             if removal is None or removal.state in ENDED_STATES:
                 continue
-            verdict = verification.found_copy_verdict(watched.signals[removal_id], row)
+            if removal_id not in references:
+                references[removal_id] = verification.reference_signals(removal)
+            if not references[removal_id]:
+                continue
+            verdict = verification.found_copy_verdict(references[removal_id], row)
             if verdict is None:
                 continue
             state, evidence = verdict
