@@ -1,7 +1,7 @@
 """Benchmark of the builder client: ``pull`` + load of a release, ``filter`` against it, near-duplicate lookups.
 
     .venv/bin/python bench/client_filter.py [--rows 10000000] [--entries 1000000] [--reference-rows 1000000]
-        [--shards 8] [--near-rows 20000] [--near-entries 1000000]
+        [--shards 8]
 
 Needs no database: it writes a release (gzip JSON Lines and Parquet snapshots, manifest and
 minisign signature, as ``optout.blocklist.releases`` lays them out) into a
@@ -13,10 +13,9 @@ and prints, in the same run:
 
 - the fast path (``batch.Rules``, one process) in rows/s, beside the per-row
   reference path (``batch.reference_keep``, on the first ``--reference-rows``);
-- the same rows cut into ``--shards`` Parquet shards, with ``--jobs 1`` and ``--jobs 2``;
-- near-duplicate lookups (``nearby``) of random pHashes at distance 8 and PDQ
-  hashes at distance 31 against ``--near-entries`` blocked ones, beside a
-  linear scan of the same queries.
+- the same rows cut into ``--shards`` Parquet shards, with ``--jobs 1`` and ``--jobs 2``.
+
+Near-duplicate lookups have their own bench, ``bench/client_nearby.py``.
 """
 
 import argparse
@@ -24,6 +23,7 @@ import functools
 import gzip
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from optout.blocklist import signing  # noqa: E402  (pure: no Django)
-from optout.client import batch, cli, nearby, state  # noqa: E402
+from optout.client import batch, cli, state  # noqa: E402
 from optout.client.filter import Job, filter_file, filter_many  # noqa: E402
 from optout.client.manifest import iso, trusted_comment  # noqa: E402
 
@@ -117,10 +117,9 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--reference-rows", type=int, default=1_000_000)
     parser.add_argument("--shards", type=int, default=8)
-    parser.add_argument("--near-rows", type=int, default=20_000)
-    parser.add_argument("--near-entries", type=int, default=1_000_000)
     args = parser.parse_args()
     rng = np.random.default_rng(7)
+    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, {os.cpu_count()} CPUs")
 
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
@@ -171,12 +170,15 @@ def main() -> None:
         print(f"pull + load: {pull_seconds + load_seconds + rules_seconds:.2f} s (target 3 s at 1M entries)")
 
         columns = batch.Columns(sha256="sha256")
+        cpu = time.process_time()
         counts, seconds = _timed(lambda: filter_file(rules, root / "in.parquet", root / "out.parquet", columns=columns))
+        cpu = time.process_time() - cpu
         expected = args.rows - len(by_url) - len(by_sha)
         assert counts.kept == expected, (counts.summary(), expected)
         fast = args.rows / seconds
         print(
-            f"filter (fast path, 1 process), {args.rows:,} Parquet rows against {len(entries):,} entries: {seconds:.2f} s, {fast:,.0f} rows/s"
+            f"filter (fast path, 1 process), {args.rows:,} Parquet rows against {len(entries):,} entries: "
+            f"{seconds:.2f} s, {fast:,.0f} rows/s ({args.rows / cpu:,.0f} rows per CPU second of this process)"
         )
 
         sample = pq.ParquetFile(root / "in.parquet").iter_batches(batch_size=min(args.reference_rows, args.rows))
@@ -224,23 +226,7 @@ def main() -> None:
             )
         print(f"--jobs 2 / --jobs 1: {timings[1] / timings[2]:.2f}x (target 1.7x)")
 
-        for name, bits, radius, make in (
-            ("pHash", 64, 8, lambda h: nearby.PHashIndex(h[:, 0], 8)),
-            ("PDQ", 256, 31, lambda h: nearby.PDQIndex(h, 31)),
-        ):
-            words = bits // 64
-            blocked = rng.integers(0, 2**64 - 1, size=(args.near_entries, words), dtype=np.uint64, endpoint=True)
-            queries = rng.integers(0, 2**64 - 1, size=(args.near_rows, words), dtype=np.uint64, endpoint=True)
-            queries[::10] = blocked[: len(queries[::10])] ^ np.uint64(0b111)  # some true neighbours
-            index, build = _timed(lambda: make(blocked))  # noqa: B023
-            found, seconds = _timed(lambda: index.near(queries[:, 0] if words == 1 else queries))  # noqa: B023
-            linear_rows = min(len(queries), 500)
-            expected_near, linear = _timed(lambda: nearby.linear_near(blocked, queries[:linear_rows], radius))  # noqa: B023
-            assert found[:linear_rows].tolist() == expected_near.tolist()
-            print(
-                f"near-duplicates, {name} at distance {radius}, {len(queries):,} rows against {args.near_entries:,}: "
-                f"{len(queries) / seconds:,.0f} rows/s (index built in {build:.1f} s); linear scan {linear_rows / linear:,.0f} rows/s"
-            )
+        print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":
