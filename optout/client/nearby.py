@@ -156,7 +156,8 @@ class _Index:
         flag = np.empty(rows, dtype=bool)
         word = np.empty(rows, dtype=np.uint64)
         bits = np.empty(rows, dtype=np.uint8)
-        partial = np.empty(rows, dtype=np.uint8)
+        closest = np.empty(rows, dtype=np.uint8)
+        other = np.empty(rows, dtype=np.uint8)
         for table in self.tables:
             chunk = _chunk(queries, table.start, table.width)
             order = np.argsort(chunk)
@@ -164,30 +165,35 @@ class _Index:
             ordered = queries[order]
             query_words = [np.ascontiguousarray(ordered[:, w]) for w in table.first_words]
             near = np.zeros(rows, dtype=bool)
-            passed = []  # (rows, blocked hashes) that passed the first words
+            passed = []  # (rows, probes) where a layer's hash passed the first words
             for mask in table.masks:
                 np.bitwise_xor(chunk, mask, out=probe)
-                for head, head_words in table.layers:
+                for layer, (_, head_words) in enumerate(table.layers):
+                    distance = closest if layer == 0 else other  # over the first words: at most 128, a byte
                     # mode="clip": a probe is always inside the table, and the default mode buffers the output.
                     for number, (head_word, query_word) in enumerate(zip(head_words, query_words, strict=True)):
                         np.take(head_word, probe, out=word, mode="clip")
                         np.bitwise_xor(word, query_word, out=word)
-                        np.bitwise_count(word, out=partial if number == 0 else bits)
+                        np.bitwise_count(word, out=distance if number == 0 else bits)
                         if number:
-                            np.add(partial, bits, out=partial)  # at most 128: no overflow
-                    np.less_equal(partial, self.radius, out=flag)
-                    if flag.any():
-                        at = np.flatnonzero(flag)
-                        passed.append((at, head[probe[at]]))
+                            np.add(distance, bits, out=distance)
+                    if layer:
+                        np.minimum(closest, other, out=closest)
+                np.less_equal(closest, self.radius, out=flag)
+                if flag.any():
+                    at = np.flatnonzero(flag)
+                    passed.append((at, probe[at]))
                 np.take(table.has_extra, probe, out=flag, mode="clip")
                 if flag.any():
-                    self._near_extra(table, ordered, near, probe[np.flatnonzero(flag)], np.flatnonzero(flag))
+                    at = np.flatnonzero(flag)
+                    self._near_extra(table, ordered, near, probe[at], at)
             if passed:
-                who, blocked = (np.concatenate(parts) for parts in zip(*passed, strict=True))
+                who, probes = (np.concatenate(parts) for parts in zip(*passed, strict=True))
                 if self.words == len(table.first_words):  # the first words were the whole hash
                     near[who] = True
                 else:
-                    near[who[self._within(self.hashes[blocked], ordered[who])]] = True
+                    for head, _ in table.layers:
+                        near[who[self._within(self.hashes[head[probes]], ordered[who])]] = True
             found[order[near]] = True
         return found
 
