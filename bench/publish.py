@@ -55,9 +55,11 @@ def fill(entries: int, rows: int, hosts: int) -> None:
         cursor.execute(
             """
             INSERT INTO optout_datasetrow (dataset_id, url, url_sha256, sha256, hash_attempts, fetch_error)
-            SELECT %s, u, encode(sha256(convert_to(u, 'UTF8')), 'hex'), '', 0, ''
-            FROM (SELECT 'https://h' || (i::bigint * 7919 %% %s) || '.example/p/' || md5(i::text) || '.jpg' AS u
-                  FROM generate_series(1, %s) AS i) s
+            SELECT %s, u, k, '', 0, ''
+            FROM (SELECT u, encode(sha256(convert_to(u, 'UTF8')), 'hex') AS k
+                  FROM (SELECT 'https://h' || (i::bigint * 7919 %% %s) || '.example/p/' || md5(i::text) || '.jpg' AS u
+                        FROM generate_series(1, %s) AS i) s) h
+            ORDER BY k  -- in index order: the key indexes grow at their right edge instead of everywhere
             """,
             [dataset.pk, hosts, rows],
         )
@@ -81,6 +83,25 @@ def fill(entries: int, rows: int, hosts: int) -> None:
             "SELECT id, 'bench:' || id, now() FROM optout_blocklistentry"
         )
         cursor.execute("ANALYZE")
+
+
+def reset() -> None:
+    """Back to the blocklist ``fill`` made, unpublished: the next k runs on the same entries and rows."""
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE optout_publicdecoy, optout_release, optout_feedaccess CASCADE")
+        cursor.execute("SELECT min(created_at) FROM optout_blocklistentry")
+        (filled,) = cursor.fetchone()
+        cursor.execute("DELETE FROM optout_blocklisthold h USING optout_blocklistentry e "
+                       "WHERE e.id = h.entry_id AND e.created_at > %s", [filled])  # fmt: skip
+        cursor.execute("DELETE FROM optout_blocklistentry WHERE created_at > %s", [filled])
+        cursor.execute(
+            "INSERT INTO optout_blocklisthold (entry_id, holder, created_at) SELECT id, 'bench:' || id, now() "
+            "FROM optout_blocklistentry e WHERE NOT EXISTS (SELECT 1 FROM optout_blocklisthold h WHERE h.entry_id = e.id)"
+        )
+        cursor.execute("UPDATE optout_blocklistentry SET blocked = TRUE, published = FALSE, dirty = TRUE, "
+                       "decoys_drawn = FALSE")  # fmt: skip
+        cursor.execute("VACUUM ANALYZE optout_blocklistentry")
+        cursor.execute("VACUUM ANALYZE optout_blocklisthold")
 
 
 def free_rows(count: int) -> list[str]:
@@ -127,8 +148,11 @@ def _delta_bytes(release, tier: str) -> int:
 def run(k: int, args) -> dict:
     settings.OPTOUT_PUBLIC_DECOYS = k
     started = time.perf_counter()
-    if not args.keep:
+    if args.keep:
+        reset()
+    else:
         fill(args.entries, args.rows, args.hosts)
+        args.keep = True  # the next k runs on the same blocklist
     print(f"k = {k}: filled {args.entries:,} entries over {args.rows:,} rows in {time.perf_counter() - started:.0f} s")
     key = signing.generate()
     times = {}
@@ -156,7 +180,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=None, help="dataset rows (default: entries x (largest k + 2) x 2)")
     parser.add_argument("--hosts", type=int, default=4_999, help="hosts (a prime: every host gets entries)")
     parser.add_argument("--decoys", default="0,9", help="comma-separated values of k to run, in order")
-    parser.add_argument("--keep", action="store_true", help="reuse the unpublished blocklist an interrupted run filled")
+    parser.add_argument("--keep", action="store_true", help="reuse the blocklist an earlier run filled")
+    parser.add_argument("--fill-only", action="store_true", help="fill the blocklist and stop (then run with --keep)")
     args = parser.parse_args()
     ks = [int(value) for value in args.decoys.split(",")]
     args.rows = args.rows or args.entries * (max(ks) + 2) * 2
@@ -164,6 +189,11 @@ def main() -> None:
     if connection.vendor != "postgresql" or "bench" not in str(database):
         sys.exit(f"refusing to run on {connection.vendor} database {database!r}: it empties the blocklist")
     call_command("migrate", verbosity=0)
+    if args.fill_only:
+        started = time.perf_counter()
+        fill(args.entries, args.rows, args.hosts)
+        print(f"filled {args.entries:,} entries over {args.rows:,} rows in {time.perf_counter() - started:.0f} s")
+        return
     results = {k: run(k, args) for k in ks}
     if len(results) > 1:
         base, *others = results

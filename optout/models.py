@@ -253,8 +253,13 @@ class PublicDecoy(models.Model):
     null). Never redrawn, so releases never reshuffle them; they come and go with their entry.
     """
 
-    entry = models.ForeignKey(BlocklistEntry, on_delete=models.CASCADE, related_name="decoys")
-    dataset = models.ForeignKey(Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # No foreign key constraints in the database: a release draws k rows per entry (9 million at a million
+    # entries) and their deferred checks at commit took longer than drawing them. Entries are never deleted,
+    # and Django's collector still cascades (entry) and nulls (dataset) deletions made through the ORM.
+    entry = models.ForeignKey(BlocklistEntry, on_delete=models.CASCADE, related_name="decoys", db_constraint=False)
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
     url_sha256 = HexField(max_length=64, db_index=True)
 
     class Meta:

@@ -270,6 +270,7 @@ class _Build:
     deltas: dict = field(default_factory=dict)
     snapshots: dict = field(default_factory=dict)
     files: dict = field(default_factory=lambda: {tier: {} for tier in TIERS})
+    decoys: dict | None = None  # the public manifest's decoy summary
 
     def store(self, tier: str, name: str, written: artifacts.Written) -> dict:
         _save(self.storage, storage_path(tier, name), File(written.file, name=name))
@@ -291,8 +292,11 @@ def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signin
     )
     decoys.draw_decoys()
     for tier in TIERS:
-        _write_delta(build, tier)
-        _write_snapshot(build, tier)
+        if previous is None:
+            _write_snapshot(build, tier, as_delta=True)
+        else:
+            _write_delta(build, tier)
+            _write_snapshot(build, tier)
     # The new state is now the published one; decoy counts below are of this release.
     BlocklistEntry.objects.filter(dirty=True, blocked=True).update(dirty=False, published=True, decoys_drawn=True)
     BlocklistEntry.objects.filter(dirty=True, blocked=False).update(dirty=False, published=False)
@@ -307,6 +311,7 @@ def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signin
         files[name] = {"sha256": manifest_sha256, "bytes": len(body)}
         files[name + ".minisig"] = {"sha256": hashlib.sha256(signature).hexdigest(), "bytes": len(signature)}
         tiers[tier] = {"manifest_sha256": manifest_sha256, "files": files, **build.snapshots[tier]}
+    tiers[PUBLIC]["decoys"] = build.decoys
 
     exact = build.snapshots[PARTNER]  # the release row counts real entries: the partner tier is exact
     release = Release.objects.create(
@@ -345,11 +350,12 @@ def _write_delta(build: _Build, tier: str) -> None:
     }
 
 
-def _write_snapshot(build: _Build, tier: str) -> None:
-    """The whole state as gzip JSON Lines and Parquet, with its state hash; the previous files when nothing changed."""
+def _write_snapshot(build: _Build, tier: str, *, as_delta: bool = False) -> None:
+    """The whole state as gzip JSON Lines and Parquet, with its state hash; the previous files when nothing changed.
+    ``as_delta``: the first release, whose delta (from nothing) is the same lines as its snapshot."""
     before = build.previous.tiers.get(tier, {}) if build.previous else {}
-    delta = build.deltas[tier]
-    if delta["added"] == delta["removed"] == 0 and "snapshot_parquet" in before:
+    delta = build.deltas.get(tier)
+    if delta and delta["added"] == delta["removed"] == 0 and "snapshot_parquet" in before:
         build.snapshots[tier] = {key: before[key] for key in ("snapshot", "snapshot_parquet", "state_sha256")}
         return
     partner = tier == PARTNER
@@ -361,8 +367,13 @@ def _write_snapshot(build: _Build, tier: str) -> None:
         state.write(batch)
     name = snapshot_name(build.version)
     parquet = name.replace(".jsonl.gz", ".parquet")
+    written = lines.finish()
+    if as_delta:
+        described = build.store(tier, delta_name(build.version), written)
+        build.deltas[tier] = {"from": 0, **described, "added": lines.added, "removed": 0}
+        written.file.seek(0)
     build.snapshots[tier] = {
-        "snapshot": {**build.store(tier, name, lines.finish()), "entries": state.entries},
+        "snapshot": {**build.store(tier, name, written), "entries": state.entries},
         "snapshot_parquet": {**build.store(tier, parquet, table.finish()), "entries": state.entries},
         "state_sha256": state.hexdigest(),
     }
@@ -391,7 +402,7 @@ def _tier_manifest(
         "key_id": signing_key.public_key.key_id_hex,
     }
     if tier == PUBLIC:
-        manifest["decoys"] = _decoy_summary()
+        manifest["decoys"] = build.decoys = _decoy_summary(build)
     if upcoming is not None:
         manifest["next_key"] = {"key_id": upcoming.key_id_hex, "public_key": upcoming.to_base64()}
     body = canonical_json(manifest)
@@ -399,8 +410,13 @@ def _tier_manifest(
     return body, signature
 
 
-def _decoy_summary() -> dict:
-    """What the public tier's decoys cost builders, per dataset (see ``decoys``)."""
+def _decoy_summary(build: _Build) -> dict:
+    """What the public tier's decoys cost builders, per dataset (see ``decoys``); the previous release's when the
+    public tier did not change (counting them reads every decoy and every dataset row)."""
+    delta = build.deltas[PUBLIC]
+    before = build.previous.tiers[PUBLIC].get("decoys") if build.previous else None
+    if before is not None and delta["added"] == delta["removed"] == 0:
+        return before
     return {
         "per_key": settings.OPTOUT_PUBLIC_DECOYS,
         "datasets": [
