@@ -276,6 +276,12 @@ def test_real_keys_are_at_most_one_in_k_plus_one_of_the_whole_history(dataset, p
     holds.hold(holder="item:again", url_sha256=url_sha256("https://big.example.com/photos/00005.jpg"))
     publish()
     version += 1
+    for number in range(1, version + 1):  # no release carries a real entry without its whole group
+        public = set(keys(feed_files, "public", manifest(feed_files, "public", number)["snapshot"]["path"]))
+        published = keys(feed_files, "partner", manifest(feed_files, "partner", number)["snapshot"]["path"])
+        assert published
+        for key in published:
+            assert len(group(key)) >= K + 1 and set(group(key)) <= public
     listed = set(DatasetRow.objects.values_list("url_sha256", flat=True))
     candidates = public_history(feed_files, version) & listed
     assert decoy_of_first in rows and real <= candidates
