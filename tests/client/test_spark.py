@@ -37,18 +37,27 @@ def spark():
         pytest.skip("needs java and pyspark")
     from pyspark.sql import SparkSession
 
-    # The Python workers are new processes: they must find this checkout and use this interpreter.
+    # The Python workers are new processes: they must find this checkout and use this interpreter. The JVM
+    # takes the environment when it starts; later tests' subprocesses get the one they had.
+    saved = {name: os.environ.get(name) for name in ("PYSPARK_PYTHON", "PYTHONPATH")}
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("optout-client-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.files.openCostInBytes", "1")  # one partition per small shard, so both workers get some
-        .config("spark.driver.extraJavaOptions", "-XX:+UseSerialGC -Xss4m")
-        .getOrCreate()
-    )
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), saved["PYTHONPATH"]]))
+    try:
+        session = (
+            SparkSession.builder.master("local[2]")
+            .appName("optout-client-tests")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.sql.files.openCostInBytes", "1")  # one partition per small shard: both workers get some
+            .config("spark.driver.extraJavaOptions", "-XX:+UseSerialGC -Xss4m")
+            .getOrCreate()
+        )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
