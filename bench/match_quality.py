@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from optout.imaging import hashes, variants  # noqa: E402
+from optout.imaging import candidates, hashes, variants  # noqa: E402
 from optout.imaging.compare import best_match, compare  # noqa: E402
 from optout.imaging.hashbits import hamming  # noqa: E402
 
@@ -292,7 +292,7 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=100)
     parser.add_argument("--only", default="")
     parser.add_argument("--no-timing", action="store_true")
-    parser.add_argument("--cache", default="", help="keep the corpus's signals in this file and reuse them")
+    parser.add_argument("--cache", default="", help="keep the copies' signals in this file and reuse them")
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -306,33 +306,33 @@ def main() -> None:
 
 
 def _corpus(args):
-    if args.cache and Path(args.cache).is_file():
-        with open(args.cache, "rb") as file:
-            return pickle.load(file)
     photos = {name: _sample(name) for name in PHOTOS[: args.photos]}
     references = {name: variants.reference_variants(_decode(_jpeg(image, 92))) for name, image in photos.items()}
+    faces = _faces(args.faces)
+    face_refs = [
+        (f"face{number}", variants.reference_variants(_decode(_jpeg(face, 92)))) for number, face in enumerate(faces)
+    ]
+    if args.cache and Path(args.cache).is_file():  # the copies' signals only: references are always computed afresh
+        with open(args.cache, "rb") as file:
+            return references, pickle.load(file), face_refs
     copies = []  # (source, class, label, candidate variants, row variant)
     for name, image in photos.items():
         for klass, label, edit in edits():
             if args.only and klass != args.only:
                 continue
             decoded = _decode(edit(image))
-            cands = variants.candidate_variants(decoded)
+            cands = candidates.candidate_variants(decoded)
             copies.append((name, klass, label, cands, cands[0]))
     for name in NEGATIVE_ONLY:
         decoded = _decode(_jpeg(_sample(name)))
-        cands = variants.candidate_variants(decoded)
+        cands = candidates.candidate_variants(decoded)
         copies.append((name, "negative", "unedited", cands, cands[0]))
-    faces = _faces(args.faces)
-    face_refs = []
     for number, face in enumerate(faces):
-        decoded = _decode(_jpeg(face, 92))
-        face_refs.append((f"face{number}", variants.reference_variants(decoded)))
-        cands = variants.candidate_variants(_decode(_jpeg(ImageOps.mirror(face))))
+        cands = candidates.candidate_variants(_decode(_jpeg(ImageOps.mirror(face))))
         copies.append((f"face{number}", "face", "mirrored", cands, cands[0]))
     if args.cache:
         with open(args.cache, "wb") as file:
-            pickle.dump((references, copies, face_refs), file)
+            pickle.dump(copies, file)
     return references, copies, face_refs
 
 
@@ -397,13 +397,13 @@ def _timing() -> None:
             f"(plain signals {plain * 1000:.0f} ms)"
         )
     data = _jpeg(big, 90)
-    best = min(_clock(lambda: variants.candidate_variants(_decode(data))) for _ in range(3))
+    best = min(_clock(lambda: candidates.candidate_variants(_decode(data))) for _ in range(3))
     print(f"12 MP JPEG fetched: all candidate variants {best * 1000:.0f} ms")
     # A request at its limits: 5 reference pictures, 20 named URLs each fetched as a 12 MP JPEG.
     pictures = [variants.reference_variants(_decode(_jpeg(_sample(name), 92))) for name in PHOTOS[:5]]
     started = time.perf_counter()
     for _ in range(20):
-        cands = variants.candidate_variants(_decode(data))
+        cands = candidates.candidate_variants(_decode(data))
         best_match(pictures, cands, phash_threshold=PHASH, pdq_threshold=PDQ, pdq_review=REVIEW)
     print(
         f"verification work of a request with 5 pictures and 20 named 12 MP URLs (fetching aside): "

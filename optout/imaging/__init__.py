@@ -4,11 +4,12 @@ outside this package.
 It owns decoding hostile input (``decode``: the format allow-list, byte and pixel caps, EXIF orientation),
 the pHash and PDQ kernels (``kernels``) and the descriptor naming their parameters (``descriptor``), the
 ``ImageSignals`` of one picture (``hashes``), the versioned variants of a picture (``variants``: dihedral
-turns and crops of a reference, trimmed, cut and turned-back candidates), comparison and the strength of evidence (``compare``), and the
+turns and crops of a reference; ``candidates``: trimmed, cut and turned-back candidates), comparison and the strength of evidence (``compare``), and the
 bit-level forms of hashes (``hashbits``). The names below are its public surface; callers write
 ``imaging.compute_signals(...)``.
 """
 
+from optout.imaging.candidates import candidate_variants
 from optout.imaging.compare import (
     Comparison,
     best_comparison,
@@ -35,7 +36,6 @@ from optout.imaging.variants import (
     REFERENCE_VARIANTS,
     VARIANT_SET,
     Variant,
-    candidate_variants,
     describe,
     is_comparable,
     reference_variants,

@@ -123,7 +123,7 @@ def best_match(
 
     ``pictures`` holds each reference picture's variants (its own signals and those of
     ``variants.reference_variants``); ``candidates`` the candidate's (a dataset row's one signal set, or
-    ``variants.candidate_variants`` of a fetched picture). Every candidate variant is compared with every
+    ``candidates.candidate_variants`` of a fetched picture). Every candidate variant is compared with every
     variant of each picture, each pair as two pictures are (``compare``: "strong" needs both families to
     agree on the same pair). The best comparison over the pictures, unless one of them is inconsistent
     with the candidate: then that one, so the conflict is flagged and the candidate is not counted as a

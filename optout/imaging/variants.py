@@ -6,6 +6,8 @@ decoded reference picture, on the server and in ``static/js/signals.js`` alike:
 - the 8 dihedral transforms: the picture itself, mirrored, flipped, turned a quarter either way or
   half-way round, and the two diagonal reflections. Each permutes the 32x32 pHash image and the 64x64
   PDQ buffer of the picture (as PDQ's ``dihedral`` does on its DCT), so they cost two DCTs each;
+- pads (``PADS``): the grid inside a plain white or black border, or with a bar along its top or
+  bottom, so that a framed or captioned copy in the index is found by its one signal set;
 - a grid of crops (``CROPS``): each cuts a share of the *variant grid* and hashes it afresh, both hashes'
   geometry applied to the cut pixels (scale 1). A copy cropped by a reposting site lies inside the
   reference, so one of these lands close to it.
@@ -22,16 +24,12 @@ Every variant is computed from the reduced, upright luma the plain signals come 
 given the same luma, computes the same bits. A coarse grid of large crops (each at least 70% of a side)
 reveals no more of the picture than its own hashes do: pHash and PDQ keep a few low frequencies of each.
 
-Candidate side (``candidate_variants``, server only): a fetched picture, whose bytes the server holds
-while it verifies, is also tried with near-uniform borders trimmed (frames, padding, screenshot
-chrome, caption bars), with strips cut from the top or bottom (captions and watermark bars on busy
-pictures), and turned back by small angles. Dataset rows keep one signal set each.
+The candidate side (a fetched picture, expanded on the server only) is ``candidates``.
 """
 
 from dataclasses import dataclass, replace
 
 import numpy as np
-from PIL import Image
 
 from optout.imaging.hashbits import BadHash
 from optout.imaging.hashes import Decoded, ImageSignals, grids_of, signals_from_grids
@@ -39,7 +37,7 @@ from optout.imaging.kernels import jarosz_kernel, lanczos_kernel, resample
 
 # Bump when a change here changes which variants exist or how one is computed; it is part of every
 # stored reference variant's descriptor (``variant_descriptor``).
-VARIANT_SET = 2
+VARIANT_SET = 3
 IDENTITY = ""
 GRID_SIDE = 256  # the variant grid's side: every crop is cut from it
 
@@ -71,7 +69,46 @@ CROPS = tuple(
     for fy in places
     for fx in places
 )
-REFERENCE_VARIANTS = (IDENTITY, *DIHEDRAL, *(name for name, *_ in CROPS))
+# Pads: the picture inside a border, or with a bar along one edge, in plain white or black (name, share of
+# the picture's height added on top and at the bottom, of its width on the left and on the right, grey).
+# A dataset row keeps its own signals only, so a framed or captioned copy in the index is found through
+# these. The shares are those of the variant grid's sides; the bar's text is left out, as its pixels are
+# few. bench/match_quality.py measures what each buys (discovery of the border and caption classes).
+PADS = tuple(
+    (f"bordered{round(share * 100)}-{colour}", share, share, share, share, grey)
+    for share in (0.06, 0.12, 0.18)
+    for colour, grey in (("white", 255.0), ("black", 0.0))
+) + tuple(
+    (
+        f"bar-{where}{round(share * 100)}-{colour}",
+        share if where == "top" else 0.0,
+        share if where == "bottom" else 0.0,
+        0.0,
+        0.0,
+        grey,
+    )
+    for where in ("top", "bottom")
+    for share in (0.1, 0.2)
+    for colour, grey in (("white", 255.0), ("black", 0.0))
+)
+# Small turns: the picture turned by a few degrees either way, on a canvas of its own size with black
+# corners, or on the larger canvas that holds all of it with white corners (as image editors do), so
+# that a turned copy in the index is found. (name, cosine, sine, expanded, grey of the corners). The
+# cosines and sines are written out: the browser's Math.sin need not round as libm's does.
+_TURN_ANGLES = ((-4, 0.9975640502598242, -0.0697564737441253), (-2, 0.9993908270190958, -0.03489949670250097))
+_TURN_ANGLES += tuple((-degrees, cos, -sin) for degrees, cos, sin in reversed(_TURN_ANGLES))
+TURNS = tuple(
+    (f"turned{degrees:+d}-{'expanded' if expanded else 'corners'}", cos, sin, expanded, 255.0 if expanded else 0.0)
+    for expanded in (False, True)
+    for degrees, cos, sin in _TURN_ANGLES
+)
+REFERENCE_VARIANTS = (
+    IDENTITY,
+    *DIHEDRAL,
+    *(name for name, *_ in CROPS),
+    *(name for name, *_ in PADS),
+    *(name for name, *_ in TURNS),
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +127,9 @@ def variant_descriptor(base_key: str, name: str, variant_set: int = VARIANT_SET)
 # two hashes at a higher resolution (the two agree within a few bits, as two decodes of one file do), and
 # its dihedral turns are computed exactly as ours. So a reference stored under set 1 is compared name for
 # name; a name a set does not define, or a set not listed here, is never compared.
-COMPARABLE_SETS = {1: frozenset(REFERENCE_VARIANTS[1:])}
+# Set 2 is set 1 cut from the variant grid; set 3 added the pads.
+_SET_1_NAMES = frozenset((*DIHEDRAL, *(name for name, *_ in CROPS)))
+COMPARABLE_SETS = {1: _SET_1_NAMES, 2: _SET_1_NAMES}
 
 
 def is_comparable(descriptor: str, base_key: str, name: str) -> bool:
@@ -159,7 +198,53 @@ def reference_variants(decoded: Decoded) -> list[Variant]:
     for name, keep, fx, fy in CROPS:
         top, left, height, width = crop_box(GRID_SIDE, GRID_SIDE, keep, fx, fy)
         variants.append(Variant(name, signals_of_luma(grid[top : top + height, left : left + width])))
+    for name, *shares, grey in PADS:
+        variants.append(Variant(name, signals_of_luma(padded(grid, *shares, grey))))
+    for name, cos, sin, expanded, grey in TURNS:
+        variants.append(
+            Variant(name, signals_of_luma(turned(grid, decoded.width, decoded.height, cos, sin, expanded, grey)))
+        )
     return variants
+
+
+def turned(
+    grid: np.ndarray, width: int, height: int, cos: float, sin: float, expanded: bool, grey: float
+) -> np.ndarray:
+    """The grid of a width x height picture turned counter-clockwise (sine > 0) as the picture itself turns.
+
+    The grid squashes the picture to a square, so each output pixel is taken back to the picture's own
+    proportions, turned there, and sampled bilinearly from the grid; what falls outside is ``grey``.
+    Every step is a float64 operation in the same order as ``static/js/variants.js``.
+    """
+    side = grid.shape[0]
+    half = side / 2
+    out_width, out_height = float(width), float(height)
+    if expanded:
+        out_width, out_height = width * cos + height * abs(sin), width * abs(sin) + height * cos
+    centres = np.arange(side, dtype=np.float64) + 0.5 - half
+    x = centres[None, :] * (out_width / side)
+    y = centres[:, None] * (out_height / side)
+    xs = (cos * x - sin * y) * (side / width) + (half - 0.5)
+    ys = (sin * x + cos * y) * (side / height) + (half - 0.5)
+    x0, y0 = np.floor(xs), np.floor(ys)
+    fx, fy = xs - x0, ys - y0
+    inside = (x0 >= 0) & (y0 >= 0) & (x0 < side - 1) & (y0 < side - 1)
+    left = np.where(inside, x0, 0).astype(np.intp)
+    top = np.where(inside, y0, 0).astype(np.intp)
+    source = grid.astype(np.float64)
+    upper = source[top, left] * (1 - fx) + source[top, left + 1] * fx
+    lower = source[top + 1, left] * (1 - fx) + source[top + 1, left + 1] * fx
+    return np.where(inside, upper * (1 - fy) + lower * fy, grey).astype(np.float32)
+
+
+def padded(grid: np.ndarray, top: float, bottom: float, left: float, right: float, grey: float) -> np.ndarray:
+    """The grid on a plain canvas of one grey, each side's margin a share of the grid's side (rounded as JS)."""
+    side = grid.shape[0]
+    above, below = int(side * top + 0.5), int(side * bottom + 0.5)
+    before, after = int(side * left + 0.5), int(side * right + 0.5)
+    canvas = np.full((above + side + below, before + side + after), grey, dtype=np.float32)
+    canvas[above : above + side, before : before + side] = grid
+    return canvas
 
 
 _DIHEDRAL_WORDS = {
@@ -180,10 +265,19 @@ def describe(reference_variant: str, candidate_variant: str) -> str:
         parts.append(f"matches your picture {_DIHEDRAL_WORDS[reference_variant]}")
     elif reference_variant.startswith("crop"):
         parts.append(f"matches a crop of your picture (about {reference_variant[4:6]}% of each side)")
+    elif reference_variant.startswith("turned") and reference_variant[6] in "+-":
+        parts.append(f"matches your picture turned by {reference_variant[6:].split('-', 1)[0]} degrees")
+    elif reference_variant.startswith("bordered"):
+        parts.append("matches your picture inside a border or frame")
+    elif reference_variant.startswith("bar-"):
+        where = "top" if reference_variant.startswith("bar-top") else "bottom"
+        parts.append(f"matches your picture with a bar added at its {where} (a caption)")
     elif reference_variant:
         parts.append(f"matches your picture as variant {reference_variant!r}")
     for step in filter(None, candidate_variant.split("/")):
-        if step in ("trimmed", "framed"):
+        if step == "layered":
+            parts.append("the link's picture with the bars and margins around it cut away (as in a screenshot)")
+        elif step in ("trimmed", "framed"):
             parts.append("the link's picture with its frame or borders trimmed")
         elif step.startswith("cut-"):
             where = step.split("-")[1]
@@ -244,123 +338,3 @@ def variants_from_dict(data) -> list[Variant]:
             raise BadHash(f"variants.{name}: {exc}") from None
         out.append(Variant(name, replace(parsed, sha256=None)))
     return out
-
-
-# --- The candidate side ---------------------------------------------------------------
-
-# A border row or column is "near-uniform" when this share of its pixels lie within BORDER_TOLERANCE
-# grey levels of its own median: a frame, padding, or a bar that carries a little text or a few icons
-# (a caption, a screenshot's browser or phone chrome). Judged line by line, so bars of different colours
-# one after the other (chrome, then page margin) are trimmed in one pass.
-BORDER_SHARE = 0.6
-BORDER_TOLERANCE = 12
-FRAME_SHARE = 0.8  # a plain frame: this share of a line within BORDER_TOLERANCE of the edge's colour
-BORDER_GAP = 0.03  # share of a side: a run of busy lines this long ends the border
-MAX_TRIM = 0.35  # never trim more than this share of a side: the rest would not be the picture
-STRIP_CUTS = (0.08, 0.14, 0.2)
-# The reference crops that leave out one corner region, tried on the candidate too: a logo or a text
-# watermark in a corner then falls outside the box, and the same box of both pictures compares.
-CORNER_CROPS = tuple(
-    crop for crop in CROPS if crop[1] in (0.8, 0.7) and crop[2] in (0.0, 1.0) and crop[3] in (0.0, 1.0)
-)  # strips cut from the top or the bottom, as a share of the height
-DEROTATIONS = (-4.0, -2.0, 2.0, 4.0)  # degrees turned back, then the largest upright box inside kept
-
-
-def _uniform_run(lines: np.ndarray, limit: int) -> int:
-    """How many of the first lines (each a row of grey levels) belong to a near-uniform border.
-
-    The border ends where BORDER_GAP lines in a row are not uniform: a line of text or a row of icons
-    in a bar is a short gap, the picture itself is a long one.
-    """
-    if limit < 1:
-        return 0
-    head = lines[:limit]
-    medians = np.median(head, axis=1, keepdims=True)
-    uniform = (np.abs(head - medians) <= BORDER_TOLERANCE).mean(axis=1) >= BORDER_SHARE
-    gap = max(3, int(len(lines) * BORDER_GAP))
-    run, busy = 0, 0
-    for index, flat in enumerate(uniform):
-        if flat:
-            run, busy = index + 1, 0
-        else:
-            busy += 1
-            if busy >= gap:
-                break
-    return run
-
-
-def _edge_run(lines: np.ndarray, limit: int) -> int:
-    """How many of the first lines are near-uniform in the first line's own colour (a plain frame)."""
-    if limit < 1:
-        return 0
-    edge = np.median(lines[0])
-    uniform = (np.abs(lines[:limit] - edge) <= BORDER_TOLERANCE).mean(axis=1) >= FRAME_SHARE
-    if not uniform[0]:
-        return 0
-    return int(limit if uniform.all() else np.argmin(uniform))
-
-
-def trim_box(luma: np.ndarray, *, loose: bool = True) -> tuple[int, int, int, int] | None:
-    """(top, left, height, width) without near-uniform borders on each side, or None when there are none.
-
-    ``loose`` also trims bars that carry text or icons (``_uniform_run``); strict trims only a plain frame
-    of one colour (``_edge_run``), which leaves a picture with a dark or flat background of its own alone.
-    """
-    run = _uniform_run if loose else _edge_run
-    rows, cols = luma.shape
-    top = run(luma, int(rows * MAX_TRIM))
-    bottom = run(luma[::-1], int(rows * MAX_TRIM))
-    left = run(luma.T, int(cols * MAX_TRIM))
-    right = run(luma.T[::-1], int(cols * MAX_TRIM))
-    if top + bottom + left + right == 0:
-        return None
-    return top, left, rows - top - bottom, cols - left - right
-
-
-def _derotated(luma: np.ndarray, degrees: float) -> np.ndarray:
-    """Turn by ``degrees`` (counter-clockwise) and keep the largest upright box that holds no new corner."""
-    rows, cols = luma.shape
-    turned = np.asarray(Image.fromarray(luma, "F").rotate(degrees, Image.Resampling.BILINEAR), dtype=np.float32)
-    angle = np.radians(abs(degrees))
-    sin, cos = np.sin(angle), np.cos(angle)
-    # The largest centred box of the picture's aspect inside the turned picture.
-    factor = 1.0 / (cos + sin * max(rows / cols, cols / rows))
-    height, width = int(rows * factor), int(cols * factor)
-    top, left = (rows - height) // 2, (cols - width) // 2
-    return turned[top : top + height, left : left + width]
-
-
-def candidate_variants(decoded: Decoded) -> list[Variant]:
-    """A fetched picture's own signals, then its signals with frames trimmed, strips cut and small turns undone."""
-    luma = decoded.luma
-    variants = [
-        Variant(
-            IDENTITY,
-            signals_from_grids(*grids_of(decoded), sha256=decoded.sha256, width=decoded.width, height=decoded.height),
-        )
-    ]
-    bases = [("", luma)]
-    boxes = {"framed": trim_box(luma, loose=False), "trimmed": trim_box(luma)}
-    if boxes["framed"] == boxes["trimmed"]:
-        del boxes["framed"]
-    for name, box in boxes.items():
-        if box is None:
-            continue
-        top, left, height, width = box
-        if height >= 16 and width >= 16:
-            trimmed = luma[top : top + height, left : left + width]
-            variants.append(Variant(name, signals_of_luma(trimmed)))
-            if name == "trimmed":
-                bases.append(("trimmed/", trimmed))
-    rows, cols = luma.shape
-    for name, keep, fx, fy in CORNER_CROPS:
-        top, left, height, width = crop_box(rows, cols, keep, fx, fy)
-        variants.append(Variant(name, signals_of_luma(luma[top : top + height, left : left + width])))
-    for share in STRIP_CUTS:
-        cut = int(rows * share + 0.5)
-        variants.append(Variant(f"cut-bottom-{round(share * 100)}", signals_of_luma(luma[: rows - cut])))
-        variants.append(Variant(f"cut-top-{round(share * 100)}", signals_of_luma(luma[cut:])))
-    for prefix, base in bases:
-        for degrees in DEROTATIONS:
-            variants.append(Variant(f"{prefix}turned-back{degrees:+g}", signals_of_luma(_derotated(base, degrees))))
-    return variants

@@ -5,10 +5,12 @@
 //   - Each crop is cut from the variant grid (the picture resampled once to GRID_SIDE x GRID_SIDE with
 //     Pillow's Lanczos geometry over the reduced pixels, as variants.variant_grid) and hashed with both
 //     kernels at scale 1. The crops then have a few fixed sizes, so their kernels are built once.
+//   - Each pad puts the grid on a plain white or black canvas (a border, or a bar along the top or
+//     bottom) and hashes that; each small turn turns the grid by a few degrees (variants.turned).
 
 import { jaroszKernel, lanczosKernel, resample, signalsFromGrids } from "./kernels.js";
 
-export const VARIANT_SET = 2;
+export const VARIANT_SET = 3;
 export const GRID_SIDE = 256;
 
 // Output cell (y, x) of an n x n grid reads source cell [sy, sx]; named for what was done to the picture.
@@ -34,6 +36,83 @@ const CROP_PLACES = [
 export const CROPS = CROP_PLACES.flatMap(([size, places]) =>
   places.flatMap((fy) => places.map((fx) => [`crop${size}-${Math.round(fx * 100)}-${Math.round(fy * 100)}`, size / 100, fx, fy])),
 );
+
+// [name, share added on top, at the bottom, on the left, on the right, grey], server order (variants.PADS).
+export const PADS = [
+  ...[0.06, 0.12, 0.18].flatMap((share) =>
+    [["white", 255], ["black", 0]].map(([colour, grey]) => [`bordered${Math.round(share * 100)}-${colour}`, share, share, share, share, grey]),
+  ),
+  ...["top", "bottom"].flatMap((where) =>
+    [0.1, 0.2].flatMap((share) =>
+      [["white", 255], ["black", 0]].map(([colour, grey]) => [
+        `bar-${where}${Math.round(share * 100)}-${colour}`,
+        where === "top" ? share : 0,
+        where === "bottom" ? share : 0,
+        0,
+        0,
+        grey,
+      ]),
+    ),
+  ),
+];
+
+// [name, cosine, sine, expanded, grey of the corners], server order (variants.TURNS): literals, as
+// Math.sin need not round as the server's libm does.
+const TURN_ANGLES = [
+  [-4, 0.9975640502598242, -0.0697564737441253],
+  [-2, 0.9993908270190958, -0.03489949670250097],
+  [2, 0.9993908270190958, 0.03489949670250097],
+  [4, 0.9975640502598242, 0.0697564737441253],
+];
+export const TURNS = [false, true].flatMap((expanded) =>
+  TURN_ANGLES.map(([degrees, cos, sin]) => [
+    `turned${degrees > 0 ? "+" : "-"}${Math.abs(degrees)}-${expanded ? "expanded" : "corners"}`,
+    cos,
+    sin,
+    expanded,
+    expanded ? 255 : 0,
+  ]),
+);
+
+// As variants.turned: the grid of a width x height picture turned counter-clockwise (sine > 0), sampled
+// bilinearly, in the server's float64 operations and order.
+function turned(grid, side, width, height, cos, sin, expanded, grey) {
+  const half = side / 2;
+  let [outWidth, outHeight] = [width, height];
+  if (expanded) [outWidth, outHeight] = [width * cos + height * Math.abs(sin), width * Math.abs(sin) + height * cos];
+  const out = new Float32Array(side * side);
+  for (let row = 0; row < side; row++) {
+    const y = (row + 0.5 - half) * (outHeight / side);
+    for (let col = 0; col < side; col++) {
+      const x = (col + 0.5 - half) * (outWidth / side);
+      const xs = (cos * x - sin * y) * (side / width) + (half - 0.5);
+      const ys = (sin * x + cos * y) * (side / height) + (half - 0.5);
+      const x0 = Math.floor(xs);
+      const y0 = Math.floor(ys);
+      if (!(x0 >= 0 && y0 >= 0 && x0 < side - 1 && y0 < side - 1)) {
+        out[row * side + col] = grey;
+        continue;
+      }
+      const [fx, fy] = [xs - x0, ys - y0];
+      const at = y0 * side + x0;
+      const upper = grid[at] * (1 - fx) + grid[at + 1] * fx;
+      const lower = grid[at + side] * (1 - fx) + grid[at + side + 1] * fx;
+      out[row * side + col] = upper * (1 - fy) + lower * fy;
+    }
+  }
+  return out;
+}
+
+// As variants.padded: the grid on a canvas of one grey, Python's int(v + 0.5) being Math.floor(v + 0.5).
+function padded(grid, side, top, bottom, left, right, grey) {
+  const [above, below] = [Math.floor(side * top + 0.5), Math.floor(side * bottom + 0.5)];
+  const [before, after] = [Math.floor(side * left + 0.5), Math.floor(side * right + 0.5)];
+  const rows = above + side + below;
+  const cols = before + side + after;
+  const canvas = new Float32Array(rows * cols).fill(grey);
+  for (let y = 0; y < side; y++) canvas.set(grid.subarray(y * side, (y + 1) * side), (above + y) * cols + before);
+  return { canvas, rows, cols };
+}
 
 function permute(grid, n, transform) {
   const out = new Float32Array(n * n);
@@ -83,6 +162,14 @@ export function referenceVariants(small, buffer64, { luma, rows, cols }, geometr
   const grid = variantGrid(luma, rows, cols, geometry);
   for (const [name, keep, fx, fy] of CROPS) {
     variants[name] = signalsOfCrop(grid, GRID_SIDE, cropBox(GRID_SIDE, GRID_SIDE, keep, fx, fy));
+  }
+  for (const [name, top, bottom, left, right, grey] of PADS) {
+    const { canvas, rows: height, cols: width } = padded(grid, GRID_SIDE, top, bottom, left, right, grey);
+    variants[name] = signalsOfCrop(canvas, width, { top: 0, left: 0, height, width });
+  }
+  for (const [name, cos, sin, expanded, grey] of TURNS) {
+    const turnedGrid = turned(grid, GRID_SIDE, geometry.width, geometry.height, cos, sin, expanded, grey);
+    variants[name] = signalsOfCrop(turnedGrid, GRID_SIDE, { top: 0, left: 0, height: GRID_SIDE, width: GRID_SIDE });
   }
   return variants;
 }

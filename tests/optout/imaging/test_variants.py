@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from optout import imaging
-from optout.imaging import variants
+from optout.imaging import candidates, variants
 from optout.imaging.hashbits import BadHash
 from tests import images
 
@@ -103,6 +103,38 @@ def test_an_edited_copy_of_a_real_photo_is_verified(edit):
     assert comparison.strength in ("weak", "strong"), (edit, comparison)
 
 
+@pytest.mark.parametrize(
+    ("edit", "variant"),
+    [
+        ("framed in white", "bordered"),
+        ("with a caption bar", "bar-bottom"),
+        ("rotated 3 degrees", "turned+"),
+        ("rotated -2 degrees, expanded", "turned-2-expanded"),
+    ],
+)
+def test_discovery_finds_framed_captioned_and_turned_copies_by_pads_and_turns(edit, variant):
+    photo = images.photo("chelsea")
+    copy = {
+        "framed in white": lambda im: ImageOps.expand(im, border=im.width * 12 // 100, fill="white"),
+        "with a caption bar": lambda im: _caption(im, 0.15),
+        "rotated 3 degrees": EDITS["rotated 3 degrees"],
+        "rotated -2 degrees, expanded": lambda im: im.rotate(
+            -2, Image.Resampling.BICUBIC, expand=True, fillcolor="white"
+        ),
+    }[edit](photo)
+    reference = _reference("chelsea")
+    assert (
+        imaging.compare(
+            reference[0].signals, imaging.signals_of(_decoded(copy)), phash_threshold=8, pdq_threshold=31
+        ).strength
+        is None
+    )
+    comparison = _found(reference, copy)
+    assert comparison.strength in ("weak", "strong"), (edit, comparison)
+    assert comparison.reference_variant.startswith(variant), comparison.reference_variant
+    assert imaging.describe(comparison.reference_variant, "").startswith("Matches your picture")
+
+
 @pytest.mark.parametrize("edit", ["mirrored", "turned a quarter", "cropped to 80% off-centre", "greyscale"])
 def test_discovery_finds_copies_inside_the_reference_by_its_variants(edit):
     reference = _reference("coffee")
@@ -158,7 +190,7 @@ def test_every_variant_of_the_set_is_computed_in_order_and_only_the_picture_has_
     assert [v.name for v in computed] == list(imaging.REFERENCE_VARIANTS)
     assert computed[0].signals.sha256 is not None
     assert all(v.signals.sha256 is None for v in computed[1:])
-    assert len(set(imaging.REFERENCE_VARIANTS)) == len(imaging.REFERENCE_VARIANTS) == 8 + len(variants.CROPS)
+    assert len(set(imaging.REFERENCE_VARIANTS)) == len(imaging.REFERENCE_VARIANTS) == 8 + len(variants.CROPS) + 14 + 8
 
 
 def test_the_wire_form_round_trips_and_refuses_another_variant_set():
@@ -189,11 +221,11 @@ def test_a_variant_is_stored_under_a_descriptor_that_names_the_variant_set():
 def test_borders_are_trimmed_and_a_busy_picture_is_left_alone():
     photo = images.photo("astronaut", (400, 300))
     framed = ImageOps.expand(photo, border=(30, 20, 30, 20), fill=(255, 255, 255))
-    box = variants.trim_box(_decoded(framed).luma)
+    box = candidates.trim_box(_decoded(framed).luma)
     assert box is not None
     top, left, height, width = box
     assert abs(top - 20) <= 2 and abs(left - 30) <= 2 and abs(height - 300) <= 4 and abs(width - 400) <= 4
-    assert variants.trim_box(_decoded(photo).luma) is None
+    assert candidates.trim_box(_decoded(photo).luma) is None
 
 
 def test_an_older_variant_set_stays_comparable_name_for_name_and_an_unknown_one_does_not():
@@ -204,6 +236,10 @@ def test_an_older_variant_set_stays_comparable_name_for_name_and_an_unknown_one_
     assert imaging.is_comparable(f"{base};variants=1", base, "mirrored")
     assert imaging.is_comparable(f"{base};variants=1", base, "crop70-0-100")
     assert not imaging.is_comparable(f"{base};variants=1", base, "no-such-variant")
+    # Set 2 cut the same crops from the variant grid; the pads came with set 3.
+    assert imaging.is_comparable(f"{base};variants=2", base, "crop90-50-50")
+    assert not imaging.is_comparable(f"{base};variants=2", base, "bordered12-white")
+    assert imaging.is_comparable(imaging.variant_descriptor(base, "bordered12-white"), base, "bordered12-white")
     assert not imaging.is_comparable(f"{base};variants={imaging.VARIANT_SET + 1}", base, "mirrored")
     assert not imaging.is_comparable(imaging.variant_descriptor(base, "mirrored"), "optout-signals/1;other", "mirrored")
     assert not imaging.is_comparable(base, base, "mirrored")  # a variant under the picture's own key
