@@ -29,7 +29,7 @@ const CROP_PLACES = [
   [90, [0, 0.5, 1]],
   [85, [0, 0.5, 1]],
   [80, [0, 0.25, 0.5, 0.75, 1]],
-  [70, [0, 0.25, 0.5, 0.75, 1]],
+  [70, [0, 1 / 6, 1 / 3, 0.5, 2 / 3, 5 / 6, 1]],
 ];
 
 // [name, share of each side kept, where the box starts as a share of what is cut off], server order.
@@ -54,6 +54,9 @@ export const PADS = [
       ]),
     ),
   ),
+  // A picture shown on a page, as a screenshot of it has it: white margins, wider above and below.
+  ["page-wide", 0.16, 0.1, 0.08, 0.08, 255],
+  ["page-tall", 0.2, 0.3, 0.05, 0.05, 255],
 ];
 
 // [name, cosine, sine, expanded, grey of the corners], server order (variants.TURNS): literals, as

@@ -190,7 +190,12 @@ def test_every_variant_of_the_set_is_computed_in_order_and_only_the_picture_has_
     assert [v.name for v in computed] == list(imaging.REFERENCE_VARIANTS)
     assert computed[0].signals.sha256 is not None
     assert all(v.signals.sha256 is None for v in computed[1:])
-    assert len(set(imaging.REFERENCE_VARIANTS)) == len(imaging.REFERENCE_VARIANTS) == 8 + len(variants.CROPS) + 14 + 8
+    assert (
+        len(set(imaging.REFERENCE_VARIANTS))
+        == len(imaging.REFERENCE_VARIANTS)
+        == 8 + len(variants.CROPS) + len(variants.PADS) + len(variants.TURNS)
+    )
+    assert (len(variants.CROPS), len(variants.PADS), len(variants.TURNS)) == (1 + 9 + 9 + 25 + 49, 16, 8)
 
 
 def test_the_wire_form_round_trips_and_refuses_another_variant_set():
