@@ -58,8 +58,8 @@ DIHEDRAL = {
 # places are that far apart. bench/match_quality.py measures what each size buys.
 CROP_PLACES = {
     95: (0.5,),
-    90: (0.0, 0.5, 1.0),
-    85: (0.0, 0.5, 1.0),
+    90: (0.0, 0.25, 0.5, 0.75, 1.0),
+    85: (0.0, 0.25, 0.5, 0.75, 1.0),
     80: (0.0, 0.25, 0.5, 0.75, 1.0),
     70: (0.0, 1 / 6, 1 / 3, 0.5, 2 / 3, 5 / 6, 1.0),  # a 30% cut: places 5% of a side apart, as at 80%
 }
