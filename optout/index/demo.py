@@ -2,8 +2,9 @@
 
 The copies are the edits reposting sites make: smaller, recompressed, cropped off-centre, mirrored,
 framed by a border, and captioned with a bar of text under the picture. A request for one photo
-verifies every copy it names (``optout.imaging.variants`` on both sides), and discovery finds the
-copies that lie inside the photo (small, recompressed, cropped, mirrored) by its reference variants.
+verifies every copy it names (``optout.imaging`` variants on both sides), and discovery finds every
+copy by the photo's reference variants: those that lie inside it (small, recompressed, cropped,
+mirrored) by its turns and crops, the framed and captioned ones by its pads.
 
 The app serves these images itself (``/demo/images/<name>.jpg``), so the whole
 flow (request, fetch, verification, review) works offline on 127.0.0.1. The
