@@ -190,7 +190,8 @@ def _hex_words(texts: list[str], digits: int) -> np.ndarray:
 
 
 def _glance(now: datetime) -> tuple:
-    """Cheap to read (no join over the references): changes whenever a monitored reference may have."""
+    """Cheap to read (no join over the references): changes whenever a case starts or stops being
+    monitored, and whenever any reference is stored."""
     monitored = RemovalRequest.objects.filter(monitor_until__gt=now).exclude(state__in=ENDED_STATES)
     cases = tuple(monitored.aggregate(n=Count("pk"), total=Sum("pk"), first=Min("pk"), last=Max("pk")).values())
     return (*cases, ReferenceSignal.objects.aggregate(last=Max("id"))["last"])
@@ -204,8 +205,8 @@ def _version(now: datetime) -> tuple:
 
 
 def _watched(now: datetime, previous: _Watched | None) -> _Watched:
-    """The monitored references' index: ``previous`` if they are the same. A scan reads the full version
-    only when the glance moved (new references anywhere), which the rows of a busy intake make it do."""
+    """The monitored references' index: ``previous`` if they are the same. The full version (a join over
+    the references) is read only when the glance moved; on a busy intake, that is at most once a chunk."""
     glance = _glance(now)
     if previous is not None and previous.glance == glance:
         return previous
