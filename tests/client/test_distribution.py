@@ -45,12 +45,15 @@ def test_the_wheel_holds_the_client_and_its_small_dependency_set(wheel):
     modules = sorted(n for n in names if n.endswith(".py"))
     assert "optout/client/cli.py" in modules and "optout/client/batch.py" in modules
     assert all(n.startswith("optout/client/") for n in modules)  # not the server, not optout/__init__.py
-    requires = sorted(
-        line.split(":", 1)[1].strip().split(">")[0].split("=")[0]
-        for line in metadata.splitlines()
-        if line.startswith("Requires-Dist:")
-    )
-    assert requires == ["PyNaCl", "numpy", "platformdirs", "pyarrow"]
+    requires, extras = [], []
+    for line in metadata.splitlines():
+        if line.startswith("Requires-Dist:"):
+            requirement = line.split(":", 1)[1].strip()
+            name = requirement.split(">")[0].split("=")[0].split(";")[0].strip()
+            (extras if "extra ==" in requirement else requires).append(name)
+    assert sorted(requires) == ["PyNaCl", "numpy", "platformdirs", "pyarrow"]
+    # The engines of the adapters come only with their extras (pip install 'optout-client[spark]').
+    assert sorted(extras) == ["datasets", "pyspark"]
     assert "optout-client = optout.client.cli:main" in entry_points
 
 
