@@ -386,10 +386,15 @@ def _start_worker(job: Job) -> None:
     _worker_rules = job.rules()
 
 
-def _work(job: Job, source: Path, out: Path) -> tuple[Counts, list]:
+def _work(job: Job, source: Path, out: Path, report: bool) -> tuple[Counts, str]:
     buffer = io.StringIO()
     counts = filter_file(
-        _worker_rules, source, out, columns=job.columns, batch_rows=job.batch_rows, report=csv.writer(buffer)
+        _worker_rules,
+        source,
+        out,
+        columns=job.columns,
+        batch_rows=job.batch_rows,
+        report=csv.writer(buffer) if report else None,  # a line per dropped row only when asked for
     )
     return counts, buffer.getvalue()
 
@@ -413,7 +418,9 @@ def filter_many(
                 on_file(source, total)
         return total
     with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker, initargs=(job,)) as pool:
-        futures = [(source, pool.submit(_work, job, source, out_dir / source.name)) for source in sources]
+        futures = [
+            (source, pool.submit(_work, job, source, out_dir / source.name, report is not None)) for source in sources
+        ]
         for source, future in futures:
             counts, lines = future.result()
             total.add(counts)

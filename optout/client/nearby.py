@@ -108,7 +108,9 @@ class _Table:
         for layer in range(layers):
             row = np.where(counts > layer, first + layer, first)
             head = order[np.minimum(row, len(order) - 1)].astype(np.int32)
-            self.layers.append((head, [np.ascontiguousarray(hashes[head, w]) for w in self.first_words]))
+            words_of_head = [np.ascontiguousarray(hashes[head, w]) for w in self.first_words]
+            # Which hash a row holds is needed only to read its other words.
+            self.layers.append((head if words > len(self.first_words) else None, words_of_head))
         # The rest of a bucket's hashes, bucket by bucket: from ``extra_offsets[v]`` to ``extra_offsets[v + 1]``;
         # ``has_extra`` is what every probe reads (a byte a bucket).
         extra = np.maximum(counts - layers, 0)
