@@ -241,15 +241,23 @@ def _watched(now: datetime, previous: _Watched | None) -> _Watched:
     return _Watched(version, glance, np.array(removal_ids, dtype=np.int64), by_sha256, watchlist)
 
 
-def _new_rows(dataset_id: int, mark: MonitorMark, now: datetime, limit: int) -> tuple[list, list]:
+def _new_rows(dataset_id: int, mark: MonitorMark, now: datetime, limit: int) -> tuple[list, list, bool]:
     """The next rows past each mark, each stream read once in key order: imported (by id), hashed by a
-    worker (by hashed_at, id).
+    worker (by hashed_at, id); and whether more wait past them.
 
     Every row past a mark is read, with or without signals, so that the mark moves past rows that have
     none (or whose hashing failed) instead of walking over them again at every scan; ``_signalled``
     keeps the ones to match. Inside a transaction on PostgreSQL each stream is a server-side cursor."""
     rows = DatasetRow.objects.filter(dataset_id=dataset_id)
-    imported = rows.filter(id__gt=mark.imported_until_id).order_by("id").values_list(*_ROW_FIELDS)[:limit]
+    # Row ids are unique, so the next `limit` ids past the first new one hold at most `limit` rows: the
+    # chunk is a range of the primary key, whatever the planner knows. ("id > mark ORDER BY id LIMIT n"
+    # on a fresh partition, which has no statistics yet, sorted every row past the mark at every chunk.)
+    first = rows.filter(id__gt=mark.imported_until_id).aggregate(first=Min("id"))["first"]
+    imported, more = [], False
+    if first is not None:
+        window = rows.filter(id__gte=first, id__lt=first + limit).order_by("id").values_list(*_ROW_FIELDS)
+        imported = list(window.iterator(_FETCH_ROWS))
+        more = rows.filter(id__gte=first + limit).aggregate(next=Min("id"))["next"] is not None
     since = mark.hashed_until or _EPOCH
     hashed = (
         rows.filter(hashed_at__gte=since, hashed_at__lte=now - HASHED_SETTLE)
@@ -257,7 +265,8 @@ def _new_rows(dataset_id: int, mark: MonitorMark, now: datetime, limit: int) -> 
         .order_by("hashed_at", "id")
         .values_list(*_ROW_FIELDS)[:limit]
     )
-    return list(imported.iterator(_FETCH_ROWS)), list(hashed.iterator(_FETCH_ROWS))
+    hashed = list(hashed.iterator(_FETCH_ROWS))
+    return imported, hashed, more or len(hashed) == limit
 
 
 def _signalled(imported: list, hashed: list) -> list:
@@ -318,13 +327,13 @@ def scan_dataset(dataset_id: int, *, chunk_rows: int = SCAN_CHUNK_ROWS, watched:
             # is verified against those rows anyway).
             _skip_to_latest(dataset_id, mark, now)
             return result
-        imported, hashed = _new_rows(dataset_id, mark, now, chunk_rows)
+        imported, hashed, more = _new_rows(dataset_id, mark, now, chunk_rows)
         # The references are read after the rows: a case created later was verified against them already.
         watched = _watched(now, watched)
         result.watched = watched
         rows = _signalled(imported, hashed)
         result.rows = len(rows)
-        result.done = len(imported) < chunk_rows and len(hashed) < chunk_rows
+        result.done = not more
         if rows and len(watched.removal_ids):
             _add_copies(dataset_id, _candidates(watched, rows), result)
         if imported:
@@ -408,7 +417,7 @@ def datasets_to_scan() -> list[int]:
         if mark is None:
             waiting.append(dataset_id)
             continue
-        imported, hashed = _new_rows(dataset_id, mark, now, 1)
+        imported, hashed, _ = _new_rows(dataset_id, mark, now, 1)
         if imported or hashed:  # rows without signals too: the scan moves the mark past them
             waiting.append(dataset_id)
     return waiting

@@ -142,3 +142,24 @@ def test_the_reference_hex_is_read_in_bulk_as_hashbits_reads_it():
     assert [hashbits.pdq_from_words(words) for words in pdq_words.tolist()] == [PDQ, PDQ]
     with pytest.raises(hashbits.BadHash):
         monitoring._hex_words(["not a hash"], 16)
+
+
+def test_chunks_are_ranges_of_ids_and_step_over_the_ids_of_other_datasets(tmp_path):
+    removal = monitored([[reference(PHASH)]])
+    far = flipped(PHASH, 32)
+    first = [{"url": f"https://cdn.example.net/a{n}.jpg", "phash": far ^ n} for n in range(3)]
+    dataset = import_rows(tmp_path, "laion-test", first)
+    import_rows(tmp_path, "other-test", [{"url": f"https://cdn.example.net/b{n}.jpg", "phash": far} for n in range(5)])
+    later = [{"url": f"https://cdn.example.net/c{n}.jpg", "phash": far ^ (n << 8)} for n in range(2)]
+    import_rows(tmp_path, "laion-test", [*later, {"url": "https://cdn.example.net/copy.jpg", "phash": PHASH ^ 1}])
+    ids = list(DatasetRow.objects.filter(dataset=dataset).order_by("id").values_list("id", flat=True))
+    assert ids[3] - ids[2] > 3  # the other dataset's rows took the ids between
+
+    results = []
+    while not results or not results[-1].done:
+        results.append(monitoring.scan_dataset(dataset.pk, chunk_rows=2))
+    assert sum(result.rows for result in results) == 6
+    assert [result.rows for result in results] == [2, 1, 2, 1]  # a short chunk before the gap is not the end
+    assert sum(result.found for result in results) == 1
+    assert removal.items.get(added_at__isnull=False).url == "https://cdn.example.net/copy.jpg"
+    assert monitoring.datasets_to_scan() == [Dataset.objects.get(name="other-test").pk]  # never scanned yet
