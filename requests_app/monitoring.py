@@ -215,16 +215,16 @@ def _watched(now: datetime, previous: _Watched | None) -> _Watched:
         previous.glance = glance
         return previous
     base_key = imaging.descriptor_key()
-    expected_key: dict[str, str] = {}
+    comparable: dict[tuple[str, str], bool] = {}  # a few distinct (descriptor, variant) pairs, many rows
     removal_ids, phashes, pdqs, with_pdq = [], [], [], []
     by_sha256: dict[str, set[int]] = {}
     fields = ("removal_id", "phash", "pdq", "sha256", "variant", "descriptor_key")
     references = _monitored_references(now).order_by("id").values_list(*fields)
     for removal_id, phash, pdq, sha256, variant, key in references:
-        if variant not in expected_key:
-            expected_key[variant] = imaging.variant_descriptor(base_key, variant)
-        if key != expected_key[variant]:
-            continue  # as verification.reference_signals: bits made by another descriptor are not compared
+        if (key, variant) not in comparable:
+            comparable[key, variant] = imaging.is_comparable(key, base_key, variant)
+        if not comparable[key, variant]:
+            continue  # as verification.reference_signals: bits that mean something else are not compared
         if pdq:
             with_pdq.append(len(removal_ids))
             pdqs.append(pdq)

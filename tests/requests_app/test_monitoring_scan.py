@@ -92,22 +92,29 @@ def test_a_pdq_near_copy_counts_only_with_a_known_quality(tmp_path):
     assert (item.url, item.pdq_distance, item.state) == ("https://cdn.example.net/known.jpg", 20, "match_weak")
 
 
-def test_a_reference_under_another_descriptor_is_not_matched(tmp_path):
-    # An older pipeline's bits: not comparable.
+def test_a_reference_under_another_descriptor_is_not_matched_unless_verification_compares_it(tmp_path):
+    # An older pipeline's bits: not comparable. A variant of an older set that means what ours means: compared.
     stale = replace(variant(flipped(PHASH, 30), "mirrored"), descriptor_key="phash=imagehash-0.1;pdq=old")
-    removal = monitored([[reference(PHASH), stale]])
+    older = replace(
+        variant(flipped(PHASH, 20), "flipped"),
+        descriptor_key=imaging.variant_descriptor(imaging.descriptor_key(), "flipped", 1),
+    )
+    assert imaging.is_comparable(older.descriptor_key, imaging.descriptor_key(), "flipped")
+    removal = monitored([[reference(PHASH), stale, older]])
     dataset = import_rows(
         tmp_path,
         "datacomp-test",
         [
             {"url": "https://cdn.example.net/old.jpg", "phash": flipped(PHASH, 30) ^ 1},
+            {"url": "https://cdn.example.net/flipped.jpg", "phash": flipped(PHASH, 20) ^ 1},
             {"url": "https://cdn.example.net/copy.jpg", "phash": PHASH ^ 1},
         ],
     )
 
-    assert monitoring.scan_dataset(dataset.pk).found == 1
-    assert list(removal.items.filter(added_at__isnull=False).values_list("url", flat=True)) == [
-        "https://cdn.example.net/copy.jpg"
+    assert monitoring.scan_dataset(dataset.pk).found == 2
+    assert sorted(removal.items.filter(added_at__isnull=False).values_list("url", "reference_variant")) == [
+        ("https://cdn.example.net/copy.jpg", ""),
+        ("https://cdn.example.net/flipped.jpg", "flipped"),
     ]
 
 
