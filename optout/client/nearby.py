@@ -118,6 +118,7 @@ class _Table:
         self.extra_offsets = np.concatenate([[0], np.cumsum(extra)]).astype(np.int32)
         rank = np.arange(len(ordered)) - first[ordered]
         self.extra_hashes = hashes[order[rank >= layers]]
+        self.extra_first = [np.ascontiguousarray(self.extra_hashes[:, w]) for w in self.first_words]
 
 
 class _Index:
@@ -188,7 +189,7 @@ class _Index:
                 np.take(table.has_extra, probe, out=flag, mode="clip")
                 if flag.any():
                     at = np.flatnonzero(flag)
-                    self._near_extra(table, ordered, near, probe[at], at)
+                    self._near_extra(table, ordered, query_words, near, probe[at], at)
             if passed:
                 who, probes = (np.concatenate(parts) for parts in zip(*passed, strict=True))
                 if self.words == len(table.first_words):  # the first words were the whole hash
@@ -200,10 +201,10 @@ class _Index:
         return found
 
     def _within(self, hashes: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        hashes, queries = hashes.reshape(len(hashes), -1), queries.reshape(len(queries), -1)
+        hashes, queries = hashes.reshape(len(hashes), self.words), queries.reshape(len(queries), self.words)
         return np.bitwise_count(hashes ^ queries).sum(axis=1, dtype=np.uint16) <= self.radius
 
-    def _near_extra(self, table: _Table, ordered, near, buckets: np.ndarray, at: np.ndarray) -> None:
+    def _near_extra(self, table: _Table, ordered, query_words, near, buckets: np.ndarray, at: np.ndarray) -> None:
         """Mark the rows ``at`` within the radius of a hash beyond the inline layers of the buckets they probe."""
         starts = table.extra_offsets[buckets]
         counts = table.extra_offsets[buckets + 1] - starts
@@ -216,7 +217,14 @@ class _Index:
             before = np.cumsum(count) - count
             position = np.arange(int(count.sum()), dtype=np.intp) + np.repeat(starts[part] - before, count)
             who = np.repeat(at[part], count)
-            near[who[self._within(table.extra_hashes[position], ordered[who])]] = True
+            distance = np.zeros(len(who), dtype=np.uint8)  # over the first words first, as for the layers
+            for extra_word, query_word in zip(table.extra_first, query_words, strict=True):
+                distance += np.bitwise_count(extra_word[position] ^ query_word[who])
+            passed = distance <= self.radius
+            who, position = who[passed], position[passed]
+            if self.words > len(table.first_words):
+                who = who[self._within(table.extra_hashes[position], ordered[who])]
+            near[who] = True
             first = last
 
 
