@@ -275,3 +275,16 @@ def test_a_crop_variant_matches_the_picture_cropped_by_the_same_box():
 
 def _reference_of_jpeg(photo: Image.Image) -> list[imaging.Variant]:
     return imaging.reference_variants(_decoded(photo, 90))
+
+
+@pytest.mark.parametrize("name", ["moon", "hubble_deep_field"])
+def test_a_screenshot_of_a_picture_with_a_dark_background_of_its_own_is_cut_at_the_picture(name):
+    # The loose trim runs on from the page's white margin into the picture's own black sky; the cut at
+    # the largest colour jump (white to black) is the picture's edge.
+    reference = _reference(name)
+    comparison = _verdict(reference, _screenshot(images.photo(name)))
+    assert comparison.strength in ("weak", "strong"), comparison
+    assert comparison.candidate_variant == "layered"
+    assert "bars and margins around it cut away" in imaging.describe(
+        comparison.reference_variant, comparison.candidate_variant
+    )
