@@ -92,7 +92,11 @@ PADS = tuple(
     for colour, grey in (("white", 255.0), ("black", 0.0))
 )
 # A picture shown on a page, as a screenshot of it has it: white margins, wider above and below.
-PADS += (("page-wide", 0.16, 0.1, 0.08, 0.08, 255.0), ("page-tall", 0.2, 0.3, 0.05, 0.05, 255.0))
+PADS += (
+    ("page-narrow", 0.12, 0.08, 0.06, 0.06, 255.0),
+    ("page-wide", 0.16, 0.1, 0.08, 0.08, 255.0),
+    ("page-tall", 0.2, 0.3, 0.05, 0.05, 255.0),
+)
 # Small turns: the picture turned by a few degrees either way, on a canvas of its own size with black
 # corners, or on the larger canvas that holds all of it with white corners (as image editors do), so
 # that a turned copy in the index is found. (name, cosine, sine, expanded, grey of the corners). The

@@ -55,6 +55,7 @@ export const PADS = [
     ),
   ),
   // A picture shown on a page, as a screenshot of it has it: white margins, wider above and below.
+  ["page-narrow", 0.12, 0.08, 0.06, 0.06, 255],
   ["page-wide", 0.16, 0.1, 0.08, 0.08, 255],
   ["page-tall", 0.2, 0.3, 0.05, 0.05, 255],
 ];
