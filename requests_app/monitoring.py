@@ -55,6 +55,7 @@ SCAN_CHUNK_ROWS = 100_000
 # to the next scan, so a slow commit cannot slip behind the mark.
 HASHED_SETTLE = timedelta(seconds=60)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MONITORING = RequestEvent.Action.MONITORING
 
 
 def months_from(now: datetime, months: int) -> datetime:
@@ -64,19 +65,6 @@ def months_from(now: datetime, months: int) -> datetime:
 def is_monitored(removal: RemovalRequest, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     return removal.monitor_until is not None and removal.monitor_until > now and removal.state not in ENDED_STATES
-
-
-def _log(removal: RemovalRequest, actor: services.Actor, reason: str, now: datetime) -> None:
-    RequestEvent.objects.create(
-        removal=removal,
-        actor=actor.user,
-        actor_label=actor.label,
-        from_state=removal.state,
-        to_state=removal.state,
-        action=RequestEvent.Action.MONITORING,
-        reason=reason,
-        created_at=now,
-    )
 
 
 # --- Consent ---------------------------------------------------------------------------
@@ -101,7 +89,9 @@ def monitor_removal(removal: RemovalRequest, *, months: int = DEFAULT_MONTHS, em
     for name, value in fields.items():
         setattr(removal, name, value)
     verb = "renewed" if renewed else "started"
-    _log(removal, services.Actor(services.REQUESTER), f"monitoring {verb} until {until:%Y-%m-%d}", now)
+    services.log_action(
+        removal, services.Actor(services.REQUESTER), MONITORING, f"monitoring {verb} until {until:%Y-%m-%d}", now=now
+    )
     return removal
 
 
@@ -114,7 +104,7 @@ def stop_monitoring(removal: RemovalRequest, *, actor: services.Actor, reason: s
     removal.monitor_until, removal.monitor_email = None, ""
     if removal.state in CLOSED_STATES:
         delete_references(removal)
-    _log(removal, actor, reason, now)
+    services.log_action(removal, actor, MONITORING, reason, now=now)
 
 
 def delete_references(removal: RemovalRequest) -> int:

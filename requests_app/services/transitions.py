@@ -74,7 +74,8 @@ def transition(
     return removal
 
 
-def log_action(removal: RemovalRequest, actor: Actor, action: str, reason: str) -> None:
+def log_action(removal: RemovalRequest, actor: Actor, action: str, reason: str, *, now: datetime | None = None) -> None:
+    """Record an act that changes no state (a claim, a per-item call, monitoring) on the case's event log."""
     RequestEvent.objects.create(
         removal=removal,
         actor=actor.user,
@@ -83,7 +84,7 @@ def log_action(removal: RemovalRequest, actor: Actor, action: str, reason: str) 
         to_state=removal.state,
         action=action,
         reason=reason,
-        created_at=timezone.now(),
+        created_at=now or timezone.now(),
     )
 
 
