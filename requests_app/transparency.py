@@ -19,6 +19,7 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from optout.blocklist import decoys
+from optout.blocklist.decoys import DatasetDecoys
 from optout.models import Release
 from requests_app.models import RemovalRequest, RemovalState, RequestEvent
 
@@ -45,19 +46,6 @@ class CurrentRelease:
 
 
 @dataclass(frozen=True)
-class DatasetDecoys:
-    dataset: str
-    release: str
-    decoys: int
-    rows: int
-    share: float  # decoys / rows
-
-    @property
-    def percent(self) -> str:
-        return f"{self.share * 100:.2g}%"
-
-
-@dataclass(frozen=True)
 class Report:
     generated: str
     months: list[Month]
@@ -68,7 +56,9 @@ class Report:
     decoys: list[DatasetDecoys] = field(default_factory=list)
 
     def as_json(self) -> dict:
-        return asdict(self)
+        body = asdict(self)
+        body["decoys"] = [{**asdict(count), "share": count.share} for count in self.decoys]
+        return body
 
 
 def _month(value: datetime) -> str:
@@ -133,12 +123,7 @@ def build_report() -> Report:
         decisions=len(hours),
         median_hours_to_decision=round(statistics.median(hours), 1) if hours else None,
         release=release,
-        decoys=[
-            DatasetDecoys(
-                dataset=count.dataset, release=count.release, decoys=count.decoys, rows=count.rows, share=count.share
-            )
-            for count in decoys.decoy_counts()
-        ],
+        decoys=decoys.decoy_counts(),
     )
 
 

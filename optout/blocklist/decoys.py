@@ -257,6 +257,10 @@ class DatasetDecoys:
     def share(self) -> float:
         return self.decoys / self.rows if self.rows else 0.0
 
+    @property
+    def percent(self) -> str:
+        return f"{self.share * 100:.2g}%"
+
 
 def decoy_counts() -> list[DatasetDecoys]:
     """Decoys in the latest release's public tier, per dataset that has any (the cost to public-tier builders).
