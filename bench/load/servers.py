@@ -26,14 +26,8 @@ def _pg_bin(name: str) -> str:
     return found[-1]
 
 
-class _Server:
-    """A server of our own that a fault scenario restarts."""
-
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
+class _Restartable:
+    """Restart for a server of ours that has ``start`` and ``stop``, as a fault scenario does it."""
 
     def restart(self, *, down_for: float) -> tuple[float, float]:
         """Stop (ending every connection, as a restart does), stay down, start. Returns (down at, up at)."""
@@ -44,7 +38,7 @@ class _Server:
         return down, time.monotonic()
 
 
-class OwnPostgres(_Server):
+class OwnPostgres(_Restartable):
     """A PostgreSQL instance of our own, in a fresh temporary data folder, on 127.0.0.1:port.
 
     PostgreSQL refuses to run as root: as root, the folder is given to the ``postgres`` user
@@ -133,7 +127,7 @@ class SharedPostgres:
 # --- Redis ----------------------------------------------------------------------------
 
 
-class OwnRedis(_Server):
+class OwnRedis(_Restartable):
     """A redis-server of our own on 127.0.0.1:port, persisting to an append-only file as compose.yaml's does."""
 
     def __init__(self, folder: Path, *, port: int):
