@@ -142,7 +142,7 @@ def _set1_variants(decoded) -> list:
     """Variant set 1 as it was: the same dihedral turns, every crop cut from the reduced luma itself."""
     out = reference_variants(decoded)[: 1 + len(variants.DIHEDRAL)]
     rows, cols = decoded.luma.shape
-    for name, keep, fx, fy in variants.CROPS:
+    for name, keep, fx, fy in variants.SET_1_CROPS:
         top, left, height, width = variants.crop_box(rows, cols, keep, fx, fy)
         out.append(
             variants.Variant(name, variants.signals_of_luma(decoded.luma[top : top + height, left : left + width]))

@@ -116,7 +116,7 @@ def _draw_windows(pending, k: int) -> None:
     if connection.vendor == "postgresql":
         _host_windows_postgres(groups, k)
     else:
-        _host_windows_rowwise(groups, k)
+        _host_windows_rowwise(groups)
     drawn = Counter(
         PublicDecoy.objects.filter(entry_id__in={group[0] for group in groups}).values_list("entry_id", "dataset_id")
     )
@@ -159,7 +159,7 @@ def _free(ordered, count: int, taken: set[str]) -> list[str]:
     return found[:count]
 
 
-def _host_windows_rowwise(groups: list, k: int) -> None:
+def _host_windows_rowwise(groups: list) -> None:
     """The host windows one group at a time (SQLite); ``_host_windows_postgres`` does the same in rounds."""
     for entry_id, key, dataset_id, host, position, need in groups:
         _store({(entry_id, dataset_id): _window(dataset_id, host, key, position, need, {key})})

@@ -38,6 +38,7 @@ import, one ``pdq <64 hex digits>`` per line (the ``pdq`` signal type's name and
 its string form). pHashes have no signal type there and are left out.
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ import pyarrow as pa
 
 from optout.client import state
 from optout.client.batch import KEPT, Columns, Rules
-from optout.client.filter import Job, require_algorithms
+from optout.client.filter import Job, require_algorithms, require_columns
 from optout.client.state import Blocklist
 
 
@@ -75,8 +76,9 @@ def spark_job(
     """Verify the state on the driver; the job names the release every worker must hold.
 
     Raises ``state.StateError`` (missing, tampered with, expired) or ``FilterError`` (a distance
-    without the partner feed's hashes).
+    without the column that carries its hash, or without the partner feed's hashes).
     """
+    require_columns(columns, max_distance=max_distance, max_pdq_distance=max_pdq_distance)
     state_dir = Path(state_dir).resolve()
     trust_dir = Path(trust_dir or state.default_trust_dir()).resolve()  # the workers' environment may differ
     blocklist = state.load(state_dir, allow_expired=allow_expired, trust_dir=trust_dir)
@@ -103,15 +105,10 @@ def spark_filter(dataframe, job: Job):
     return dataframe.mapInArrow(apply, dataframe.schema)
 
 
-_loaded: dict[Job, Rules] = {}
-
-
+@functools.lru_cache(maxsize=1)  # one release at a time: a worker holds the blocklist of the job it runs
 def _worker_rules(job: Job) -> Rules:
     """The job's rules in this worker process, loaded and checked once (Spark reuses its Python workers)."""
-    if job not in _loaded:
-        _loaded.clear()  # one release at a time: a worker holds the blocklist of the job it runs
-        _loaded[job] = job.rules()
-    return _loaded[job]
+    return job.rules()
 
 
 def hash_lines(blocklist: Blocklist):

@@ -24,6 +24,7 @@ from optout.client.filter import (
     filter_many,
     inputs,
     require_algorithms,
+    require_columns,
 )
 from optout.client.pull import PullError, pull
 
@@ -170,16 +171,13 @@ def _load(args):
 
 
 def _filter(args) -> int:
-    if args.max_distance is not None and args.phash_column is None:
-        raise FilterError("--max-distance needs --phash-column")
-    if args.max_pdq_distance is not None and args.pdq_column is None:
-        raise FilterError("--max-pdq-distance needs --pdq-column")
+    columns = Columns(url=args.url_column, sha256=args.sha256_column, phash=args.phash_column, pdq=args.pdq_column)
+    require_columns(columns, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
     sources = inputs(args.input)
     blocklist = _load(args)
     require_algorithms(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
     rules = Rules(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
     args.batch_rows = args.batch_rows or batch_rows_for(rules)
-    columns = Columns(url=args.url_column, sha256=args.sha256_column, phash=args.phash_column, pdq=args.pdq_column)
     with _report(args.report) as report:
         if Path(args.input).is_file() and not args.out.is_dir():  # a folder or a glob writes into a folder
             counts = filter_file(

@@ -320,6 +320,15 @@ def batch_rows_for(rules: Rules) -> int:
     return NEAR_BATCH_ROWS if rules.phashes is not None or rules.pdqs is not None else BATCH_ROWS
 
 
+def require_columns(columns: Columns, *, max_distance: int | None, max_pdq_distance: int | None) -> None:
+    """Raise ``FilterError`` when a distance is asked for without the column that carries the hash: no row would
+    ever be compared, and the caller would believe near-duplicates were dropped."""
+    if max_distance is not None and columns.phash is None:
+        raise FilterError("--max-distance needs --phash-column")
+    if max_pdq_distance is not None and columns.pdq is None:
+        raise FilterError("--max-pdq-distance needs --pdq-column")
+
+
 def require_algorithms(blocklist: state.Blocklist, *, max_distance: int | None, max_pdq_distance: int | None) -> None:
     """Raise ``FilterError`` when a distance is asked for that the blocklist has no hashes for."""
     algorithms = blocklist.manifest.get("algorithms", {})

@@ -134,7 +134,20 @@ def variant_descriptor(base_key: str, name: str, variant_set: int = VARIANT_SET)
 # its dihedral turns are computed exactly as ours. So a reference stored under set 1 is compared name for
 # name; a name a set does not define, or a set not listed here, is never compared.
 # Set 2 is set 1 cut from the variant grid; set 3 added the pads.
-_SET_1_NAMES = frozenset((*DIHEDRAL, *(name for name, *_ in CROPS)))
+_SET_1_CROP_PLACES = {  # the crop places of sets 1 and 2 (set 3 added more), frozen here for their names
+    95: (0.5,),
+    90: (0.0, 0.5, 1.0),
+    85: (0.0, 0.5, 1.0),
+    80: (0.0, 0.25, 0.5, 0.75, 1.0),
+    70: (0.0, 0.25, 0.5, 0.75, 1.0),
+}
+SET_1_CROPS = tuple(
+    (f"crop{size}-{round(fx * 100)}-{round(fy * 100)}", size / 100, fx, fy)
+    for size, places in _SET_1_CROP_PLACES.items()
+    for fy in places
+    for fx in places
+)
+_SET_1_NAMES = frozenset((*DIHEDRAL, *(name for name, *_ in SET_1_CROPS)))
 COMPARABLE_SETS = {1: _SET_1_NAMES, 2: _SET_1_NAMES}
 
 
@@ -272,7 +285,7 @@ def describe(reference_variant: str, candidate_variant: str) -> str:
     elif reference_variant.startswith("crop"):
         parts.append(f"matches a crop of your picture (about {reference_variant[4:6]}% of each side)")
     elif reference_variant.startswith("turned") and reference_variant[6] in "+-":
-        parts.append(f"matches your picture turned by {reference_variant[6:].split('-', 1)[0]} degrees")
+        parts.append(f"matches your picture turned by {reference_variant[6:].rsplit('-', 1)[0]} degrees")
     elif reference_variant.startswith("page-"):
         parts.append("matches your picture shown on a page (as in a screenshot)")
     elif reference_variant.startswith("bordered"):

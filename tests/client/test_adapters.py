@@ -8,6 +8,7 @@ import pytest
 from optout.blocklist import holds
 from optout.client import adapters, batch, state
 from optout.client.canonical import url_sha256
+from optout.client.filter import FilterError
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +99,13 @@ def test_export_hashes_needs_the_partner_tier(pulled, builder, tmp_path):
     pulled("public")
     code, out, err = builder("export-hashes", "--out", tmp_path / "hashes.txt")
     assert code == 1 and "needs the partner feed" in err and not (tmp_path / "hashes.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("distances", "message"),
+    [({"max_distance": 8}, "--phash-column"), ({"max_pdq_distance": 31}, "--pdq-column")],
+)
+def test_a_spark_job_refuses_a_distance_without_the_column_of_its_hash(tmp_path, distances, message):
+    # Before the state is even read: no row would ever be compared, and nothing near would be dropped.
+    with pytest.raises(FilterError, match=message):
+        adapters.spark_job(tmp_path / "no-state", batch.Columns(url="url"), **distances)

@@ -135,6 +135,14 @@ def test_discovery_finds_framed_captioned_and_turned_copies_by_pads_and_turns(ed
     assert imaging.describe(comparison.reference_variant, "").startswith("Matches your picture")
 
 
+@pytest.mark.parametrize(
+    ("variant", "words"),
+    [("turned+2-corners", "turned by +2 degrees"), ("turned-4-expanded", "turned by -4 degrees")],
+)
+def test_a_turn_is_told_with_its_angle_and_sign(variant, words):
+    assert imaging.describe(variant, "") == f"Matches your picture {words}."
+
+
 @pytest.mark.parametrize("edit", ["mirrored", "turned a quarter", "cropped to 80% off-centre", "greyscale"])
 def test_discovery_finds_copies_inside_the_reference_by_its_variants(edit):
     reference = _reference("coffee")
@@ -240,6 +248,9 @@ def test_an_older_variant_set_stays_comparable_name_for_name_and_an_unknown_one_
     # Set 1 cut its crops from the reduced luma: the same regions, the same hashes.
     assert imaging.is_comparable(f"{base};variants=1", base, "mirrored")
     assert imaging.is_comparable(f"{base};variants=1", base, "crop70-0-100")
+    # Named by set 1's own crop places, which set 3 moved: set 1 had crop70-25-25, never crop90-25-0.
+    assert imaging.is_comparable(f"{base};variants=1", base, "crop70-25-25")
+    assert not imaging.is_comparable(f"{base};variants=1", base, "crop90-25-0")
     assert not imaging.is_comparable(f"{base};variants=1", base, "no-such-variant")
     # Set 2 cut the same crops from the variant grid; the pads came with set 3.
     assert imaging.is_comparable(f"{base};variants=2", base, "crop90-50-50")
