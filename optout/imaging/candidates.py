@@ -8,6 +8,8 @@ bottom (captions and watermark bars on busy pictures), and turned back by small 
 them is compared with every reference variant (``compare.best_match``).
 """
 
+import itertools
+
 import numpy as np
 from PIL import Image
 
@@ -81,11 +83,12 @@ def _colour_boundaries(lines: np.ndarray, limit: int, keep: int) -> list[int]:
     return sorted(int(place) for place in places if jumps[place - 1] > 2 * BORDER_TOLERANCE)
 
 
-def layered_boxes(luma: np.ndarray) -> list[tuple[int, int, int, int]]:
+def layered_boxes(luma: np.ndarray, known: set) -> list[tuple[int, int, int, int]]:
     """Boxes that cut a screenshot-like layer of bars and margins at its colour boundaries.
 
     Each side is cut at its loose border's end or at one of its largest colour jumps within it (the top
-    two, where browser chrome and status bars pile up; the other sides one); every combination is a box. The loose and strict trims (``trim_box``) are not repeated here.
+    two, where browser chrome and status bars pile up; the other sides one); every combination is a box.
+    The boxes in ``known`` (the loose and strict trims the caller has made already) are not repeated.
     """
     rows, cols = luma.shape
     sides = []
@@ -96,15 +99,12 @@ def layered_boxes(luma: np.ndarray) -> list[tuple[int, int, int, int]]:
         (luma.T[::-1], int(cols * MAX_TRIM), 1),
     ):
         run = _uniform_run(lines, limit)
-        sides.append(sorted({run, *(place for place in _colour_boundaries(lines, run, keep) if place < run)}))
-    boxes = []
-    for top in sides[0]:
-        for bottom in sides[1]:
-            for left in sides[2]:
-                for right in sides[3]:
-                    if top + bottom + left + right:
-                        boxes.append((top, left, rows - top - bottom, cols - left - right))
-    known = {trim_box(luma), trim_box(luma, loose=False)}
+        sides.append(sorted({run, *_colour_boundaries(lines, run, keep)}))  # the boundaries lie inside the run
+    boxes = [
+        (top, left, rows - top - bottom, cols - left - right)
+        for top, bottom, left, right in itertools.product(*sides)
+        if top + bottom + left + right
+    ]
     return [box for box in boxes if box not in known and box[2] >= 16 and box[3] >= 16]
 
 
@@ -160,7 +160,7 @@ def candidate_variants(decoded: Decoded) -> list[Variant]:
             variants.append(Variant(name, signals_of_luma(trimmed)))
             if name == "trimmed":
                 bases.append(("trimmed/", trimmed))
-    for top, left, height, width in layered_boxes(luma):
+    for top, left, height, width in layered_boxes(luma, set(boxes.values())):
         variants.append(Variant("layered", signals_of_luma(luma[top : top + height, left : left + width])))
     rows, cols = luma.shape
     for name, keep, fx, fy in CORNER_CROPS:
