@@ -247,7 +247,7 @@ def _new_rows(dataset_id: int, mark: MonitorMark, now: datetime, limit: int) -> 
     if first is not None:
         window = rows.filter(id__gte=first, id__lt=first + limit).order_by("id").values_list(*_ROW_FIELDS)
         imported = list(window.iterator(_FETCH_ROWS))
-        more = rows.filter(id__gte=first + limit).aggregate(next=Min("id"))["next"] is not None
+        more = rows.filter(id__gte=first + limit).exists()
     since = mark.hashed_until or _EPOCH
     hashed = (
         rows.filter(hashed_at__gte=since, hashed_at__lte=now - HASHED_SETTLE)
