@@ -256,14 +256,20 @@ class PublicDecoy(models.Model):
     # No foreign key constraints in the database: a release draws k rows per entry (9 million at a million
     # entries) and their deferred checks at commit took longer than drawing them. Entries are never deleted,
     # and Django's collector still cascades (entry) and nulls (dataset) deletions made through the ORM.
-    entry = models.ForeignKey(BlocklistEntry, on_delete=models.CASCADE, related_name="decoys", db_constraint=False)
-    dataset = models.ForeignKey(
-        Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    # Three indexes, each a cost on every decoy drawn: the key, (entry, key) for groups, and the primary key.
+    # The entry's own index would repeat (entry, key); the dataset's serves only the rare deletion of one.
+    entry = models.ForeignKey(
+        BlocklistEntry, on_delete=models.CASCADE, related_name="decoys", db_constraint=False, db_index=False
     )
-    url_sha256 = HexField(max_length=64, db_index=True)
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False, db_index=False
+    )
+    url_sha256 = HexField(max_length=64)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["entry", "url_sha256"], name="publicdecoy_unique_per_entry")]
+        # A plain index: the one db_index gives a text column on PostgreSQL comes with a second, for LIKE.
+        indexes = [models.Index(fields=["url_sha256"], name="publicdecoy_key")]
 
     def __str__(self) -> str:
         return f"{self.url_sha256} for {self.entry_id}"

@@ -52,6 +52,7 @@ from django.utils.crypto import salted_hmac
 from optout.models import BlocklistEntry, Dataset, DatasetRow, PublicDecoy, UrlHost
 
 _SALT = "optout.blocklist.decoys"
+_HOST = "lower(split_part(r.url, '/', 3))"  # UrlHost on PostgreSQL, as the index datasetrow_host has it
 
 __all__ = ["DatasetDecoys", "decoy_counts", "draw_decoys", "filler_keys", "unindexed_count", "was_decoy"]
 
@@ -109,14 +110,16 @@ def _draw_windows(pending, k: int) -> None:
         (entries[key][0], key, dataset_id, host, _position(key, entries[key][1]), entries[key][1])
         for key, dataset_id, host in rows.values_list("url_sha256", "dataset_id", "host").iterator(10_000)
     )
-    if not groups:
-        return
-    # Every group's window within its host first, then the whole dataset for groups still short. Each group
-    # skips the rows earlier groups took, so groups never share a decoy.
-    if connection.vendor == "postgresql":
-        _host_windows_postgres(groups, k)
-    else:
-        _host_windows_rowwise(groups)
+    if groups:
+        _draw_sorted(groups) if connection.vendor == "postgresql" else _draw_rowwise(groups)
+
+
+def _draw_rowwise(groups: list) -> None:
+    """The reference draw, one window at a time, each stored before the next is drawn (SQLite, and the tests'
+    yardstick for ``_draw_sorted``): every group's window within its host first, then the whole dataset for
+    groups still short. Each group skips the rows earlier groups took, so groups never share a decoy."""
+    for entry_id, key, dataset_id, host, position, need in groups:
+        _store({(entry_id, dataset_id): _window(dataset_id, host, key, position, need, {key})})
     drawn = Counter(
         PublicDecoy.objects.filter(entry_id__in={group[0] for group in groups}).values_list("entry_id", "dataset_id")
     )
@@ -159,12 +162,6 @@ def _free(ordered, count: int, taken: set[str]) -> list[str]:
     return found[:count]
 
 
-def _host_windows_rowwise(groups: list) -> None:
-    """The host windows one group at a time (SQLite); ``_host_windows_postgres`` does the same in rounds."""
-    for entry_id, key, dataset_id, host, position, need in groups:
-        _store({(entry_id, dataset_id): _window(dataset_id, host, key, position, need, {key})})
-
-
 def _store(picked: dict) -> None:
     PublicDecoy.objects.bulk_create(
         [
@@ -177,71 +174,187 @@ def _store(picked: dict) -> None:
     )
 
 
-def _host_windows_postgres(groups: list, k: int) -> None:
-    """The host windows of all groups, a statement per round: the same rows as ``_window`` gives one by one."""
-    rows = DatasetRow._meta.db_table
-    entries = BlocklistEntry._meta.db_table
-    decoys = PublicDecoy._meta.db_table
-    host = "lower(split_part(r.url, '/', 3))"
-    free = (
-        f"NOT EXISTS (SELECT 1 FROM {entries} b WHERE b.url_sha256 = r.url_sha256) "
-        f"AND NOT EXISTS (SELECT 1 FROM {decoys} u WHERE u.url_sha256 = r.url_sha256)"
+# --- The same draw in a few statements (PostgreSQL) ------------------------------------------------------------
+#
+# ``_draw_rowwise`` asks the database for each window and stores it before the next one, so that each group sees
+# the picks of the groups before it: thousands of tiny queries, most of a release at 100,000 entries.
+# ``_draw_sorted`` gives the same picks from a few statements. It reads, for every window, the first free rows on
+# each side of its key on its circle (the rows of a host of a dataset, or of the whole dataset, in hash order),
+# and replays the windows in entry order in memory, skipping what earlier groups took. A side that runs out
+# before its window is full is either all there is (the window goes on from the circle's other end, read when
+# first needed) or was read too shallow: it is read four times deeper and the replay starts over. A group only
+# loses rows to earlier groups, so this ends, and its picks are those of the one-by-one draw.
+
+_SLACK = 4  # rows read per side beyond what its window asks for, in case earlier groups took a few
+_DIRECTIONS = {"below": ("<", "DESC"), "above": (">", "ASC"), "top": (None, "DESC"), "bottom": (None, "ASC")}
+
+
+@dataclass
+class _Side:
+    """The first free keys of a circle from a key (or from an end: ``top``, ``bottom``) in one direction, nearest
+    first; ``whole``: they are all there are (the read stopped short of its depth)."""
+
+    keys: list[str]
+    whole: bool
+
+
+def _draw_sorted(groups: list) -> None:
+    existing = Counter(
+        PublicDecoy.objects.filter(entry_id__in={group[0] for group in groups}).values_list("entry_id", "dataset_id")
     )
+    reader = _SideReader()
+    host_phase = [((dataset, host), entry, key, position, need) for entry, key, dataset, host, position, need in groups]
+    picks = _replay(host_phase, reader, set())
+    drawn = existing + Counter({(entry, circle[0]): len(keys) for (entry, circle), keys in picks.items()})
+    dataset_phase = [
+        ((dataset, None), entry, key, min(position, need - drawn[entry, dataset]), need - drawn[entry, dataset])
+        for entry, key, dataset, _host, position, need in groups
+        if need > drawn[entry, dataset]
+    ]
+    if dataset_phase:
+        picks.update(_replay(dataset_phase, reader, {key for keys in picks.values() for key in keys}))
+    _copy_picks(picks)
 
-    def side(order: str, near: str, far: str, limit: str, scope: str) -> str:
-        # One side of the window: the nearest rows on that side, then (the circle) the farthest of the other.
-        # The inner LIMITs are the constant k + 1 (the largest need): a LIMIT PostgreSQL cannot see makes it plan
-        # for a large one. No ORDER BY outside: PostgreSQL's Append returns its first branch before it starts the
-        # second, so the LIMIT stops before the far branch runs unless the near one is short (an ORDER BY there
-        # ran both index scans for every group, and the far one almost never counts). The rowwise test checks it.
-        return f"""
-            SELECT url_sha256 FROM (
-                (SELECT r.url_sha256 FROM {rows} r
-                 WHERE {scope} AND r.url_sha256 {near} g.key AND {free}
-                 ORDER BY r.url_sha256 {order}, r.dataset_id {order} LIMIT {k + 1})
-                UNION ALL
-                (SELECT r.url_sha256 FROM {rows} r
-                 WHERE {scope} AND r.url_sha256 {far} g.key AND {free}
-                 ORDER BY r.url_sha256 {order}, r.dataset_id {order} LIMIT {k + 1})
-            ) s LIMIT {limit}
-        """
 
-    def window(scope: str, before: str, after: str) -> str:
-        return f"({side('DESC', '<', '>', before, scope)}) UNION ({side('ASC', '>', '<', after, scope)})"
+def _replay(windows: list, reader: "_SideReader", taken: set[str]) -> dict:
+    """Each window (circle, entry id, key, position, count) in order, as ``_window`` draws them one by one after
+    storing the ones before: {(entry id, circle): keys}."""
+    reader.read(
+        {("below", circle, key): position for circle, _, key, position, _ in windows}
+        | {("above", circle, key): count - position for circle, _, key, position, count in windows}
+    )
+    while True:
+        picks, wanted = _replay_once(windows, reader, set(taken))
+        if not wanted:
+            return picks
+        reader.read(wanted)
 
+
+def _replay_once(windows: list, reader: "_SideReader", taken: set[str]) -> tuple[dict, set]:
+    """One replay, and the sides it lacked (not read yet, or too shallow: {side: rows it asked for}); its picks
+    count only if it lacked none."""
+    picks, wanted = {}, {}
+    for circle, entry_id, key, position, count in windows:
+        before = _walk(reader, ("below", circle, key), position, taken, [], wanted)
+        if len(before) < position:  # past the circle's first row: on from its last
+            before += _walk(reader, ("top", circle, key), position - len(before), taken, before, wanted)
+        after = _walk(reader, ("above", circle, key), count - position, taken, [], wanted)
+        if len(after) < count - position:
+            after += _walk(reader, ("bottom", circle, key), count - position - len(after), taken, after, wanted)
+        window = list(dict.fromkeys(before + after))[:count]
+        picks.setdefault((entry_id, circle), []).extend(window)
+        taken.update(window)
+    return picks, wanted
+
+
+def _walk(reader: "_SideReader", side: tuple, count: int, taken: set[str], also: list[str], wanted: dict) -> list[str]:
+    """The first ``count`` keys of a side that are neither ``taken`` nor ``also`` (the window's own, a few). A side
+    not read, or read too shallow to tell, goes into ``wanted``. The ends of a circle (``top``, ``bottom``) stop
+    at the window's own key."""
+    if count <= 0:
+        return []
+    direction, _circle, key = side
+    read = reader.side(side)
+    if read is None:
+        wanted[side] = max(wanted.get(side, 0), count)
+        return []
+    found = []
+    for candidate in read.keys:
+        if direction == "top" and candidate <= key or direction == "bottom" and candidate >= key:
+            return found
+        if candidate not in taken and candidate not in also:
+            found.append(candidate)
+            if len(found) == count:
+                return found
+    if not read.whole:
+        wanted[side] = max(wanted.get(side, 0), count)
+    return found
+
+
+class _SideReader:
+    """The sides read so far, and how deep; a circle's ends are read once for all its windows."""
+
+    def __init__(self):
+        self.sides: dict[tuple, _Side] = {}
+        self.depth: dict[tuple, int] = {}
+
+    @staticmethod
+    def _stored(side: tuple) -> tuple:
+        direction, circle, _key = side
+        return (direction, circle, None) if direction in ("top", "bottom") else side
+
+    def side(self, side: tuple) -> _Side | None:
+        return self.sides.get(self._stored(side))
+
+    def read(self, sides: dict) -> None:
+        """Reads the sides not read yet ({side: rows a window asks of it}), and those read before four times
+        deeper."""
+        depths = {}
+        for side, count in sides.items():
+            stored = self._stored(side)
+            first = count + _SLACK if stored not in self.sides else 4 * self.depth[stored]
+            depths[stored] = max(depths.get(stored, 0), first)
+        self.depth.update(depths)
+        self.sides.update(_read_sides(depths))
+
+
+def _read_sides(wanted: dict) -> dict:
+    """{(direction, (dataset id, host or None), key or None): depth} -> {the same: _Side}, in one statement."""
+    rows, entries, decoys = DatasetRow._meta.db_table, BlocklistEntry._meta.db_table, PublicDecoy._meta.db_table
+    asked = list(wanted.items())
     with connection.cursor() as cursor:
-        # Round r draws the r-th group (in entry order) of every host: groups of one host see each other's
-        # picks, as one by one, and groups of different hosts cannot meet.
-        rounds = Counter()
-        numbered = []
-        for group in groups:
-            numbered.append((*group, rounds[group[2], group[3]]))
-            rounds[group[2], group[3]] += 1
-        # ON COMMIT DROP, but two publishers in one transaction (tests) would meet the first one's table.
-        cursor.execute("DROP TABLE IF EXISTS optout_decoy_groups")
+        cursor.execute("DROP TABLE IF EXISTS optout_decoy_sides")  # ON COMMIT DROP, but a test's publishers share one
         cursor.execute(
-            'CREATE TEMPORARY TABLE optout_decoy_groups (entry_id bigint, key text COLLATE "C", '
-            "dataset_id bigint, host text, position int, need int, round int) ON COMMIT DROP"
+            "CREATE TEMPORARY TABLE optout_decoy_sides (n int, direction text, dataset_id bigint, by_host bool, "
+            'host text, key text COLLATE "C", depth int) ON COMMIT DROP'
         )
         buffer = io.StringIO()
-        csv.writer(buffer).writerows(numbered)
+        csv.writer(buffer).writerows(
+            (n, direction, dataset_id, host is not None, host or "", key or "", depth)
+            for n, ((direction, (dataset_id, host), key), depth) in enumerate(asked)
+        )
         buffer.seek(0)
-        cursor.cursor.copy_expert("COPY optout_decoy_groups FROM STDIN WITH (FORMAT csv)", buffer)
-        cursor.execute("ANALYZE optout_decoy_groups")
-        # Each round is a new statement of thousands of small index scans: compiling it (JIT) cost more than it saved.
-        cursor.execute("SET LOCAL jit = off")
-        scope = f"r.dataset_id = g.dataset_id AND {host} = g.host"
-        for number in range(max(rounds.values())):
-            cursor.execute(
-                f"""
-                INSERT INTO {decoys} (entry_id, dataset_id, url_sha256)
-                SELECT g.entry_id, g.dataset_id, w.url_sha256 FROM optout_decoy_groups g
-                CROSS JOIN LATERAL ({window(scope, "g.position", "g.need - g.position")}) w
-                WHERE g.round = %s
-                ON CONFLICT DO NOTHING
-                """,
-                [number],
-            )
+        cursor.cursor.copy_expert("COPY optout_decoy_sides FROM STDIN WITH (FORMAT csv)", buffer)
+        # Thousands of small index scans, each stopping after a few rows. PostgreSQL cannot see how few (the
+        # LIMIT is a column), so left to itself it plans for many: a sequential scan of a table it believes empty
+        # (the decoy table before its first analysis), or a merge anti-join that reads every entry per side. (The
+        # publisher has turned JIT off.)
+        for setting in ("enable_seqscan", "enable_mergejoin", "enable_hashjoin"):
+            cursor.execute(f"SET LOCAL {setting} = off")
+        free = (
+            f"NOT EXISTS (SELECT 1 FROM {entries} b WHERE b.url_sha256 = r.url_sha256) "
+            f"AND NOT EXISTS (SELECT 1 FROM {decoys} u WHERE u.url_sha256 = r.url_sha256)"
+        )
+        parts = []
+        for direction, (compare, order) in _DIRECTIONS.items():
+            for by_host in (True, False):
+                scope = "r.dataset_id = s.dataset_id" + (f" AND {_HOST} = s.host" if by_host else "")
+                bound = f"AND r.url_sha256 {compare} s.key" if compare else ""
+                parts.append(
+                    f"""SELECT s.n, (SELECT string_agg(w.url_sha256, ',') FROM (
+                            SELECT r.url_sha256 FROM {rows} r WHERE {scope} {bound} AND {free}
+                            ORDER BY r.url_sha256 {order} LIMIT s.depth) w)
+                        FROM optout_decoy_sides s WHERE s.direction = '{direction}' AND {"" if by_host else "NOT "}s.by_host"""
+                )
+        cursor.execute(" UNION ALL ".join(parts))
+        found = dict(cursor.fetchall())
+    sides = {}
+    for n, (side, depth) in enumerate(asked):
+        keys = sorted(found[n].split(",") if found.get(n) else [], reverse=_DIRECTIONS[side[0]][1] == "DESC")
+        sides[side] = _Side(keys, whole=len(keys) < depth)
+    return sides
+
+
+def _copy_picks(picks: dict) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(
+        (entry_id, dataset_id, key) for (entry_id, (dataset_id, _host)), keys in picks.items() for key in keys
+    )
+    buffer.seek(0)
+    with connection.cursor() as cursor:
+        cursor.cursor.copy_expert(
+            f"COPY {PublicDecoy._meta.db_table} (entry_id, dataset_id, url_sha256) FROM STDIN WITH (FORMAT csv)", buffer
+        )
 
 
 @dataclass(frozen=True)

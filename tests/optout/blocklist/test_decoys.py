@@ -3,12 +3,11 @@
 from collections import Counter
 
 import pytest
-from django.db import connection
 
 from optout.blocklist import decoys, holds, releases
 from optout.client.canonical import url_sha256
 from optout.feed.api import lookup
-from optout.models import BlocklistEntry, Dataset, DatasetRow, PublicDecoy
+from optout.models import BlocklistEntry, BlocklistHold, Dataset, DatasetRow, PublicDecoy
 from tests.optout.conftest import group, keys, lines, manifest
 
 pytestmark = pytest.mark.django_db
@@ -185,20 +184,54 @@ def test_the_columnar_snapshot_holds_the_same_keys(dataset, publish, feed_files)
     assert partner.column("pdq_quality").to_pylist() == [80]
 
 
+def drawn_groups(reals: list[str]) -> dict:
+    return {
+        key: sorted(PublicDecoy.objects.filter(entry__url_sha256=key).values_list("dataset_id", "url_sha256"), key=str)
+        for key in reals
+    }
+
+
 @pytest.mark.postgres
-def test_postgres_draws_the_same_decoys_as_the_rowwise_draw(dataset, signing_key, monkeypatch):
-    reals = [url_sha256(f"https://{host}/photos/{i:05d}.jpg") for host in ("big.example.com", "tiny.example.net")
-             for i in (0, 1, 2)]  # fmt: skip
+@pytest.mark.parametrize(("k", "slack"), [(K, decoys._SLACK), (K, 0), (2, 0)])
+def test_postgres_draws_the_same_decoys_as_the_rowwise_draw(dataset, k, slack, monkeypatch):
+    """The sorted draw's picks are the one-by-one draw's, where groups compete: a crowded host (its windows
+    overlap, so sides are read deeper), windows off either end of a circle, a tiny host that borrows from its
+    dataset, a URL in two datasets, a key that is already another group's decoy, and a URL in no dataset. A
+    first read with no slack makes every side that lost rows to an earlier group be read again deeper."""
+    monkeypatch.setattr(decoys, "_SLACK", slack)
+    other = Dataset.objects.create(name="other-mini")
+    shared = add_rows(other, "big.example.com", 5)  # the same URLs as big.example.com's first five in `dataset`
+    add_rows(other, "big.example.com", 20, start=500)
+    crowded = [url_sha256(f"https://big.example.com/photos/{i:05d}.jpg") for i in range(0, 60, 3)]
+    tiny = [url_sha256(f"https://tiny.example.net/photos/{i:05d}.jpg") for i in range(3)]
+    circle = sorted(host_keys(dataset, "other.example.org"))
+    ends = [circle[0], circle[1], circle[-1]]  # the first and last rows of their circle
+    nowhere = [url_sha256("https://unindexed.example/a.jpg")]
+    reals = [*crowded, *tiny, *ends, *nowhere]
+    assert url_sha256(shared[0]) in crowded
     for i, key in enumerate(reals):
         holds.hold(holder=f"item:{i}", url_sha256=key)
-    assert connection.vendor == "postgresql"
-    decoys.draw_decoys()
-    fast = {key: group(key) for key in reals}
+    decoys.draw_decoys(k=k)
+    # A later entry whose key is already a decoy of an earlier group: it draws k + 1.
+    late = next(
+        key for key in host_keys(dataset, "other.example.org") if PublicDecoy.objects.filter(url_sha256=key).exists()
+    )
+    holds.hold(holder="item:late", url_sha256=late)
+    decoys.draw_decoys(k=k)
+    reals.append(late)
+    fast = drawn_groups(reals)
+    assert len(fast[late]) == k + 1
+    # The same history, one window at a time.
     PublicDecoy.objects.all().delete()
+    BlocklistHold.objects.filter(holder="item:late").delete()
+    BlocklistEntry.objects.filter(url_sha256=late).delete()
     BlocklistEntry.objects.update(decoys_drawn=False)
-    monkeypatch.setattr(decoys, "_host_windows_postgres", lambda groups, k: decoys._host_windows_rowwise(groups))
-    decoys.draw_decoys()
-    assert {key: group(key) for key in reals} == fast
+    monkeypatch.setattr(decoys, "_draw_sorted", decoys._draw_rowwise)
+    decoys.draw_decoys(k=k)
+    holds.hold(holder="item:late", url_sha256=late)
+    decoys.draw_decoys(k=k)
+    assert drawn_groups(reals) == fast
+    assert all(len(members) >= k for members in fast.values())
 
 
 def test_groups_drawn_in_one_release_share_no_decoy(dataset, publish, feed_files):
