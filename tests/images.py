@@ -38,6 +38,17 @@ def encode(image: Image.Image, format: str, **options) -> bytes:
     return buffer.getvalue()
 
 
+def with_logo(image: Image.Image, corner: tuple[int, int], share: float = 0.10) -> Image.Image:
+    """The picture with scikit-image's logo (an opaque square badge) over ``share`` of it, near a corner
+    (bottom?, right?), as bench/match_quality.py's watermark class pastes it."""
+    side = int((image.width * image.height * share) ** 0.5)
+    left = image.width - side - image.width // 30 if corner[1] else image.width // 30
+    top = image.height - side - image.height // 30 if corner[0] else image.height // 30
+    out = image.copy()
+    out.paste(photo("logo", (side, side)), (left, top))
+    return out
+
+
 def photo_jpeg(
     name: str = "astronaut", size: tuple[int, int] = (640, 480), quality: int = 90, exif_orientation: int | None = None
 ) -> bytes:

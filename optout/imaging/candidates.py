@@ -4,7 +4,8 @@ would be undone (server only; dataset rows keep one signal set each).
 ``candidate_variants`` gives the picture's own signals, then its signals with near-uniform borders
 trimmed (frames, padding, screenshot chrome, caption bars), with each screenshot-like layer of bars and
 margins cut at its colour boundaries, with corners left out (logos), with strips cut from the top or
-bottom (captions and watermark bars on busy pictures), and turned back by small angles. Every one of
+bottom (captions and watermark bars on busy pictures), with a corner painted over in the grey around it
+(a logo too large for any reference crop to leave out), and turned back by small angles. Every one of
 them is compared with every reference variant (``compare.best_match``).
 """
 
@@ -25,13 +26,21 @@ BORDER_TOLERANCE = 12
 FRAME_SHARE = 0.8  # a plain frame: this share of a line within BORDER_TOLERANCE of the edge's colour
 BORDER_GAP = 0.03  # share of a side: a run of busy lines this long ends the border
 MAX_TRIM = 0.35  # never trim more than this share of a side: the rest would not be the picture
-STRIP_CUTS = (0.08, 0.14, 0.2)
+STRIP_CUTS = (0.08, 0.14, 0.2)  # strips cut from the top or the bottom, as a share of the height
 # The reference crops that leave out one corner region, tried on the candidate too: a logo or a text
 # watermark in a corner then falls outside the box, and the same box of both pictures compares.
 CORNER_CROPS = tuple(
     crop for crop in CROPS if crop[1] in (0.8, 0.7) and crop[2] in (0.0, 1.0) and crop[3] in (0.0, 1.0)
-)  # strips cut from the top or the bottom, as a share of the height
+)
 DEROTATIONS = (-4.0, -2.0, 2.0, 4.0)  # degrees turned back, then the largest upright box inside kept
+# Corner patches painted over: a logo pasted in a corner (an opaque badge, a stock site's mark) covering up
+# to about 10% of the picture, a third of each side, is replaced by the mean grey of the picture around it.
+# pHash and PDQ keep only low frequencies, and under a patch the picture's low frequencies are close to
+# its surroundings' mean (most of all on a texture, where crops that leave out the corner do not help:
+# the smallest reference crop, 70% of a side, still overlaps a logo that reaches 35% in from the edges).
+# (share of each side covered, from the corner inwards)
+PATCH_SIDES = (0.2, 0.3, 0.4)
+PATCH_RING = 0.05  # the band around a patch whose mean grey fills it, as a share of each side
 
 
 def _uniform_run(lines: np.ndarray, limit: int) -> int:
@@ -138,8 +147,25 @@ def _derotated(luma: np.ndarray, degrees: float) -> np.ndarray:
     return turned[top : top + height, left : left + width]
 
 
+def _painted_corner(luma: np.ndarray, side: float, corner: tuple[int, int]) -> np.ndarray:
+    """The luma with a box of ``side`` of each side at a ``corner`` (bottom?, right?) painted over in the
+    mean grey of the band of PATCH_RING around the box's inner edges."""
+    rows, cols = luma.shape
+    height, width = int(rows * side + 0.5), int(cols * side + 0.5)
+    band_rows, band_cols = max(1, int(rows * PATCH_RING + 0.5)), max(1, int(cols * PATCH_RING + 0.5))
+    top = rows - height if corner[0] else 0
+    left = cols - width if corner[1] else 0
+    outer_top, outer_left = max(0, top - band_rows), max(0, left - band_cols)
+    outer = luma[outer_top : top + height + band_rows, outer_left : left + width + band_cols]
+    inner = luma[top : top + height, left : left + width]
+    painted = luma.copy()
+    painted[top : top + height, left : left + width] = (outer.sum() - inner.sum()) / (outer.size - inner.size)
+    return painted
+
+
 def candidate_variants(decoded: Decoded) -> list[Variant]:
-    """A fetched picture's own signals, then its signals with frames trimmed, strips cut and small turns undone."""
+    """A fetched picture's own signals, then its signals with frames trimmed, corners left out or painted over,
+    strips cut and small turns undone."""
     luma = decoded.luma
     variants = [
         Variant(
@@ -166,6 +192,10 @@ def candidate_variants(decoded: Decoded) -> list[Variant]:
     for name, keep, fx, fy in CORNER_CROPS:
         top, left, height, width = crop_box(rows, cols, keep, fx, fy)
         variants.append(Variant(name, signals_of_luma(luma[top : top + height, left : left + width])))
+    for side in PATCH_SIDES:
+        for corner in itertools.product((0, 1), (0, 1)):
+            name = f"painted-{'bottom' if corner[0] else 'top'}-{'right' if corner[1] else 'left'}{round(side * 100)}"
+            variants.append(Variant(name, signals_of_luma(_painted_corner(luma, side, corner))))
     for share in STRIP_CUTS:
         cut = int(rows * share + 0.5)
         variants.append(Variant(f"cut-bottom-{round(share * 100)}", signals_of_luma(luma[: rows - cut])))

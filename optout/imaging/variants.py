@@ -307,6 +307,9 @@ def describe(reference_variant: str, candidate_variant: str) -> str:
             parts.append(f"the link's picture turned back by {step[len('turned-back') :]} degrees")
         elif step.startswith("crop"):
             parts.append("a crop of the link's picture (a corner left out, e.g. a logo)")
+        elif step.startswith("painted-"):
+            corner = step[len("painted-") :].rstrip("0123456789")
+            parts.append(f"the link's picture with its {corner} corner painted over (where a logo sits)")
         else:
             parts.append(f"the link's picture as variant {step!r}")
     if not parts:

@@ -1,12 +1,13 @@
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import ImageOps
 
 from optout import imaging
 from optout.client.canonical import url_sha256
 from optout.imaging import compute_signals, hashbits
 from optout.models import Dataset, DatasetRow
-from requests_app import services, verification
+from requests_app import intake, services, verification
 from requests_app.models import ItemState, RemovalRequest, RemovalState, RequestEvent
 from tests import images
 from tests.requests_app.builders import submit
@@ -232,3 +233,44 @@ def test_a_variant_of_an_older_set_is_compared_and_one_of_an_unknown_set_is_not(
     item = removal.items.get()
     assert item.state == verdict
     assert item.reference_variant == ("mirrored" if verdict == ItemState.MATCH_STRONG else "")
+
+
+def _uploaded(data: bytes) -> list[list[services.Reference]]:
+    """The reference picture as an upload is hashed: its own signals and every variant of the set."""
+    return intake.hash_uploads([SimpleUploadedFile("mine.jpg", data, "image/jpeg")])
+
+
+@pytest.mark.django_db
+def test_a_named_copy_with_a_logo_over_a_tenth_of_a_texture_is_verified_and_told(image_server):
+    image_server.add(
+        "/stock.jpg",
+        images.encode(images.with_logo(images.photo("grass"), (0, 1)), "JPEG", quality=85),
+        content_type="image/jpeg",
+    )
+    removal, _ = submit(
+        urls=[image_server.url("/stock.jpg")], references=_uploaded(images.photo_jpeg("grass", size=(512, 512)))
+    )
+
+    verification.run_verification(removal.pk)
+
+    item = removal.items.get()
+    assert item.state in (ItemState.MATCH_WEAK, ItemState.MATCH_STRONG)
+    assert item.candidate_variant.startswith("painted-top-right")
+    assert "top-right corner painted over" in imaging.describe(item.reference_variant, item.candidate_variant)
+
+
+@pytest.mark.django_db
+def test_an_indexed_copy_with_a_logo_over_a_tenth_of_it_is_found_by_the_system():
+    dataset = Dataset.objects.create(name="laion-test")
+    stock = images.encode(images.with_logo(images.photo("astronaut"), (0, 1)), "JPEG", quality=85)
+    copy = index_row(dataset, "https://cdn.example.net/stock.jpg", stock)
+    index_row(dataset, "https://cdn.example.net/unrelated.jpg", images.photo_jpeg("rocket"))
+    removal, _ = submit(
+        urls=["http://10.1.2.3/x.jpg"], references=_uploaded(images.photo_jpeg("astronaut")), dataset=dataset
+    )
+
+    verification.run_verification(removal.pk)
+
+    found = removal.items.get(found_by_system=True)
+    assert found.dataset_row == copy
+    assert found.state in (ItemState.MATCH_WEAK, ItemState.MATCH_STRONG)

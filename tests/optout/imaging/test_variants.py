@@ -135,6 +135,33 @@ def test_discovery_finds_framed_captioned_and_turned_copies_by_pads_and_turns(ed
     assert imaging.describe(comparison.reference_variant, "").startswith("Matches your picture")
 
 
+@pytest.mark.parametrize(("name", "corner"), [("grass", (0, 1)), ("brick", (0, 1)), ("grass", (1, 0))])
+def test_a_logo_over_a_tenth_of_a_texture_is_verified_with_its_corner_painted_over(name, corner):
+    reference = _reference(name)
+    fetched = imaging.candidate_variants(_decoded(images.with_logo(images.photo(name), corner)))
+    comparison = imaging.best_match([reference], fetched, **THRESHOLDS)
+    assert comparison.strength in ("weak", "strong"), comparison
+    where = f"{'bottom' if corner[0] else 'top'}-{'right' if corner[1] else 'left'}"
+    assert comparison.candidate_variant.startswith(f"painted-{where}"), comparison.candidate_variant
+    # Every reference crop overlaps the logo: without the painted corners the copy is no match.
+    unpainted = [variant for variant in fetched if not variant.name.startswith("painted-")]
+    assert imaging.best_match([reference], unpainted, **THRESHOLDS).strength is None
+
+
+def test_a_painted_corner_is_told_to_the_reviewer():
+    assert imaging.describe("", "painted-top-right40") == (
+        "Matches your picture in the link's picture with its top-right corner painted over (where a logo sits)."
+    )
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera"])
+def test_discovery_finds_a_copy_with_a_logo_over_a_tenth_of_it(name):
+    """Discovery holds a row's own signals only; a logo on a picture with large structures of its own moves
+    them little (on textures it moves them past the thresholds: bench/match_quality.py counts those)."""
+    comparison = _found(_reference(name), images.with_logo(images.photo(name), (0, 1)))
+    assert comparison.strength in ("weak", "strong"), comparison
+
+
 @pytest.mark.parametrize(
     ("variant", "words"),
     [("turned+2-corners", "turned by +2 degrees"), ("turned-4-expanded", "turned by -4 degrees")],
