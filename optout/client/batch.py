@@ -25,7 +25,6 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass
-from operator import methodcaller
 
 import numpy as np
 import pyarrow as pa
@@ -160,55 +159,72 @@ def _strings(column) -> pa.Array:
 
 
 def url_digests(column) -> tuple[np.ndarray, np.ndarray]:
-    """(the url_sha256 of each row as an (n, 4) array of big-endian words, which rows are not plausible URLs)."""
+    """(the url_sha256 of each row as an (n, 4) array of big-endian words, which rows are not plausible URLs).
+
+    The digest of a row that is not a plausible URL means nothing (it is the sha256 of nothing).
+    """
     column = _strings(column)
+    rows = len(column)
     if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
         values = column.to_pylist()
-        return _slow_digests(values, np.arange(len(values)), len(values))
-    column = column.fill_null("")
-    fast = pc.match_substring_regex(column, _AS_IS)
-    rows = len(column)
-    raw = np.zeros((rows, 32), dtype=np.uint8)
+        slow_rows, slow_values = range(rows), [value or "" for value in values]
+    else:
+        column = column.fill_null("")
+        as_is = pc.match_substring_regex(column, _AS_IS).to_numpy(zero_copy_only=False)
+        values = column.cast(pa.binary()).to_pylist()
+        slow_rows = np.flatnonzero(~as_is)
+        slow_values = column.take(pa.array(slow_rows)).to_pylist() if len(slow_rows) else []
     bad = np.zeros(rows, dtype=bool)
-    fast_rows = np.flatnonzero(fast.to_numpy(zero_copy_only=False))
-    if len(fast_rows):
-        values = column.filter(fast).cast(pa.binary()).to_numpy(zero_copy_only=False)
-        joined = b"".join(map(methodcaller("digest"), map(hashlib.sha256, values)))
-        raw[fast_rows] = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
-    slow_rows = np.flatnonzero(~fast.to_numpy(zero_copy_only=False))
-    if len(slow_rows):
-        values = column.take(pa.array(slow_rows)).to_pylist()
-        for index, value in zip(slow_rows, values, strict=True):
-            try:
-                raw[index] = np.frombuffer(hashlib.sha256(web_url(value).encode("ascii")).digest(), dtype=np.uint8)
-            except BadURL:
-                bad[index] = True
-    return raw.view(">u8").reshape(rows, 4), bad
-
-
-def _slow_digests(values: list, rows: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    raw = np.zeros((count, 32), dtype=np.uint8)
-    bad = np.zeros(count, dtype=bool)
-    for index, value in zip(rows, values, strict=True):
+    for index, value in zip(slow_rows, slow_values, strict=True):
         try:
-            raw[index] = np.frombuffer(hashlib.sha256(web_url(value or "").encode("ascii")).digest(), dtype=np.uint8)
+            values[index] = web_url(value).encode("ascii")
         except BadURL:
+            values[index] = b""
             bad[index] = True
-    return raw.view(">u8").reshape(count, 4), bad
+    # One hashlib call per row is the floor of this path; a list comprehension is its cheapest loop
+    # (measured: a quarter less per row than map() with methodcaller).
+    sha256 = hashlib.sha256
+    joined = b"".join([sha256(value).digest() for value in values])
+    return np.frombuffer(joined, dtype=">u8").reshape(rows, 4), bad
+
+
+def _unhexlify(strings: pa.Array, digits: int) -> np.ndarray:
+    """The values of a string array without nulls, each exactly ``digits`` hex digits, decoded as an (n, digits // 2)
+    uint8 array by one ``unhexlify`` over its data buffer; raises ``binascii.Error`` when any digit is not hex."""
+    chosen = strings.cast(pa.binary())
+    offsets = np.frombuffer(chosen.buffers()[1], dtype=np.int32)[chosen.offset : chosen.offset + len(chosen) + 1]
+    data = memoryview(chosen.buffers()[2])[offsets[0] : offsets[-1]]
+    return np.frombuffer(binascii.unhexlify(data), dtype=np.uint8).reshape(-1, digits // 2)
 
 
 def _decode_hex(column: pa.Array, digits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes of each row's hex value as an (n, digits // 2) uint8 array, which rows hold exactly that)."""
+    """(bytes of each row's hex value as an (n, digits // 2) uint8 array, which rows hold exactly that).
+
+    A value may sit between spaces, so the definition is "trimmed, it matches ``[0-9a-fA-F]{digits}``". But a
+    regular expression over every row costs more than the rest of the column's work: rows of exactly ``digits``
+    bytes are decoded by one ``unhexlify`` over them all (which fails on any other character, so success proves
+    every one of them hex), shorter rows can never hold a value, and only longer rows (and all of them, should
+    that ``unhexlify`` fail) are trimmed and matched.
+    """
     rows = len(column)
-    column = pc.utf8_trim(column, _SPACE)
-    given = pc.match_substring_regex(column, f"^[0-9a-fA-F]{{{digits}}}$").fill_null(False)
-    given = given.to_numpy(zero_copy_only=False)
     out = np.zeros((rows, digits // 2), dtype=np.uint8)
-    if given.any():
-        chosen = column.filter(pa.array(given)).cast(pa.binary())
-        offsets = np.frombuffer(chosen.buffers()[1], dtype=np.int32)[chosen.offset : chosen.offset + len(chosen) + 1]
-        data = memoryview(chosen.buffers()[2])[offsets[0] : offsets[-1]]  # each row exactly ``digits`` long
-        out[given] = np.frombuffer(binascii.unhexlify(data), dtype=np.uint8).reshape(-1, digits // 2)
+    given = np.zeros(rows, dtype=bool)
+    lengths = pc.binary_length(column).fill_null(0).to_numpy(zero_copy_only=False)
+    exact = lengths == digits
+    check = lengths > digits
+    if exact.any():
+        try:
+            out[exact] = _unhexlify(column.filter(pa.array(exact)), digits)
+            given |= exact
+        except binascii.Error:
+            check |= exact
+    if check.any():
+        at = np.flatnonzero(check)
+        trimmed = pc.utf8_trim(column.take(pa.array(at)), _SPACE)
+        hexes = pc.match_substring_regex(trimmed, f"^[0-9a-fA-F]{{{digits}}}$").to_numpy(zero_copy_only=False)
+        if hexes.any():
+            out[at[hexes]] = _unhexlify(trimmed.filter(pa.array(hexes)), digits)
+            given[at[hexes]] = True
     return out, given
 
 

@@ -30,12 +30,13 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from optout.client import state
@@ -310,9 +311,45 @@ def _parquet(judge: _Judge, parquet: pq.ParquetFile, source: Path, temporary: Pa
     schema = parquet.schema_arrow
     for name in _named(judge.columns).values():
         _column(schema.names, name, source)
-    with pq.ParquetWriter(temporary, schema) as writer:
-        for batch in parquet.iter_batches(batch_size=batch_rows):
-            writer.write_batch(batch.filter(pa.array(judge.keep(batch))))
+    batches = parquet.iter_batches(batch_size=batch_rows)
+    first = next(batches, None)
+    dictionary = _dictionary_columns(parquet, first) if first is not None else False
+    with pq.ParquetWriter(temporary, schema, use_dictionary=dictionary) as writer, ThreadPoolExecutor(1) as io_thread:
+        # Reading and writing Parquet release the GIL: one thread reads the next batch and writes the last while
+        # this one judges (hashing holds the GIL), so a single file keeps two cores busy.
+        written = None
+        reading = io_thread.submit(next, batches, None)
+        batch = first
+        while batch is not None:
+            kept = batch.filter(pa.array(judge.keep(batch)))
+            batch = reading.result()
+            if written is not None:
+                written.result()
+            written = io_thread.submit(writer.write_batch, kept)
+            reading = io_thread.submit(next, batches, None)
+        if written is not None:
+            written.result()
+
+
+def _dictionary_columns(parquet: pq.ParquetFile, batch: pa.RecordBatch) -> list[str]:
+    """The output's columns to dictionary-encode: those whose values repeat in the first batch (fewer distinct
+    values than half its rows), and nested ones (not counted: left as pyarrow's default, encoded).
+
+    Why not all, as pyarrow's default does: a column of distinct values (URLs, captions, hashes: most of a URL
+    list) fills the dictionary, falls back to plain encoding and has spent the work for nothing; it was a quarter
+    of the time of writing the output (bench/client_filter.py's rows).
+    """
+    repeating = set()
+    for name in batch.schema.names:
+        try:
+            distinct = pc.count_distinct(batch.column(name)).as_py()
+        except pa.ArrowNotImplementedError:
+            repeating.add(name)
+            continue
+        if 2 * distinct < batch.num_rows:
+            repeating.add(name)
+    leaves = (parquet.schema.column(i).path for i in range(len(parquet.schema)))
+    return [path for path in leaves if path.split(".")[0] in repeating]
 
 
 def batch_rows_for(rules: Rules) -> int:

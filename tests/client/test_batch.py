@@ -119,6 +119,53 @@ def test_nulls_and_large_strings_are_judged_too():
     assert fast.tolist() == [1, 0, batch.KEPT]
 
 
+# Hex cells as real files spell them, and the cases the one-unhexlify fast path must hand back: a cell of exactly
+# the right length that is not all hex (the whole batch then goes through the trimmed match), padded cells (longer),
+# short and empty ones, nulls.
+def _hex_cell(digits: int):
+    value = st.binary(min_size=digits // 2, max_size=digits // 2).map(bytes.hex)
+    return st.one_of(
+        value,
+        value.map(str.upper),
+        st.tuples(st.sampled_from(" \t\r\n"), value, st.sampled_from(["", " ", "\n"])).map("".join),
+        value.map(lambda v: v[:-1] + "g"),
+        value.map(lambda v: v[:-1] + " "),
+        value.map(lambda v: "ü" + v[2:]),
+        value.map(lambda v: v[:-1]),
+        st.sampled_from(["", "not hex"]),
+        st.none(),
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    images=st.lists(_hex_cell(64), min_size=1, max_size=30),
+    phashes=st.lists(_hex_cell(16), min_size=30, max_size=30),
+    data=st.data(),
+)
+def test_hex_spellings_match_the_reference(images, phashes, data):
+    rows = len(images)
+    blocked_images = [
+        v.strip() for v in images if v and len(v.strip()) == 64 and not set(v.strip()) - set("0123456789abcdefABCDEF")
+    ]
+    blocked_images = data.draw(st.lists(st.sampled_from(blocked_images), max_size=5)) if blocked_images else []
+    near = [
+        int(v.strip(), 16)
+        for v in phashes
+        if v and len(v.strip()) == 16 and not set(v.strip()) - set("0123456789abcdefABCDEF")
+    ]
+    blocklist = make_blocklist(images=[v.lower() for v in blocked_images], phashes=near[:3])
+    table = pa.table(
+        {"url": [f"https://cdn.example/{i}.jpg" for i in range(rows)], "sha256": images, "phash": phashes[:rows]}
+    )
+    fast = assert_same(
+        blocklist, table, batch.Columns(sha256="sha256", phash="phash"), max_distance=data.draw(st.integers(0, 4))
+    )
+    assert all(
+        fast[i] != batch.KEPT for i, value in enumerate(images) if value is not None and value.strip() in blocked_images
+    )
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.data())
 def test_phash_and_pdq_columns_match_the_reference(data):

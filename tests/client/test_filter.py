@@ -131,7 +131,7 @@ def test_filter_jsonl_keeps_lines_as_they_were(pulled, builder, tmp_path, gz):
 
 def test_filter_parquet_streams_batches_and_keeps_the_schema(pulled, builder, tmp_path):
     pulled()
-    data = rows() * 10
+    data = [{**row, "licence": "cc-by"} for row in rows() * 10]
     table = pa.Table.from_pylist(data)
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=7)
     code, out, err = builder(
@@ -149,6 +149,10 @@ def test_filter_parquet_streams_batches_and_keeps_the_schema(pulled, builder, tm
     assert result.schema == table.schema
     assert result.column("url").to_pylist() == CLEAN * 10
     assert out.startswith("80 rows read, 30 kept, 50 dropped")
+    # A column that repeats its values is dictionary-encoded, one of distinct values (the URLs) is not.
+    chunks = pq.ParquetFile(tmp_path / "out.parquet").metadata.row_group(0)
+    encoded = {chunks.column(i).path_in_schema: chunks.column(i).has_dictionary_page for i in range(chunks.num_columns)}
+    assert encoded["licence"] and not encoded["url"]
 
 
 def test_without_the_sha256_column_only_urls_are_checked(pulled, builder, tmp_path):
