@@ -19,6 +19,13 @@ Rules, in order (the first that applies names the row's reason): ``bad_url``
 (not a plausible web URL: fail closed, the row cannot be judged), ``url``,
 ``sha256`` (image bytes), ``phash`` and ``pdq`` (partner data, within the given
 Hamming distance, see ``nearby``).
+
+Decoys. The public tier hides each real URL key among decoys, and a public-only
+client cannot tell them apart: its URL drops are all ``url``. A partner may hold
+the exact partner tier of the same release beside it (``exact=``): a row the
+public tier drops by a URL key that the partner tier does not hold, and that no
+other rule drops, is then ``decoy`` (dropped all the same: the rules are the
+public tier's), so the partner sees what the decoys cost.
 """
 
 import binascii
@@ -34,7 +41,7 @@ from optout.client import nearby
 from optout.client.canonical import AS_IS, BadURL, web_url
 from optout.client.state import Blocklist
 
-REASONS = ("bad_url", "url", "sha256", "phash", "pdq")
+REASONS = ("bad_url", "url", "sha256", "phash", "pdq", "decoy")
 KEPT = -1
 
 _AS_IS = f"^{AS_IS}$"  # for RE2 (pyarrow), which has no fullmatch
@@ -101,8 +108,19 @@ class DigestSet:
 class Rules:
     """The filter of one verified release (see the module docstring)."""
 
-    def __init__(self, blocklist: Blocklist, *, max_distance: int | None = None, max_pdq_distance: int | None = None):
+    def __init__(
+        self,
+        blocklist: Blocklist,
+        *,
+        max_distance: int | None = None,
+        max_pdq_distance: int | None = None,
+        exact: Blocklist | None = None,
+    ):
+        """``exact``: the partner tier of the same release as ``blocklist`` (the public tier), to tell decoy drops
+        apart (the caller checks that they match: ``filter.require_partner``)."""
         self.release = blocklist.current.manifest_sha256
+        self.exact_release = exact.current.manifest_sha256 if exact is not None else None
+        self.exact_urls = DigestSet(exact.url_bytes) if exact is not None else None
         self.version = blocklist.current.version
         self.urls = DigestSet(blocklist.url_bytes)
         self.sha256s = DigestSet(blocklist.sha256_bytes)
@@ -111,12 +129,18 @@ class Rules:
         self.phashes = nearby.PHashIndex(blocklist.phashes(), max_distance) if max_distance is not None else None
         self.pdqs = nearby.PDQIndex(blocklist.pdqs(), max_pdq_distance) if max_pdq_distance is not None else None
 
-    def require_release(self, release: str) -> None:
-        """Raise ``WrongRelease`` unless these rules are those of the manifest with sha256 ``release``."""
+    def require_release(self, release: str, exact_release: str | None = None) -> None:
+        """Raise ``WrongRelease`` unless these rules are those of the manifest with sha256 ``release`` (and their
+        partner tier that of ``exact_release``, or none when it is None)."""
         if release != self.release:
             raise WrongRelease(
                 f"this worker holds the release whose manifest sha256 is {self.release} (version {self.version}), "
                 f"not {release}: refusing to filter with another blocklist than the one verified"
+            )
+        if exact_release != self.exact_release:
+            raise WrongRelease(
+                f"this worker holds the partner tier whose manifest sha256 is {self.exact_release}, not "
+                f"{exact_release}: refusing to count decoys against another partner tier than the one verified"
             )
 
     def filter(self, batch: pa.RecordBatch, columns: Columns) -> pa.RecordBatch:
@@ -129,7 +153,9 @@ class Rules:
         digests, bad = url_digests(batch.column(columns.url))
         reason[bad] = 0
         open_ = reason == KEPT
-        reason[open_ & self.urls.contains(digests)] = 1
+        by_url = open_ & self.urls.contains(digests)
+        decoy = by_url & ~self.exact_urls.contains(digests) if self.exact_urls is not None else None
+        reason[by_url if decoy is None else by_url & ~decoy] = 1
         if columns.sha256 is not None:
             images, given = sha256_digests(batch.column(columns.sha256))
             open_ = (reason == KEPT) & given
@@ -142,6 +168,8 @@ class Rules:
             values, given = hex_digests(batch.column(columns.pdq))
             rows_ = np.flatnonzero((reason == KEPT) & given)
             reason[rows_[self.pdqs.near(values[rows_])]] = 4
+        if decoy is not None:
+            reason[decoy & (reason == KEPT)] = 5
         return reason, None
 
 
@@ -268,10 +296,17 @@ def phash_values(column) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reference_keep(
-    blocklist: Blocklist, batch: pa.RecordBatch, columns: Columns, *, max_distance=None, max_pdq_distance=None
+    blocklist: Blocklist,
+    batch: pa.RecordBatch,
+    columns: Columns,
+    *,
+    max_distance=None,
+    max_pdq_distance=None,
+    exact: Blocklist | None = None,
 ) -> np.ndarray:
     """The rules of the module docstring, one row at a time in plain Python: what ``Rules.keep`` must equal."""
     urls = {blocklist.url_bytes[i : i + 32] for i in range(0, len(blocklist.url_bytes), 32)}
+    real = {exact.url_bytes[i : i + 32] for i in range(0, len(exact.url_bytes), 32)} if exact is not None else None
     images = {blocklist.sha256_bytes[i : i + 32] for i in range(0, len(blocklist.sha256_bytes), 32)}
     phashes = [int(value) for value in blocklist.phashes()]
     pdqs = [int.from_bytes(blocklist.pdq_bytes[i : i + 32], "big") for i in range(0, len(blocklist.pdq_bytes), 32)]
@@ -289,8 +324,10 @@ def reference_keep(
             out[row] = 0
             continue
         if digest in urls:
-            out[row] = 1
-            continue
+            if real is None or digest in real:
+                out[row] = 1
+                continue
+            out[row] = 5  # a decoy key alone, unless a rule below drops the row too
         if columns.sha256 is not None:
             image = _reference_sha256(data[columns.sha256][row])
             if image is not None and image in images:

@@ -25,10 +25,15 @@ from optout.client.filter import (
     inputs,
     require_algorithms,
     require_columns,
+    require_partner,
 )
 from optout.client.pull import PullError, pull
 
 ALLOW_EXPIRED = "--i-accept-an-expired-blocklist"
+_PARTNER_STATE_HELP = (
+    "a state pulled from the partner tier of the same release, beside the public one of --state: "
+    "says which drops are real entries and which decoys only"
+)
 
 
 def _pubkey(value: str) -> str:
@@ -83,11 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pdq-distance", type=int, default=None, help="drop rows within this PDQ Hamming distance")
     p.add_argument("--report", type=Path, default=None, help="write file,row,rule for every dropped row to this CSV")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for many input files (default 1)")
+    p.add_argument("--partner-state", type=Path, default=None, help=_PARTNER_STATE_HELP)
     p.add_argument("--batch-rows", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument(ALLOW_EXPIRED, dest="allow_expired", action="store_true", help="filter with an expired blocklist")
 
     p = commands.add_parser("check", parents=[common], help="say whether URLs are blocked (exit 3 if any is)")
     p.add_argument("urls", nargs="+")
+    p.add_argument("--partner-state", type=Path, default=None, help=_PARTNER_STATE_HELP)
     p.add_argument(ALLOW_EXPIRED, dest="allow_expired", action="store_true", help="answer from an expired blocklist")
 
     p = commands.add_parser("hash-url", parents=[common], help="print the sha256 and canonical form of URLs")
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except state.StateError as exc:
         _fail(f"refused: {exc}")
     except FilterError as exc:
-        _fail(f"filter failed, no output written: {exc}")
+        _fail(f"filter failed, no output written: {exc}" if args.command == "filter" else f"refused: {exc}")
     except WrongRelease as exc:
         _fail(f"filter failed: {exc}")
     except OSError as exc:
@@ -170,13 +177,23 @@ def _load(args):
     return blocklist
 
 
+def _partner(args, blocklist):
+    """The partner tier of ``--partner-state``, checked to be that of the same release as ``blocklist``; or None."""
+    if args.partner_state is None:
+        return None
+    partner = state.load(args.partner_state, allow_expired=args.allow_expired, trust_dir=args.trust_dir)
+    require_partner(blocklist, partner)
+    return partner
+
+
 def _filter(args) -> int:
     columns = Columns(url=args.url_column, sha256=args.sha256_column, phash=args.phash_column, pdq=args.pdq_column)
     require_columns(columns, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
     sources = inputs(args.input)
     blocklist = _load(args)
     require_algorithms(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
-    rules = Rules(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
+    partner = _partner(args, blocklist)
+    rules = Rules(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance, exact=partner)
     args.batch_rows = args.batch_rows or batch_rows_for(rules)
     with _report(args.report) as report:
         if Path(args.input).is_file() and not args.out.is_dir():  # a folder or a glob writes into a folder
@@ -193,6 +210,8 @@ def _filter(args) -> int:
                 max_pdq_distance=args.max_pdq_distance,
                 columns=columns,
                 batch_rows=args.batch_rows,
+                partner_state_dir=args.partner_state,
+                partner_release=rules.exact_release,
             )
             args.out.mkdir(parents=True, exist_ok=True)
             done = []
@@ -232,6 +251,8 @@ def _check(args) -> int:
     blocklist = _load(args)
     blocked = False
     keys = DigestSet(blocklist.url_bytes)
+    partner = _partner(args, blocklist)
+    real = DigestSet(partner.url_bytes) if partner is not None else None
     for url in args.urls:
         try:
             digest = hashlib.sha256(canonical.web_url(url).encode("ascii")).digest()
@@ -240,7 +261,7 @@ def _check(args) -> int:
             return 1
         if digest in keys:
             blocked = True
-            print(f"blocked\t{url}")
+            print(f"blocked\t{url}" if real is None or digest in real else f"blocked (decoy only)\t{url}")
         else:
             print(f"not blocked\t{url}")
     return 3 if blocked else 0

@@ -6,7 +6,9 @@ Which rows are dropped, and why, is ``batch.Rules`` (the same code Spark and
 when its canonical URL's sha256 is a key (``url``), when its image sha256 is
 blocked (``sha256``), or (partner data) when its pHash or PDQ hash is within the
 given distance of a blocked one (``phash``, ``pdq``). A JSON Lines row that is not
-a JSON object cannot be judged and goes too (``bad_row``).
+a JSON object cannot be judged and goes too (``bad_row``). A partner filtering with
+the public tier who holds the partner tier too (``require_partner``) sees the drops
+by decoy keys alone apart (``decoy``; ``batch``'s module docstring).
 
 Formats: Parquet, CSV and JSON Lines, each optionally gzip (not Parquet, which
 compresses inside). Rows go through in batches, so memory does not grow with
@@ -65,15 +67,28 @@ class Counts:
     def dropped(self) -> int:
         return self.read - self.kept
 
+    @property
+    def real(self) -> int:
+        """Rows dropped by a URL, image or perceptual hash rule: when decoys are counted apart, the real entries."""
+        return sum(self.by_reason[name] for name in ("url", "sha256", "phash", "pdq"))
+
     def add(self, other: "Counts") -> None:
         self.read += other.read
         self.kept += other.kept
         for name, count in other.by_reason.items():
-            self.by_reason[name] += count
+            self.by_reason[name] = self.by_reason.get(name, 0) + count
 
     def summary(self) -> str:
+        """The line ``filter`` prints. Decoys are named only when counted (``decoy`` in ``by_reason``: the client
+        holds the partner tier too); a public-only client cannot know them and says nothing of them."""
         reasons = ", ".join(f"{name} {count}" for name, count in self.by_reason.items())
-        return f"{self.read} rows read, {self.kept} kept, {self.dropped} dropped ({reasons})"
+        text = f"{self.read} rows read, {self.kept} kept, {self.dropped} dropped ({reasons})"
+        if "decoy" in self.by_reason:
+            text += (
+                f"; {self.real} of the dropped rows are real entries and {self.by_reason['decoy']} decoys only "
+                "(public keys that the partner tier does not hold)"
+            )
+        return text
 
 
 def detect_format(path: Path) -> tuple[str, bool]:
@@ -127,6 +142,8 @@ class _Judge:
     def __init__(self, rules: Rules, columns: Columns, name: str, report, progress: Progress | None):
         self.rules, self.columns, self.name, self.report, self.progress = rules, columns, name, report, progress
         self.counts = Counts()
+        if rules.exact_urls is not None:
+            self.counts.by_reason["decoy"] = 0
 
     def keep(self, batch: pa.RecordBatch) -> np.ndarray:
         reason, _ = self.rules.keep(batch, self.columns)
@@ -139,8 +156,9 @@ class _Judge:
         return kept
 
     def _count(self, reasons: np.ndarray, rows: np.ndarray) -> None:
-        for code, count in enumerate(np.bincount(reasons.astype(np.int64), minlength=len(REASONS))):
-            self.counts.by_reason[REASONS[code]] += int(count)
+        counted = np.bincount(reasons.astype(np.int64), minlength=len(REASONS))
+        for code in np.flatnonzero(counted):  # "decoy" only ever counted when it is in by_reason
+            self.counts.by_reason[REASONS[code]] += int(counted[code])
         if self.report is not None:
             base = self.counts.read
             self.report.writerows(
@@ -366,6 +384,23 @@ def require_columns(columns: Columns, *, max_distance: int | None, max_pdq_dista
         raise FilterError("--max-pdq-distance needs --pdq-column")
 
 
+def require_partner(blocklist: state.Blocklist, partner: state.Blocklist) -> None:
+    """Raise ``FilterError`` unless ``partner`` is the partner tier of the very release of the public tier
+    ``blocklist``: any other pair would count a newly blocked key as a decoy, or a withdrawn decoy as real."""
+    public, exact = blocklist.current, partner.current
+    if public.tier != "public":
+        raise FilterError(
+            f"--partner-state tells decoys apart in the public tier, and --state holds the {public.tier} tier"
+        )
+    if exact.tier != "partner":
+        raise FilterError(f"--partner-state must hold the partner tier, not the {exact.tier} tier")
+    if exact.version != public.version or exact.feed.removesuffix("-partner") != public.feed.removesuffix("-public"):
+        raise FilterError(
+            f"--partner-state holds {exact.feed} version {exact.version}, --state {public.feed} version "
+            f"{public.version}: pull both tiers of the same release"
+        )
+
+
 def require_algorithms(blocklist: state.Blocklist, *, max_distance: int | None, max_pdq_distance: int | None) -> None:
     """Raise ``FilterError`` when a distance is asked for that the blocklist has no hashes for."""
     algorithms = blocklist.manifest.get("algorithms", {})
@@ -411,16 +446,22 @@ class Job:
     max_pdq_distance: int | None
     columns: Columns
     batch_rows: int = BATCH_ROWS
+    partner_state_dir: Path | None = None  # the partner tier, to tell decoy drops apart
+    partner_release: str | None = None
 
     def rules(self) -> Rules:
-        """Load the state and build its rules; raises ``WrongRelease`` unless it holds ``release``.
+        """Load the state (and the partner state) and build its rules; raises ``WrongRelease`` unless they hold
+        ``release`` (and ``partner_release``).
 
         Fail closed: another pull may have switched the state since the parent verified it, or a
         worker may see another copy of it.
         """
         blocklist = state.load(self.state_dir, allow_expired=self.allow_expired, trust_dir=self.trust_dir)
-        rules = Rules(blocklist, max_distance=self.max_distance, max_pdq_distance=self.max_pdq_distance)
-        rules.require_release(self.release)
+        partner = None
+        if self.partner_state_dir is not None:
+            partner = state.load(self.partner_state_dir, allow_expired=self.allow_expired, trust_dir=self.trust_dir)
+        rules = Rules(blocklist, max_distance=self.max_distance, max_pdq_distance=self.max_pdq_distance, exact=partner)
+        rules.require_release(self.release, self.partner_release)
         return rules
 
 

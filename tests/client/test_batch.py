@@ -248,6 +248,12 @@ def test_rules_are_pinned_to_their_release():
     rules.require_release("ab" * 32)
     with pytest.raises(batch.WrongRelease, match="refusing to filter with another blocklist"):
         rules.require_release("cd" * 32)
+    with pytest.raises(batch.WrongRelease, match="refusing to count decoys against another partner tier"):
+        rules.require_release("ab" * 32, "ab" * 32)  # the driver counted decoys, this worker cannot
+    told = batch.Rules(make_blocklist(urls=["https://a.example/x.jpg"]), exact=make_blocklist())
+    told.require_release("ab" * 32, "ab" * 32)
+    with pytest.raises(batch.WrongRelease, match="refusing to count decoys against another partner tier"):
+        told.require_release("ab" * 32)
     kept = rules.filter(
         pa.record_batch({"url": ["https://a.example/x.jpg", "https://b.example/y.jpg"]}), batch.Columns()
     )
@@ -268,3 +274,28 @@ def test_digest_lookups_survive_keys_that_share_their_first_64_bits():
         assert key in digests
     assert prefix + b"\x09" * 24 not in digests
     assert b"\x00" * 32 not in digests and b"\xff" * 32 not in digests
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(urls=st.lists(_url, min_size=1, max_size=40), data=st.data())
+def test_decoys_told_apart_equal_the_reference_and_drop_the_same_rows(urls, data):
+    candidates = blockable(urls)
+    public = data.draw(st.lists(st.sampled_from(candidates), max_size=12)) if candidates else []
+    real = data.draw(st.lists(st.sampled_from(public), max_size=4)) if public else []
+    images = [hashlib.sha256(url.encode()).hexdigest() for url in urls]
+    blocked_images = data.draw(st.lists(st.sampled_from(images), max_size=4))  # some rows of decoy URLs too
+    blocklist = make_blocklist(urls=public, images=blocked_images)
+    partner = make_blocklist(urls=real, images=blocked_images)
+    table = pa.table({"url": urls, "sha256": images})
+    columns = batch.Columns(sha256="sha256")
+    record = table.to_batches()[0]
+    told, _ = batch.Rules(blocklist, exact=partner).keep(record, columns)
+    assert told.tolist() == batch.reference_keep(blocklist, record, columns, exact=partner).tolist()
+    # Telling decoys apart changes the reasons, never which rows go.
+    plain, _ = batch.Rules(blocklist).keep(record, columns)
+    assert ((told == batch.KEPT) == (plain == batch.KEPT)).all()
+    assert (told[plain != 1] == plain[plain != 1]).all()
+    decoy = told == batch.REASONS.index("decoy")
+    for row in np.flatnonzero(decoy):
+        assert urls[row] not in real and images[row] not in blocked_images
+    assert all(told[row] == 1 for row, url in enumerate(urls) if url in real)

@@ -15,6 +15,7 @@ import pytest
 from optout.blocklist import holds
 from optout.client import canonical, state
 from optout.client.pull import pull
+from tests.optout.conftest import group as decoy_group
 
 pytestmark = pytest.mark.django_db
 
@@ -403,3 +404,109 @@ def test_a_worker_holding_another_release_refuses(pulled, builder, tmp_path, tru
     )
     with pytest.raises(WrongRelease, match="refusing to filter with another blocklist"):
         filtering._start_worker(job)
+
+
+# --- Partners: decoy drops apart -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def both_tiers(mirror, publish, builder, signing_key, tmp_path):
+    """A dataset of 30 rows on one host, one of them blocked (its nine decoys are rows of the same host), the
+    release published, and both tiers pulled: the public one into the default state, the partner one beside it.
+    Returns (the dataset's URLs, the blocked one, the partner state)."""
+    from optout.models import Dataset, DatasetRow
+
+    dataset = Dataset.objects.create(name="laion-mini", release="2026-01")
+    urls = [f"https://big.example.com/photos/{i:05d}.jpg" for i in range(30)]
+    DatasetRow.objects.bulk_create(
+        [DatasetRow(dataset=dataset, url=url, url_sha256=canonical.url_sha256(url)) for url in urls]
+    )
+    holds.hold(holder="item:1", url_sha256=canonical.url_sha256(urls[7]), image_sha256=SHA_BLOCKED)
+    publish()
+    mirror.sync()
+    partner_state = tmp_path / "partner-state"
+    pubkey = signing_key.public_key.to_base64()
+    for base, where in ((mirror.base("public"), builder.state_dir), (mirror.base("partner"), partner_state)):
+        code, _, err = builder("pull", "--feed", base, "--pubkey", pubkey, "--state", where)
+        assert code == 0, err
+    return urls, urls[7], partner_state
+
+
+def test_a_partner_sees_decoy_drops_apart(both_tiers, builder, tmp_path):
+    urls, blocked, partner_state = both_tiers
+    data = [{"url": url, "sha256": "cd" * 32} for url in urls] + [
+        {"url": "https://elsewhere.example/x.jpg", "sha256": SHA_BLOCKED}
+    ]
+    pq.write_table(pa.Table.from_pylist(data), tmp_path / "in.parquet")
+    args = ["--sha256-column", "sha256", "--report", tmp_path / "dropped.csv"]
+
+    code, out, err = builder("filter", tmp_path / "in.parquet", "--out", tmp_path / "public.parquet", *args)
+    assert code == 0, err
+    assert out.startswith("31 rows read, 20 kept, 11 dropped (url 10, sha256 1, phash 0, pdq 0, bad_url 0, bad_row 0);")
+    assert "decoy" not in out  # a public-only client cannot know
+
+    told = ["--partner-state", partner_state]
+    code, out, err = builder("filter", tmp_path / "in.parquet", "--out", tmp_path / "told.parquet", *args, *told)
+    assert code == 0, err
+    assert out.startswith(
+        "31 rows read, 20 kept, 11 dropped (url 1, sha256 1, phash 0, pdq 0, bad_url 0, bad_row 0, decoy 9); "
+        "2 of the dropped rows are real entries and 9 decoys only"
+    )
+    # The same rows go: the rules are the public tier's.
+    assert pq.read_table(tmp_path / "told.parquet").equals(pq.read_table(tmp_path / "public.parquet"))
+    report = read_csv(tmp_path / "dropped.csv")
+    assert [row["rule"] for row in report].count("decoy") == 9
+    assert {urls[int(row["row"])] for row in report if row["rule"] == "url"} == {blocked}
+
+    # Shards in worker processes count the same.
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for number, start in enumerate(range(0, 31, 11)):
+        pq.write_table(pa.Table.from_pylist(data[start : start + 11]), shards / f"part-{number}.parquet")
+    code, out, err = builder("filter", shards, "--out", tmp_path / "clean", "--jobs", "2", *args, *told)
+    assert code == 0, err
+    assert "2 of the dropped rows are real entries and 9 decoys only" in out
+
+    # To drop only real entries, filter with the exact partner tier itself.
+    code, out, err = builder(
+        "filter",
+        tmp_path / "in.parquet",
+        "--out",
+        tmp_path / "real.parquet",
+        "--state",
+        partner_state,
+        "--sha256-column",
+        "sha256",
+    )
+    assert code == 0, err
+    assert out.startswith("31 rows read, 29 kept, 2 dropped (url 1, sha256 1,")
+
+    group = set(decoy_group(canonical.url_sha256(blocked)))
+    decoy = next(url for url in urls if url != blocked and canonical.url_sha256(url) in group)
+    code, out, _ = builder("check", blocked, decoy, *told)
+    assert (code, out) == (3, f"blocked\t{blocked}\nblocked (decoy only)\t{decoy}\n")
+    code, out, _ = builder("check", blocked, decoy)
+    assert (code, out) == (3, f"blocked\t{blocked}\nblocked\t{decoy}\n")
+
+
+def test_decoys_are_told_apart_only_against_the_partner_tier_of_the_same_release(
+    both_tiers, builder, tmp_path, publish, mirror
+):
+    urls, blocked, partner_state = both_tiers
+    write_csv(tmp_path / "in.csv", [{"url": url} for url in urls])
+    out_args = ["--out", tmp_path / "out.csv"]
+    code, _, err = builder("filter", tmp_path / "in.csv", *out_args, "--partner-state", builder.state_dir)
+    assert code == 1 and "--partner-state must hold the partner tier, not the public tier" in err
+    code, _, err = builder(
+        "filter", tmp_path / "in.csv", *out_args, "--state", partner_state, "--partner-state", partner_state
+    )
+    assert code == 1 and "--state holds the partner tier" in err
+
+    holds.hold(holder="item:2", url_sha256=canonical.url_sha256(urls[20]))
+    publish()
+    mirror.sync()
+    code, _, err = builder("pull", "--feed", mirror.base("public"))
+    assert code == 0, err
+    code, _, err = builder("filter", tmp_path / "in.csv", *out_args, "--partner-state", partner_state)
+    assert code == 1 and "optout-partner version 1, --state optout-public version 2: pull both tiers" in err
+    assert not (tmp_path / "out.csv").exists()
