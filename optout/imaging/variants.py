@@ -10,7 +10,9 @@ decoded reference picture, on the server and in ``static/js/signals.js`` alike:
   bottom, so that a framed or captioned copy in the index is found by its one signal set;
 - a grid of crops (``CROPS``): each cuts a share of the *variant grid* and hashes it afresh, both hashes'
   geometry applied to the cut pixels (scale 1). A copy cropped by a reposting site lies inside the
-  reference, so one of these lands close to it.
+  reference, so one of these lands close to it;
+- badges (``BADGES``): the grid with a plain patch over one corner, so that a copy in the index with an
+  opaque logo pasted there is found by its one signal set.
 
 The variant grid (``variant_grid``) is the picture resampled once, with Pillow's Lanczos geometry folded
 over the reduced luma like the hashes' own, to GRID_SIDE x GRID_SIDE pixels whatever the picture's size.
@@ -37,7 +39,7 @@ from optout.imaging.kernels import jarosz_kernel, lanczos_kernel, resample
 
 # Bump when a change here changes which variants exist or how one is computed; it is part of every
 # stored reference variant's descriptor (``variant_descriptor``).
-VARIANT_SET = 3
+VARIANT_SET = 4
 IDENTITY = ""
 GRID_SIDE = 256  # the variant grid's side: every crop is cut from it
 
@@ -108,12 +110,32 @@ TURNS = tuple(
     for expanded in (False, True)
     for degrees, cos, sin in _TURN_ANGLES
 )
+# Badges: the picture with a plain square patch over one corner, as an opaque logo or a stock site's badge
+# covers it (name, share of each side covered from the corner, bottom?, right?, grey). A logo over up to
+# a tenth of the picture reaches a third of each side in, past what any reference crop leaves out, and
+# a dataset row keeps its own signals only. pHash and PDQ keep only low frequencies, of which a patch
+# of the logo's brightness keeps most; the brightness is unknown, so a ladder of four greys is tried.
+# bench/match_quality.py measures what they buy (discovery of the watermark class).
+BADGES = tuple(
+    (
+        f"badge-{'bottom' if bottom else 'top'}-{'right' if right else 'left'}{round(side * 100)}-{grey}",
+        side,
+        bottom,
+        right,
+        float(grey),
+    )
+    for side in (0.2, 0.3, 0.4)
+    for bottom in (False, True)
+    for right in (False, True)
+    for grey in (0, 85, 170, 255)
+)
 REFERENCE_VARIANTS = (
     IDENTITY,
     *DIHEDRAL,
     *(name for name, *_ in CROPS),
     *(name for name, *_ in PADS),
     *(name for name, *_ in TURNS),
+    *(name for name, *_ in BADGES),
 )
 
 
@@ -133,7 +155,8 @@ def variant_descriptor(base_key: str, name: str, variant_set: int = VARIANT_SET)
 # two hashes at a higher resolution (the two agree within a few bits, as two decodes of one file do), and
 # its dihedral turns are computed exactly as ours. So a reference stored under set 1 is compared name for
 # name; a name a set does not define, or a set not listed here, is never compared.
-# Set 2 is set 1 cut from the variant grid; set 3 added the pads.
+# Set 2 is set 1 cut from the variant grid; set 3 added the pads, the turns and crop places; set 4 the
+# badges, every variant of set 3 computed as before.
 _SET_1_CROP_PLACES = {  # the crop places of sets 1 and 2 (set 3 added more), frozen here for their names
     95: (0.5,),
     90: (0.0, 0.5, 1.0),
@@ -148,7 +171,8 @@ SET_1_CROPS = tuple(
     for fx in places
 )
 _SET_1_NAMES = frozenset((*DIHEDRAL, *(name for name, *_ in SET_1_CROPS)))
-COMPARABLE_SETS = {1: _SET_1_NAMES, 2: _SET_1_NAMES}
+_SET_3_NAMES = frozenset(REFERENCE_VARIANTS[1:]) - frozenset(name for name, *_ in BADGES)
+COMPARABLE_SETS = {1: _SET_1_NAMES, 2: _SET_1_NAMES, 3: _SET_3_NAMES}
 
 
 def is_comparable(descriptor: str, base_key: str, name: str) -> bool:
@@ -223,7 +247,20 @@ def reference_variants(decoded: Decoded) -> list[Variant]:
         variants.append(
             Variant(name, signals_of_luma(turned(grid, decoded.width, decoded.height, cos, sin, expanded, grey)))
         )
+    for name, side, bottom, right, grey in BADGES:
+        variants.append(Variant(name, signals_of_luma(badged(grid, side, bottom, right, grey))))
     return variants
+
+
+def badged(grid: np.ndarray, side: float, bottom: bool, right: bool, grey: float) -> np.ndarray:
+    """The grid (as float32, as the browser holds it) with a square of ``side`` of its side at a corner
+    painted ``grey`` (rounded as JS)."""
+    out = np.array(grid, dtype=np.float32)
+    size = int(out.shape[0] * side + 0.5)
+    top = out.shape[0] - size if bottom else 0
+    left = out.shape[1] - size if right else 0
+    out[top : top + size, left : left + size] = grey
+    return out
 
 
 def turned(
@@ -290,6 +327,9 @@ def describe(reference_variant: str, candidate_variant: str) -> str:
         parts.append("matches your picture shown on a page (as in a screenshot)")
     elif reference_variant.startswith("bordered"):
         parts.append("matches your picture inside a border or frame")
+    elif reference_variant.startswith("badge-"):
+        corner = reference_variant[len("badge-") :].rsplit("-", 1)[0].rstrip("0123456789")
+        parts.append(f"matches your picture with a patch over its {corner} corner (where a logo sits)")
     elif reference_variant.startswith("bar-"):
         where = "top" if reference_variant.startswith("bar-top") else "bottom"
         parts.append(f"matches your picture with a bar added at its {where} (a caption)")

@@ -7,10 +7,11 @@
 //     kernels at scale 1. The crops then have a few fixed sizes, so their kernels are built once.
 //   - Each pad puts the grid on a plain white or black canvas (a border, or a bar along the top or
 //     bottom) and hashes that; each small turn turns the grid by a few degrees (variants.turned).
+//   - Each badge paints a square patch of one grey over a corner of the grid (variants.badged).
 
 import { jaroszKernel, lanczosKernel, resample, signalsFromGrids } from "./kernels.js";
 
-export const VARIANT_SET = 3;
+export const VARIANT_SET = 4;
 export const GRID_SIDE = 256;
 
 // Output cell (y, x) of an n x n grid reads source cell [sy, sx]; named for what was done to the picture.
@@ -80,6 +81,21 @@ export const TURNS = [false, true].flatMap((expanded) =>
 
 // As variants.turned: the grid of a width x height picture turned counter-clockwise (sine > 0), sampled
 // bilinearly, in the server's float64 operations and order.
+// [name, share of each side covered from the corner, bottom?, right?, grey], server order (variants.BADGES).
+export const BADGES = [0.2, 0.3, 0.4].flatMap((side) =>
+  [false, true].flatMap((bottom) =>
+    [false, true].flatMap((right) =>
+      [0, 85, 170, 255].map((grey) => [
+        `badge-${bottom ? "bottom" : "top"}-${right ? "right" : "left"}${Math.round(side * 100)}-${grey}`,
+        side,
+        bottom,
+        right,
+        grey,
+      ]),
+    ),
+  ),
+);
+
 function turned(grid, side, width, height, cos, sin, expanded, grey) {
   const half = side / 2;
   let [outWidth, outHeight] = [width, height];
@@ -116,6 +132,15 @@ function padded(grid, side, top, bottom, left, right, grey) {
   const canvas = new Float32Array(rows * cols).fill(grey);
   for (let y = 0; y < side; y++) canvas.set(grid.subarray(y * side, (y + 1) * side), (above + y) * cols + before);
   return { canvas, rows, cols };
+}
+
+// As variants.badged: a float32 copy of the grid with a square at a corner painted one grey.
+function badged(grid, side, share, bottom, right, grey) {
+  const out = Float32Array.from(grid);
+  const size = Math.floor(side * share + 0.5);
+  const [top, left] = [bottom ? side - size : 0, right ? side - size : 0];
+  for (let y = top; y < top + size; y++) out.fill(grey, y * side + left, y * side + left + size);
+  return out;
 }
 
 function permute(grid, n, transform) {
@@ -174,6 +199,10 @@ export function referenceVariants(small, buffer64, { luma, rows, cols }, geometr
   for (const [name, cos, sin, expanded, grey] of TURNS) {
     const turnedGrid = turned(grid, GRID_SIDE, geometry.width, geometry.height, cos, sin, expanded, grey);
     variants[name] = signalsOfCrop(turnedGrid, GRID_SIDE, { top: 0, left: 0, height: GRID_SIDE, width: GRID_SIDE });
+  }
+  for (const [name, share, bottom, right, grey] of BADGES) {
+    const badgedGrid = badged(grid, GRID_SIDE, share, bottom, right, grey);
+    variants[name] = signalsOfCrop(badgedGrid, GRID_SIDE, { top: 0, left: 0, height: GRID_SIDE, width: GRID_SIDE });
   }
   return variants;
 }

@@ -143,9 +143,11 @@ def test_a_logo_over_a_tenth_of_a_texture_is_verified_with_its_corner_painted_ov
     assert comparison.strength in ("weak", "strong"), comparison
     where = f"{'bottom' if corner[0] else 'top'}-{'right' if corner[1] else 'left'}"
     assert comparison.candidate_variant.startswith(f"painted-{where}"), comparison.candidate_variant
-    # Every reference crop overlaps the logo: without the painted corners the copy is no match.
+    # Every reference crop overlaps the logo: without the painted corners (and the badges, which find
+    # such copies in the index by pHash alone) the copy is no match.
     unpainted = [variant for variant in fetched if not variant.name.startswith("painted-")]
-    assert imaging.best_match([reference], unpainted, **THRESHOLDS).strength is None
+    unbadged = [variant for variant in reference if not variant.name.startswith("badge-")]
+    assert imaging.best_match([unbadged], unpainted, **THRESHOLDS).strength is None
 
 
 def test_a_painted_corner_is_told_to_the_reviewer():
@@ -157,9 +159,34 @@ def test_a_painted_corner_is_told_to_the_reviewer():
 @pytest.mark.parametrize("name", ["astronaut", "camera"])
 def test_discovery_finds_a_copy_with_a_logo_over_a_tenth_of_it(name):
     """Discovery holds a row's own signals only; a logo on a picture with large structures of its own moves
-    them little (on textures it moves them past the thresholds: bench/match_quality.py counts those)."""
+    them little."""
     comparison = _found(_reference(name), images.with_logo(images.photo(name), (0, 1)))
     assert comparison.strength in ("weak", "strong"), comparison
+
+
+@pytest.mark.parametrize(("name", "corner"), [("grass", (0, 1)), ("gravel", (1, 0)), ("cell", (0, 1))])
+def test_discovery_finds_a_copy_with_a_logo_over_a_tenth_of_a_texture_by_a_badge(name, corner):
+    """On a texture the logo moves the row's signals past the thresholds of the picture and its crops;
+    the reference with a plain patch over that corner is near enough."""
+    reference = _reference(name)
+    copy = images.with_logo(images.photo(name), corner)
+    comparison = _found(reference, copy)
+    assert comparison.strength in ("weak", "strong"), comparison
+    where = f"{'bottom' if corner[0] else 'top'}-{'right' if corner[1] else 'left'}"
+    assert comparison.reference_variant.startswith(f"badge-{where}"), comparison.reference_variant
+    assert imaging.describe(comparison.reference_variant, "") == (
+        f"Matches your picture with a patch over its {where} corner (where a logo sits)."
+    )
+    unbadged = [variant for variant in reference if not variant.name.startswith("badge-")]
+    assert _found(unbadged, copy).strength is None
+
+
+def test_a_badge_is_the_grid_with_one_corner_painted_one_grey():
+    grid = variants.variant_grid(_decoded(images.photo("chelsea")))
+    out = variants.badged(grid, 0.3, True, False, 85.0)
+    size = int(variants.GRID_SIDE * 0.3 + 0.5)
+    assert (out[-size:, :size] == 85.0).all()
+    assert (out[:-size] == grid[:-size].astype("float32")).all() and (out[:, size:] == grid[:, size:]).all()
 
 
 @pytest.mark.parametrize(
@@ -228,9 +255,14 @@ def test_every_variant_of_the_set_is_computed_in_order_and_only_the_picture_has_
     assert (
         len(set(imaging.REFERENCE_VARIANTS))
         == len(imaging.REFERENCE_VARIANTS)
-        == 8 + len(variants.CROPS) + len(variants.PADS) + len(variants.TURNS)
+        == 8 + len(variants.CROPS) + len(variants.PADS) + len(variants.TURNS) + len(variants.BADGES)
     )
-    assert (len(variants.CROPS), len(variants.PADS), len(variants.TURNS)) == (1 + 25 + 25 + 25 + 49, 17, 8)
+    assert (len(variants.CROPS), len(variants.PADS), len(variants.TURNS), len(variants.BADGES)) == (
+        1 + 25 + 25 + 25 + 49,
+        17,
+        8,
+        3 * 4 * 4,
+    )
 
 
 def test_the_wire_form_round_trips_and_refuses_another_variant_set():
@@ -283,6 +315,13 @@ def test_an_older_variant_set_stays_comparable_name_for_name_and_an_unknown_one_
     assert imaging.is_comparable(f"{base};variants=2", base, "crop90-50-50")
     assert not imaging.is_comparable(f"{base};variants=2", base, "bordered12-white")
     assert imaging.is_comparable(imaging.variant_descriptor(base, "bordered12-white"), base, "bordered12-white")
+    # Set 3 computed every variant but the badges as set 4 does.
+    assert imaging.is_comparable(f"{base};variants=3", base, "turned+2-corners")
+    assert imaging.is_comparable(f"{base};variants=3", base, "crop90-25-0")
+    assert not imaging.is_comparable(f"{base};variants=3", base, "badge-top-right30-170")
+    assert imaging.is_comparable(
+        imaging.variant_descriptor(base, "badge-top-right30-170"), base, "badge-top-right30-170"
+    )
     assert not imaging.is_comparable(f"{base};variants={imaging.VARIANT_SET + 1}", base, "mirrored")
     assert not imaging.is_comparable(imaging.variant_descriptor(base, "mirrored"), "optout-signals/1;other", "mirrored")
     assert not imaging.is_comparable(base, base, "mirrored")  # a variant under the picture's own key
