@@ -260,17 +260,19 @@ def test_a_named_copy_with_a_logo_over_a_tenth_of_a_texture_is_verified_and_told
 
 
 @pytest.mark.django_db
-def test_an_indexed_copy_with_a_logo_over_a_tenth_of_it_is_found_by_the_system():
+@pytest.mark.parametrize("name", ["astronaut", "grass"])  # on a texture, through a badge (variant set 4)
+def test_an_indexed_copy_with_a_logo_over_a_tenth_of_it_is_found_by_the_system(name):
     dataset = Dataset.objects.create(name="laion-test")
-    stock = images.encode(images.with_logo(images.photo("astronaut"), (0, 1)), "JPEG", quality=85)
+    stock = images.encode(images.with_logo(images.photo(name), (0, 1)), "JPEG", quality=85)
     copy = index_row(dataset, "https://cdn.example.net/stock.jpg", stock)
     index_row(dataset, "https://cdn.example.net/unrelated.jpg", images.photo_jpeg("rocket"))
-    removal, _ = submit(
-        urls=["http://10.1.2.3/x.jpg"], references=_uploaded(images.photo_jpeg("astronaut")), dataset=dataset
-    )
+    mine = images.encode(images.photo(name), "JPEG", quality=92)
+    removal, _ = submit(urls=["http://10.1.2.3/x.jpg"], references=_uploaded(mine), dataset=dataset)
 
     verification.run_verification(removal.pk)
 
     found = removal.items.get(found_by_system=True)
     assert found.dataset_row == copy
     assert found.state in (ItemState.MATCH_WEAK, ItemState.MATCH_STRONG)
+    if name == "grass":
+        assert found.reference_variant.startswith("badge-top-right")
