@@ -238,7 +238,7 @@ def _canonical_host(authority: bytes) -> bytes:
     host = _DOTS.sub(b".", host.strip(b"."))
     # A name with a literal "%" is no IDNA name: Punycode would keep the "%" among its letters and could
     # make a new escape ("%1⁄4" -> "xn--%14-pt0a"), so the canonical form would not be its own canonical form.
-    if any(byte >= 0x80 for byte in host) and b"%" not in host:
+    if not host.isascii() and b"%" not in host:
         try:
             host = host.decode("utf-8").encode("idna")
         except UnicodeError:
