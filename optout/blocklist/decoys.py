@@ -218,16 +218,40 @@ def _draw_sorted(groups: list) -> None:
 
 def _replay(windows: list, reader: "_SideReader", taken: set[str]) -> dict:
     """Each window (circle, entry id, key, position, count) in order, as ``_window`` draws them one by one after
-    storing the ones before: {(entry id, circle): keys}."""
+    storing the ones before: {(entry id, circle): keys}.
+
+    Windows of different hosts cannot take each other's rows (a key is one URL's, and a URL has one host), so
+    each host is replayed on its own until none lacks a side. Should two spellings of one URL's host have
+    given a key to two hosts and two windows, everything is replayed as one."""
     reader.read(
         {("below", circle, key): position for circle, _, key, position, _ in windows}
         | {("above", circle, key): count - position for circle, _, key, position, count in windows}
     )
-    while True:
-        picks, wanted = _replay_once(windows, reader, set(taken))
-        if not wanted:
-            return picks
-        reader.read(wanted)
+    units: dict = {}
+    for window in windows:
+        units.setdefault(window[0][1], []).append(window)
+    picks = _replay_units(list(units.values()), reader, taken)
+    drawn = [key for keys in picks.values() for key in keys]
+    if len(units) > 1 and len(set(drawn)) < len(drawn):
+        picks = _replay_units([windows], reader, taken)
+    return picks
+
+
+def _replay_units(units: list, reader: "_SideReader", taken: set[str]) -> dict:
+    picks = {}
+    while units:
+        wanted, lacking = {}, []
+        for unit in units:
+            unit_picks, unit_wanted = _replay_once(unit, reader, set(taken))
+            if unit_wanted:
+                wanted |= unit_wanted
+                lacking.append(unit)
+            else:
+                picks |= unit_picks
+        if wanted:
+            reader.read(wanted)
+        units = lacking
+    return picks
 
 
 def _replay_once(windows: list, reader: "_SideReader", taken: set[str]) -> tuple[dict, set]:
@@ -303,11 +327,12 @@ def _read_sides(wanted: dict) -> dict:
     rows, entries, decoys = DatasetRow._meta.db_table, BlocklistEntry._meta.db_table, PublicDecoy._meta.db_table
     asked = list(wanted.items())
     with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS optout_decoy_sides")  # ON COMMIT DROP, but a test's publishers share one
+        # One table for all the reads of a draw (ON COMMIT DROP), emptied before each.
         cursor.execute(
-            "CREATE TEMPORARY TABLE optout_decoy_sides (n int, direction text, dataset_id bigint, by_host bool, "
-            'host text, key text COLLATE "C", depth int) ON COMMIT DROP'
+            "CREATE TEMPORARY TABLE IF NOT EXISTS optout_decoy_sides (n int, direction text, dataset_id bigint, "
+            'by_host bool, host text, key text COLLATE "C", depth int) ON COMMIT DROP'
         )
+        cursor.execute("TRUNCATE optout_decoy_sides")
         buffer = io.StringIO()
         csv.writer(buffer).writerows(
             (n, direction, dataset_id, host is not None, host or "", key or "", depth)
@@ -317,9 +342,9 @@ def _read_sides(wanted: dict) -> dict:
         cursor.cursor.copy_expert("COPY optout_decoy_sides FROM STDIN WITH (FORMAT csv)", buffer)
         # Thousands of small index scans, each stopping after a few rows. PostgreSQL cannot see how few (the
         # LIMIT is a column), so left to itself it plans for many: a sequential scan of a table it believes empty
-        # (the decoy table before its first analysis), or a merge anti-join that reads every entry per side. (The
-        # publisher has turned JIT off.)
-        for setting in ("enable_seqscan", "enable_mergejoin", "enable_hashjoin"):
+        # (the decoy table before its first analysis), or a merge anti-join that reads every entry per side. The
+        # disabled plans' costs would then make it compile the statement (JIT): a second per statement.
+        for setting in ("jit", "enable_seqscan", "enable_mergejoin", "enable_hashjoin"):
             cursor.execute(f"SET LOCAL {setting} = off")
         free = (
             f"NOT EXISTS (SELECT 1 FROM {entries} b WHERE b.url_sha256 = r.url_sha256) "
@@ -347,8 +372,12 @@ def _read_sides(wanted: dict) -> dict:
 
 def _copy_picks(picks: dict) -> None:
     buffer = io.StringIO()
+    # In key order: the key index then grows at its right edge instead of everywhere.
     csv.writer(buffer).writerows(
-        (entry_id, dataset_id, key) for (entry_id, (dataset_id, _host)), keys in picks.items() for key in keys
+        sorted(
+            ((entry_id, dataset_id, key) for (entry_id, (dataset_id, _host)), keys in picks.items() for key in keys),
+            key=lambda row: row[2],
+        )
     )
     buffer.seek(0)
     with connection.cursor() as cursor:
