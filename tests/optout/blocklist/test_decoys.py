@@ -196,12 +196,16 @@ def drawn_groups(reals: list[str]) -> dict:
 def test_postgres_draws_the_same_decoys_as_the_rowwise_draw(dataset, k, slack, monkeypatch):
     """The sorted draw's picks are the one-by-one draw's, where groups compete: a crowded host (its windows
     overlap, so sides are read deeper), windows off either end of a circle, a tiny host that borrows from its
-    dataset, a URL in two datasets, a key that is already another group's decoy, and a URL in no dataset. A
+    dataset, a URL in two datasets (once under another spelling of its host), a key that is already another
+    group's decoy, and a URL in no dataset. A
     first read with no slack makes every side that lost rows to an earlier group be read again deeper."""
     monkeypatch.setattr(decoys, "_SLACK", slack)
     other = Dataset.objects.create(name="other-mini")
     shared = add_rows(other, "big.example.com", 5)  # the same URLs as big.example.com's first five in `dataset`
     add_rows(other, "big.example.com", 20, start=500)
+    # The same URLs again, the host spelled with its final dot: the same keys on another host's circle.
+    third = Dataset.objects.create(name="third-mini")
+    add_rows(third, "big.example.com.", 30, start=10)
     crowded = [url_sha256(f"https://big.example.com/photos/{i:05d}.jpg") for i in range(0, 60, 3)]
     tiny = [url_sha256(f"https://tiny.example.net/photos/{i:05d}.jpg") for i in range(3)]
     circle = sorted(host_keys(dataset, "other.example.org"))
