@@ -2,6 +2,7 @@
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import subprocess
@@ -510,3 +511,20 @@ def test_decoys_are_told_apart_only_against_the_partner_tier_of_the_same_release
     code, _, err = builder("filter", tmp_path / "in.csv", *out_args, "--partner-state", partner_state)
     assert code == 1 and "optout-partner version 1, --state optout-public version 2: pull both tiers" in err
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_the_output_compresses_the_columns_that_compression_shrank_in_the_input(tmp_path):
+    from optout.client.batch import Columns, Rules
+    from optout.client.filter import filter_file
+    from tests.client.test_batch import make_blocklist
+
+    urls = [f"https://cdn.example.net/ok/{i}.jpg" for i in range(5000)]
+    table = pa.table({"url": urls, "sha256": [hashlib.sha256(url.encode()).hexdigest() for url in urls]})
+    pq.write_table(table, tmp_path / "in.parquet")  # Snappy, pyarrow's default: it shrinks the URLs, not the hex
+    rules = Rules(make_blocklist(urls=urls[:1]))
+    counts = filter_file(rules, tmp_path / "in.parquet", tmp_path / "out.parquet", columns=Columns(sha256="sha256"))
+    assert (counts.read, counts.kept) == (5000, 4999)
+    chunks = pq.ParquetFile(tmp_path / "out.parquet").metadata.row_group(0)
+    codecs = {chunks.column(i).path_in_schema: chunks.column(i).compression for i in range(chunks.num_columns)}
+    assert codecs == {"url": "SNAPPY", "sha256": "UNCOMPRESSED"}
+    assert pq.read_table(tmp_path / "out.parquet").equals(table.slice(1))
