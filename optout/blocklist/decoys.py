@@ -41,6 +41,7 @@ picks it), so that "which line carries a sha256" points at a random member too.
 import csv
 import io
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -54,7 +55,15 @@ from optout.models import BlocklistEntry, Dataset, DatasetRow, PublicDecoy, UrlH
 _SALT = "optout.blocklist.decoys"
 _HOST = "lower(split_part(r.url, '/', 3))"  # UrlHost on PostgreSQL, as the index datasetrow_host has it
 
-__all__ = ["DatasetDecoys", "decoy_counts", "draw_decoys", "filler_keys", "unindexed_count", "was_decoy"]
+__all__ = [
+    "DatasetDecoys",
+    "decoy_counts",
+    "draw_decoys",
+    "filler_keys",
+    "published_counts",
+    "unindexed_count",
+    "was_decoy",
+]
 
 
 def _keyed(message: str) -> bytes:
@@ -340,12 +349,6 @@ def _read_sides(wanted: dict) -> dict:
         )
         buffer.seek(0)
         cursor.cursor.copy_expert("COPY optout_decoy_sides FROM STDIN WITH (FORMAT csv)", buffer)
-        # Thousands of small index scans, each stopping after a few rows. PostgreSQL cannot see how few (the
-        # LIMIT is a column), so left to itself it plans for many: a sequential scan of a table it believes empty
-        # (the decoy table before its first analysis), or a merge anti-join that reads every entry per side. The
-        # disabled plans' costs would then make it compile the statement (JIT): a second per statement.
-        for setting in ("jit", "enable_seqscan", "enable_mergejoin", "enable_hashjoin"):
-            cursor.execute(f"SET LOCAL {setting} = off")
         free = (
             f"NOT EXISTS (SELECT 1 FROM {entries} b WHERE b.url_sha256 = r.url_sha256) "
             f"AND NOT EXISTS (SELECT 1 FROM {decoys} u WHERE u.url_sha256 = r.url_sha256)"
@@ -361,13 +364,33 @@ def _read_sides(wanted: dict) -> dict:
                             ORDER BY r.url_sha256 {order} LIMIT s.depth) w)
                         FROM optout_decoy_sides s WHERE s.direction = '{direction}' AND {"" if by_host else "NOT "}s.by_host"""
                 )
-        cursor.execute(" UNION ALL ".join(parts))
-        found = dict(cursor.fetchall())
+        # Thousands of small index scans, each stopping after a few rows. PostgreSQL cannot see how few (the
+        # LIMIT is a column), so left to itself it plans for many: a sequential scan of a table it believes empty
+        # (the decoy table before its first analysis), or a merge anti-join that reads every entry per side. The
+        # disabled plans' costs would then make it compile the statement (JIT): a second per statement.
+        with _settings(cursor, jit="off", enable_seqscan="off", enable_mergejoin="off", enable_hashjoin="off"):
+            cursor.execute(" UNION ALL ".join(parts))
+            found = dict(cursor.fetchall())
     sides = {}
     for n, (side, depth) in enumerate(asked):
         keys = sorted(found[n].split(",") if found.get(n) else [], reverse=_DIRECTIONS[side[0]][1] == "DESC")
         sides[side] = _Side(keys, whole=len(keys) < depth)
     return sides
+
+
+@contextmanager
+def _settings(cursor, **settings: str):
+    """PostgreSQL settings for the statements inside, then back as they were (the publisher's transaction goes
+    on: ``SET LOCAL`` would last to its end)."""
+    before = {}
+    for name, value in settings.items():
+        cursor.execute("SELECT current_setting(%s), set_config(%s, %s, true)", [name, name, value])
+        before[name] = cursor.fetchone()[0]
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
 
 
 def _copy_picks(picks: dict) -> None:
@@ -404,16 +427,18 @@ class DatasetDecoys:
         return f"{self.share * 100:.2g}%"
 
 
-def decoy_counts() -> list[DatasetDecoys]:
-    """Decoys in the latest release's public tier, per dataset that has any (the cost to public-tier builders).
+def published_counts() -> dict:
+    """{dataset id, or None for keys of no URL: decoy keys} in the latest release's public tier, one pass over
+    the decoys. A key is counted once per dataset even if it stands beside several entries."""
+    published = PublicDecoy.objects.filter(entry__published=True)
+    return dict(published.values("dataset").annotate(n=Count("url_sha256", distinct=True)).values_list("dataset", "n"))
 
-    A key is counted once per dataset even if it stands beside several entries. Keys of no URL
-    (for URLs in no dataset) belong to no dataset and cost builders nothing; they are not listed.
-    """
-    published = PublicDecoy.objects.filter(entry__published=True, dataset__isnull=False)
-    counts = dict(
-        published.values("dataset").annotate(n=Count("url_sha256", distinct=True)).values_list("dataset", "n")
-    )
+
+def decoy_counts(counts: dict | None = None) -> list[DatasetDecoys]:
+    """Decoys in the latest release's public tier, per dataset that has any (the cost to public-tier builders),
+    from ``published_counts()`` (read if not given). Keys of no URL (for URLs in no dataset) belong to no
+    dataset and cost builders nothing; they are not listed."""
+    counts = {dataset: n for dataset, n in (published_counts() if counts is None else counts).items() if dataset}
     if not counts:
         return []
     sizes = dict(
@@ -430,8 +455,6 @@ def decoy_counts() -> list[DatasetDecoys]:
     ]
 
 
-def unindexed_count() -> int:
+def unindexed_count(counts: dict | None = None) -> int:
     """Keys of no URL in the latest release's public tier (decoys of URLs that no dataset holds)."""
-    return (
-        PublicDecoy.objects.filter(entry__published=True, dataset__isnull=True).values("url_sha256").distinct().count()
-    )
+    return (published_counts() if counts is None else counts).get(None, 0)

@@ -212,29 +212,48 @@ def _public_snapshot_sql() -> str:
     return f"WITH grp AS ({_groups_sql('blocked')}) SELECT k, 'add', sha FROM ({_lines_sql('grp')}) s ORDER BY k"
 
 
+# The public delta starts from the few entries that changed. Their keys, and the entries whose groups hold one
+# of those keys, go into small temporary tables first, analysed, so that PostgreSQL plans the rest as lookups
+# by index: planned as one statement from the big tables' statistics (taken, say, when every entry was dirty),
+# it once read every decoy several times over and took 35 s for 1,000 changed entries of 100,000.
+_DELTA_TABLES = (
+    ("optout_delta_dirty", f"SELECT id, url_sha256 FROM {_ENTRIES} WHERE dirty"),
+    (
+        "optout_delta_touched",  # the keys a changed entry may have moved: its own and its decoys'
+        f"SELECT url_sha256 AS k FROM optout_delta_dirty UNION SELECT d.url_sha256 FROM {_DECOYS} d "
+        "JOIN optout_delta_dirty c ON c.id = d.entry_id",
+    ),
+    (
+        "optout_delta_near",  # the entries whose groups hold one of those keys
+        f"SELECT e.id FROM {_ENTRIES} e JOIN optout_delta_touched t ON t.k = e.url_sha256 "
+        f"UNION SELECT d.entry_id FROM {_DECOYS} d JOIN optout_delta_touched t ON t.k = d.url_sha256",
+    ),
+)
+
+
 def _public_delta_sql() -> str:
-    # The keys a changed entry may have moved (its own and its decoys'), compared between the two states over the
-    # groups that hold one of them: a group arrives and leaves whole, and a key another group still holds stays.
-    # Only lines that change are written: a line that stays as it was says nothing, and rewriting it would point
-    # at the one key of a group that was already public (an entry whose key was another group's decoy).
+    # Each touched key compared between the two states over the groups that hold one of them: a group arrives
+    # and leaves whole, and a key another group still holds stays. Only lines that change are written: a line
+    # that stays as it was says nothing, and rewriting it would point at the one key of a group that was
+    # already public (an entry whose key was another group's decoy). Reads ``_DELTA_TABLES``.
     return f"""
-        WITH touched AS (
-            SELECT url_sha256 AS k FROM {_ENTRIES} WHERE dirty
-            UNION SELECT d.url_sha256 FROM {_DECOYS} d JOIN {_ENTRIES} e ON e.id = d.entry_id WHERE e.dirty
-        ),
-        near AS (
-            SELECT e.id FROM {_ENTRIES} e JOIN touched t ON t.k = e.url_sha256
-            UNION SELECT d.entry_id FROM {_DECOYS} d JOIN touched t ON t.k = d.url_sha256
-        ),
-        grp_now AS ({_groups_sql("blocked", "SELECT id FROM near")}),
-        grp_before AS ({_groups_sql("published", "SELECT id FROM near")}),
+        WITH grp_now AS ({_groups_sql("blocked", "SELECT id FROM optout_delta_near")}),
+        grp_before AS ({_groups_sql("published", "SELECT id FROM optout_delta_near")}),
         now AS ({_lines_sql("grp_now")}),
         before AS ({_lines_sql("grp_before")})
         SELECT t.k, CASE WHEN now.k IS NOT NULL THEN 'add' ELSE 'remove' END, now.sha
-        FROM touched t LEFT JOIN now ON now.k = t.k LEFT JOIN before ON before.k = t.k
+        FROM optout_delta_touched t LEFT JOIN now ON now.k = t.k LEFT JOIN before ON before.k = t.k
         WHERE (now.k IS NULL) <> (before.k IS NULL) OR (now.k IS NOT NULL AND COALESCE(now.sha, '') <> COALESCE(before.sha, ''))
         ORDER BY t.k
     """
+
+
+def _make_delta_tables() -> None:
+    with connection.cursor() as cursor:
+        for name, sql in _DELTA_TABLES:
+            cursor.execute(f"DROP TABLE IF EXISTS {name}")  # a test's publishers share one connection
+            cursor.execute(f"CREATE TEMPORARY TABLE {name} AS {sql}")
+            cursor.execute(f"ANALYZE {name}")
 
 
 def _columns(tier: str) -> tuple[str, ...]:
@@ -344,6 +363,8 @@ def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signin
 def _write_delta(build: _Build, tier: str) -> None:
     """The delta from the previous release: changed entries (and, in the public tier, their decoys)."""
     writer = artifacts.JsonLinesWriter(partner=tier == PARTNER)
+    if tier == PUBLIC:
+        _make_delta_tables()
     sql = _partner_delta_sql() if tier == PARTNER else _public_delta_sql()
     for batch in artifacts.batches(sql, _columns(tier)):
         writer.write(batch)
@@ -424,6 +445,7 @@ def _decoy_summary(build: _Build) -> dict:
     before = build.previous.tiers[PUBLIC].get("decoys") if build.previous else None
     if before is not None and delta["added"] == delta["removed"] == 0:
         return before
+    counts = decoys.published_counts()
     return {
         "per_key": settings.OPTOUT_PUBLIC_DECOYS,
         "datasets": [
@@ -434,9 +456,9 @@ def _decoy_summary(build: _Build) -> dict:
                 "rows": count.rows,
                 "share": round(count.share, 9),
             }
-            for count in decoys.decoy_counts()
+            for count in decoys.decoy_counts(counts)
         ],  # fmt: skip
-        "keys_of_no_url": decoys.unindexed_count(),
+        "keys_of_no_url": decoys.unindexed_count(counts),
     }
 
 
