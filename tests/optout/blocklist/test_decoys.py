@@ -3,6 +3,7 @@
 from collections import Counter
 
 import pytest
+from django.db import connection
 
 from optout.blocklist import decoys, holds, releases
 from optout.client.canonical import url_sha256
@@ -323,3 +324,17 @@ def test_real_keys_are_at_most_one_in_k_plus_one_of_the_whole_history(dataset, p
     candidates = public_history(feed_files, version) & listed
     assert decoy_of_first in rows and real <= candidates
     assert len(real) * (K + 1) <= len(candidates)  # precision over the history <= 1 / (k + 1)
+
+
+@pytest.mark.postgres
+def test_the_draw_leaves_the_planner_as_it_found_it(dataset):
+    """The draw turns plans off for its own reads; the rest of the publisher's transaction must not inherit that."""
+    holds.hold(holder="item:1", url_sha256=url_sha256("https://big.example.com/photos/00003.jpg"))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")  # as the publisher does
+        decoys.draw_decoys()
+        assert PublicDecoy.objects.count() == K
+        cursor.execute(
+            "SELECT current_setting('enable_hashjoin'), current_setting('enable_seqscan'), current_setting('jit')"
+        )
+        assert cursor.fetchone() == ("on", "on", "off")
