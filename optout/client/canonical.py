@@ -68,9 +68,13 @@ class BadURL(ValueError):
 
 # Its own canonical form (the filter's vectorised fast path relies on this, and a property test checks it):
 # lower-case http(s), a host name, no port, a path without "//" or "/." (no segment starts with a dot), and a
-# query, of printable ASCII without '%' and '#'.
-_SEGMENT = r'[!"$&-,\-0->@-~][!"$&-.0->@-~]*'
-AS_IS = rf'https?://(?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*/(?:{_SEGMENT}(?:/{_SEGMENT})*/?)?(?:\?[!"$&-~]*)?'
+# query, of printable ASCII without '%' and '#' but for the escapes that canonicalising writes back as they were
+# (_ESCAPED: upper-case hex of a byte that step 7 escapes, other than '%' itself, whose unescaping could make a new
+# escape with what follows). Real URL lists are full of "%20" and UTF-8 "%E4%B8%AD": these rows need no
+# per-row canonicaliser.
+_ESCAPED = r"%(?:[01][0-9A-F]|2[03]|7F|[89A-F][0-9A-F])"
+_SEGMENT = rf'(?:[!"$&-,\-0->@-~]|{_ESCAPED})(?:[!"$&-.0->@-~]|{_ESCAPED})*'
+AS_IS = rf'https?://(?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*/(?:{_SEGMENT}(?:/{_SEGMENT})*/?)?(?:\?(?:[!"$&-~]|{_ESCAPED})*)?'
 
 # Already canonical: lower-case http(s), a host name whose last label starts
 # with a letter (so it can never parse as an IPv4 number), an optional port

@@ -2,6 +2,7 @@
 near-duplicate index equals a linear scan; the rules stay pinned to the release they were built from."""
 
 import hashlib
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -110,6 +111,26 @@ def test_the_fast_path_equals_the_reference_on_the_canonicalisation_vectors(case
     blocklist = make_blocklist(urls=blockable(expected[::2]))
     fast = assert_same(blocklist, pa.table({"url": urls + expected}), batch.Columns())
     assert (fast == 1).any()
+
+
+def test_escaped_urls_judged_as_they_are_equal_the_reference():
+    # Escapes canonicalising writes back unchanged take the fast path; the others (lower-case hex, "%25", an
+    # escaped dot, slash or letter) must reach the same digest through the canonicaliser.
+    urls = [
+        "https://a.example/photo%20one.jpg",
+        "https://a.example/%E4%B8%AD%E6%96%87.png?q=%23tag",
+        "https://a.example/x%7F%00%1F.jpg",
+        "https://a.example/%e4%b8%ad%e6%96%87.png?q=%23tag",  # the same as the second
+        "https://a.example/100%25.jpg",
+        "https://a.example/%2541.jpg",  # %41, then A: https://a.example/A.jpg
+        "https://a.example/a/%2E%2E/b.jpg",  # https://a.example/b.jpg
+        "https://a.example/a%2Fb%41.jpg",  # https://a.example/a/bA.jpg
+    ]
+    as_is = [re.fullmatch(AS_IS, url) is not None for url in urls]
+    assert as_is == [True, True, True, False, False, False, False, False]
+    blocklist = make_blocklist(urls=[urls[1], "https://a.example/A.jpg", "https://a.example/b.jpg"])
+    fast = assert_same(blocklist, pa.table({"url": urls}), batch.Columns())
+    assert fast.tolist() == [batch.KEPT, 1, batch.KEPT, 1, batch.KEPT, 1, 1, batch.KEPT]
 
 
 def test_nulls_and_large_strings_are_judged_too():
