@@ -96,13 +96,9 @@ _C0_AND_SPACE = bytes(range(0x21))
 def canonical_url(url: str | bytes) -> str:
     """The Safe Browsing canonical form of ``url``; raises ``BadURL``."""
     if isinstance(url, str):
-        match = _FAST.fullmatch(url)
-        if match is not None:
-            origin, path, query = match.groups()
-            if "//" not in path and "/." not in path:
-                if len(origin) + len(path) + len(query) == len(url) and path:
-                    return url
-                return origin + (path or "/") + query
+        fast = _canonical_fast(url)
+        if fast is not None:
+            return fast
         try:
             raw = url.encode("utf-8")
         except UnicodeEncodeError:
@@ -112,6 +108,34 @@ def canonical_url(url: str | bytes) -> str:
     else:
         raise BadURL("a URL must be text")
     return _canonical_slow(raw)
+
+
+_AUTHORITY = re.compile(r"[^/?#]*")
+
+
+def _canonical_fast(url: str) -> str | None:
+    """The canonical form of a URL that is canonical already but for a port, or for the case of its scheme and
+    host name (``HTTPS://Example.COM:443/a.jpg``, as crawlers write them); None for any other.
+
+    Lower-casing the part before the path is exactly what the full algorithm does to an ASCII host name that
+    ``_FAST`` accepts (no escapes, no user, no IP address); the path keeps its case. Not for non-ASCII text,
+    whose lower case can turn into ASCII (the Kelvin sign into "k").
+    """
+    match = _FAST.fullmatch(url)
+    if match is None and url.isascii():
+        scheme, separator, rest = url.partition("://")
+        if separator:
+            end = _AUTHORITY.match(rest).end()
+            url = f"{scheme.lower()}://{rest[:end].lower()}{rest[end:]}"
+            match = _FAST.fullmatch(url)
+    if match is None:
+        return None
+    origin, path, query = match.groups()
+    if "//" in path or "/." in path:
+        return None
+    if len(origin) + len(path) + len(query) == len(url) and path:
+        return url
+    return origin + (path or "/") + query
 
 
 # A scheme written out: letters then ":", unless what follows is a port (``example.com:8080/x``).

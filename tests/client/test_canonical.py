@@ -153,11 +153,12 @@ _host = st.one_of(
     st.from_regex(r"[a-z0-9-]{1,8}(\.[a-z0-9-]{1,8}){0,3}", fullmatch=True),
     st.from_regex(r"[A-Za-z0-9.%-]{1,12}", fullmatch=True),
     st.sampled_from(["127.0.0.1", "0x7f.1", "[::1]", "[::ffff:1.2.3.4]", "bücher.de", "a..b.", "user@host"]),
+    st.sampled_from(["Example.COM", "IMG.\u212aelvin.example", "1.2.3.COM", "0X7F.A", "CDN-1.Example.Net."]),
 )
 _path = st.text(alphabet="/.abcAZ09%25#?&=;~ \t+@:ü\\", max_size=24)
 _url = st.builds(
     lambda scheme, host, port, path: f"{scheme}{host}{port}{path}",
-    st.sampled_from(["http://", "https://", "HTTP://", "", "ftp://"]),
+    st.sampled_from(["http://", "https://", "HTTP://", "HttpS://", "", "ftp://"]),
     _host,
     st.sampled_from(["", ":80", ":", ":8080"]),
     _path,
