@@ -207,31 +207,47 @@ class _Side:
     whole: bool
 
 
+_CHUNK = 20_000  # windows replayed and stored at a time: what the replay holds in memory stays bounded
+
+
 def _draw_sorted(groups: list) -> None:
-    existing = Counter(
+    """The host windows a chunk of hosts at a time (each chunk's picks stored before the next reads, so they
+    are no longer free to it), then the dataset windows of the groups still short."""
+    drawn = Counter(
         PublicDecoy.objects.filter(entry_id__in={group[0] for group in groups}).values_list("entry_id", "dataset_id")
     )
-    reader = _SideReader()
-    host_phase = [((dataset, host), entry, key, position, need) for entry, key, dataset, host, position, need in groups]
-    picks = _replay(host_phase, reader, set())
-    drawn = existing + Counter({(entry, circle[0]): len(keys) for (entry, circle), keys in picks.items()})
+    hosts: dict = {}
+    for group in groups:
+        hosts.setdefault(group[3], []).append(group)
+    chunk: list = []
+    for index, host_groups in enumerate(hosts.values(), 1):
+        chunk += host_groups
+        if len(chunk) >= _CHUNK or index == len(hosts):
+            windows = [((dataset, host), entry, key, position, need) for entry, key, dataset, host, position, need
+                       in sorted(chunk)]  # fmt: skip
+            picks = _replay(windows)
+            _copy_picks(picks)
+            drawn.update({(entry, circle[0]): len(keys) for (entry, circle), keys in picks.items()})
+            chunk = []
     dataset_phase = [
         ((dataset, None), entry, key, min(position, need - drawn[entry, dataset]), need - drawn[entry, dataset])
         for entry, key, dataset, _host, position, need in groups
         if need > drawn[entry, dataset]
     ]
     if dataset_phase:
-        picks.update(_replay(dataset_phase, reader, {key for keys in picks.values() for key in keys}))
-    _copy_picks(picks)
+        _copy_picks(_replay(dataset_phase))
 
 
-def _replay(windows: list, reader: "_SideReader", taken: set[str]) -> dict:
+def _replay(windows: list) -> dict:
     """Each window (circle, entry id, key, position, count) in order, as ``_window`` draws them one by one after
     storing the ones before: {(entry id, circle): keys}.
 
     Windows of different hosts cannot take each other's rows (a key is one URL's, and a URL has one host), so
     each host is replayed on its own until none lacks a side. Should two spellings of one URL's host have
-    given a key to two hosts and two windows, everything is replayed as one."""
+    given a key to two hosts and two windows, everything is replayed as one. (Hosts in different chunks of
+    ``_draw_sorted`` cannot meet so: the later chunk finds the key taken, and the earlier chunk keeps it even
+    if the one-by-one draw would have given it to the later entry. Groups still never share a decoy.)"""
+    reader = _SideReader()
     reader.read(
         {("below", circle, key): position for circle, _, key, position, _ in windows}
         | {("above", circle, key): count - position for circle, _, key, position, count in windows}
@@ -239,19 +255,19 @@ def _replay(windows: list, reader: "_SideReader", taken: set[str]) -> dict:
     units: dict = {}
     for window in windows:
         units.setdefault(window[0][1], []).append(window)
-    picks = _replay_units(list(units.values()), reader, taken)
+    picks = _replay_units(list(units.values()), reader)
     drawn = [key for keys in picks.values() for key in keys]
     if len(units) > 1 and len(set(drawn)) < len(drawn):
-        picks = _replay_units([windows], reader, taken)
+        picks = _replay_units([windows], reader)
     return picks
 
 
-def _replay_units(units: list, reader: "_SideReader", taken: set[str]) -> dict:
+def _replay_units(units: list, reader: "_SideReader") -> dict:
     picks = {}
     while units:
         wanted, lacking = {}, []
         for unit in units:
-            unit_picks, unit_wanted = _replay_once(unit, reader, set(taken))
+            unit_picks, unit_wanted = _replay_once(unit, reader)
             if unit_wanted:
                 wanted |= unit_wanted
                 lacking.append(unit)
@@ -263,10 +279,10 @@ def _replay_units(units: list, reader: "_SideReader", taken: set[str]) -> dict:
     return picks
 
 
-def _replay_once(windows: list, reader: "_SideReader", taken: set[str]) -> tuple[dict, set]:
+def _replay_once(windows: list, reader: "_SideReader") -> tuple[dict, dict]:
     """One replay, and the sides it lacked (not read yet, or too shallow: {side: rows it asked for}); its picks
     count only if it lacked none."""
-    picks, wanted = {}, {}
+    picks, wanted, taken = {}, {}, set()
     for circle, entry_id, key, position, count in windows:
         before = _walk(reader, ("below", circle, key), position, taken, [], wanted)
         if len(before) < position:  # past the circle's first row: on from its last

@@ -338,3 +338,20 @@ def test_the_draw_leaves_the_planner_as_it_found_it(dataset):
             "SELECT current_setting('enable_hashjoin'), current_setting('enable_seqscan'), current_setting('jit')"
         )
         assert cursor.fetchone() == ("on", "on", "off")
+
+
+@pytest.mark.postgres
+def test_the_draw_in_chunks_of_hosts_gives_the_same_picks(dataset, monkeypatch):
+    """Hosts drawn a chunk at a time (each chunk stored before the next reads) give the one-by-one draw's picks."""
+    reals = [url_sha256(f"https://{host}/photos/{i:05d}.jpg") for host in ("big.example.com", "other.example.org",
+             "tiny.example.net") for i in range(0, 3)]  # fmt: skip
+    for i, key in enumerate(reals):
+        holds.hold(holder=f"item:{i}", url_sha256=key)
+    monkeypatch.setattr(decoys, "_CHUNK", 2)
+    decoys.draw_decoys()
+    chunked = drawn_groups(reals)
+    PublicDecoy.objects.all().delete()
+    BlocklistEntry.objects.update(decoys_drawn=False)
+    monkeypatch.setattr(decoys, "_draw_sorted", decoys._draw_rowwise)
+    decoys.draw_decoys()
+    assert drawn_groups(reals) == chunked
