@@ -209,7 +209,19 @@ def _lines_sql(groups: str) -> str:
 
 
 def _public_snapshot_sql() -> str:
-    return f"WITH grp AS ({_groups_sql('blocked')}) SELECT k, 'add', sha FROM ({_lines_sql('grp')}) s ORDER BY k"
+    if connection.vendor != "postgresql":
+        return f"WITH grp AS ({_groups_sql('blocked')}) SELECT k, 'add', sha FROM ({_lines_sql('grp')}) s ORDER BY k"
+    # The same lines from one sort instead of a grouping then a sort: at a million keys 1.6 s instead of 3.1 s.
+    # Sorted by key and then sha256 last-null-first, the first line of a key is the one ``_lines_sql``'s MAX keeps.
+    return f"""
+        WITH grp AS ({_groups_sql("blocked")})
+        SELECT DISTINCT ON (k) k, 'add', sha FROM (
+            SELECT g.url_sha256 AS k, CASE WHEN g.carrier = g.url_sha256 THEN g.sha256 END AS sha FROM grp g
+            UNION ALL
+            SELECT d.url_sha256, CASE WHEN g.carrier = d.url_sha256 THEN g.sha256 END
+            FROM {_DECOYS} d JOIN grp g ON g.id = d.entry_id
+        ) p ORDER BY k, sha DESC NULLS LAST
+    """
 
 
 # The public delta starts from the few entries that changed. Their keys, and the entries whose groups hold one
@@ -303,10 +315,10 @@ def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signin
     if connection.vendor == "postgresql":
         # The release queries join groups whose sizes PostgreSQL cannot foresee; their estimates run high enough
         # to compile them (JIT), which took 0.8 s of a delta that then read nothing. A snapshot sorts every key
-        # of its tier: with the default 4 MB it spilled to disk from 100,000 keys on.
+        # of its tier: with the default 4 MB it spilled to disk from 100,000 keys on (a million need 200 MB).
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL jit = off")
-            cursor.execute("SET LOCAL work_mem = '128MB'")
+            cursor.execute("SET LOCAL work_mem = '256MB'")
     previous = Release.objects.order_by("-version").first()
     created = timezone.now().replace(microsecond=0)
     build = _Build(
