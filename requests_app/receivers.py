@@ -13,9 +13,9 @@ log = logging.getLogger(__name__)
 
 
 @receiver(release_published, dispatch_uid="requests_app.publish_requests")
-def publish_requests(sender, *, release, holders, **kwargs) -> None:
+def publish_requests(sender, *, release, newest_hold, **kwargs) -> None:
     """Approved requests whose blocked items are all in the new release become `published`."""
-    services.mark_published_for_holders(holders, release_version=release.version)
+    services.mark_published(release_version=release.version, newest_hold=newest_hold)
 
 
 @receiver(rows_gained_signals, dispatch_uid="requests_app.scan_new_rows")

@@ -23,11 +23,23 @@ from optout.models import BlocklistEntry, BlocklistHold, BlocklistState
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HoldConflict", "hold", "lock_blocklist", "release_hold"]
+__all__ = ["HoldConflict", "held_in", "hold", "lock_blocklist", "newest_hold", "release_hold"]
 
 
 class HoldConflict(ValueError):
     """The holder already holds another entry (a holder names one item, and an item one URL)."""
+
+
+def newest_hold() -> int:
+    """The id of the newest hold (0 if none). Taken by the publisher under the lock: the holds a release carries
+    are then those with an id up to it that still exist (a hold made later waits for the lock, then gets a
+    larger id)."""
+    return BlocklistHold.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def held_in(holders, *, newest: int) -> set[str]:
+    """Those of ``holders`` whose holds a release whose ``newest_hold`` was ``newest`` carries."""
+    return set(BlocklistHold.objects.filter(holder__in=holders, id__lte=newest).values_list("holder", flat=True))
 
 
 def lock_blocklist() -> None:

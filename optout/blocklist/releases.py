@@ -59,7 +59,7 @@ from django.utils import timezone
 from optout import imaging
 from optout.blocklist import artifacts, decoys, events, holds, signing
 from optout.client.manifest import iso, trusted_comment
-from optout.models import BlocklistEntry, BlocklistHold, PublicDecoy, Release
+from optout.models import BlocklistEntry, PublicDecoy, Release
 
 log = logging.getLogger(__name__)
 
@@ -365,8 +365,8 @@ def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signin
         public_key=signing_key.public_key.to_base64(),
         tiers=tiers,
     )
-    holders = frozenset(BlocklistHold.objects.values_list("holder", flat=True))
-    transaction.on_commit(lambda: _after_commit(storage, release, manifests, holders))
+    newest = holds.newest_hold()  # what the release carries, for the receivers (``events``)
+    transaction.on_commit(lambda: _after_commit(storage, release, manifests, newest))
     log.info("Published blocklist release %s: %s entries, +%s -%s", release.version, release.entries, release.added,
              release.removed)  # fmt: skip
     return release
@@ -494,7 +494,7 @@ def _algorithms(tier: str) -> dict:
     return algorithms
 
 
-def _after_commit(storage: Storage, release: Release, manifests: dict, holders: frozenset[str]) -> None:
+def _after_commit(storage: Storage, release: Release, manifests: dict, newest_hold: int) -> None:
     # Only the newest release may own the fixed names; a slower callback of an older one must not win.
     if not Release.objects.filter(version__gt=release.version).exists():
         for tier, (body, signature) in manifests.items():
@@ -503,7 +503,8 @@ def _after_commit(storage: Storage, release: Release, manifests: dict, holders: 
                 _save(storage, storage_path(tier, "manifest.json.minisig"), ContentFile(signature))
             except Exception:  # the views do not need these copies: log and go on
                 log.exception("Could not copy the manifest of release %s to manifest.json", release.version)
-    for receiver, result in events.release_published.send_robust(sender=Release, release=release, holders=holders):
+    sent = events.release_published.send_robust(sender=Release, release=release, newest_hold=newest_hold)
+    for receiver, result in sent:
         if isinstance(result, Exception):
             log.error("release_published receiver %r failed: %r", receiver, result, exc_info=result)
 

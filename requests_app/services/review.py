@@ -217,15 +217,17 @@ def release_holds(removal: RemovalRequest) -> None:
         holds.release_hold(holder=holder_of(item))
 
 
-def mark_published_for_holders(holders, *, release_version: int) -> int:
-    """approved -> published for requests whose blocked items are all held in a published release."""
-    item_ids = {int(h.split(":", 1)[1]) for h in holders if h.startswith("removal-item:")}
-    candidates = RemovalRequest.objects.filter(state=RemovalState.APPROVED, items__pk__in=item_ids).distinct()
+def mark_published(*, release_version: int, newest_hold: int) -> int:
+    """approved -> published for requests whose blocked items are all held in a published release (the release
+    whose newest hold was ``newest_hold``: see ``optout.blocklist.events``). Approved requests wait for the next
+    release, so there are few of them."""
+    candidates = []
+    for removal in RemovalRequest.objects.filter(state=RemovalState.APPROVED):
+        holders = {holder_of(item) for item in removal.items.filter(blocked=True)}
+        if holders and holds.held_in(holders, newest=newest_hold) == holders:
+            candidates.append(removal)
     moved = 0
     for removal in candidates:
-        blocked = set(removal.items.filter(blocked=True).values_list("pk", flat=True))
-        if not blocked <= item_ids:
-            continue
         try:
             with transaction.atomic():
                 transition(removal, RemovalState.PUBLISHED, actor=Actor(SYSTEM), reason=f"in release {release_version}")

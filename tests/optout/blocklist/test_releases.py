@@ -180,13 +180,13 @@ def test_publishing_without_a_key_fails_clearly(feed_files, settings, tmp_path):
     assert not Release.objects.exists()
 
 
-def test_release_published_is_sent_after_commit_with_the_holders(
+def test_release_published_is_sent_after_commit_with_the_holds_it_carries(
     feed_files, signing_key, django_capture_on_commit_callbacks
 ):
     received = []
 
-    def receiver(sender, release, holders, **kwargs):
-        received.append((release.version, holders))
+    def receiver(sender, release, newest_hold, **kwargs):
+        received.append((release.version, holds.held_in({"item:1", "item:2", "item:3"}, newest=newest_hold)))
 
     events.release_published.connect(receiver)
     try:
@@ -196,11 +196,12 @@ def test_release_published_is_sent_after_commit_with_the_holders(
         with django_capture_on_commit_callbacks() as callbacks:
             releases.publish_release(storage=feed_files)
         assert received == []  # nothing before the commit
+        holds.hold(holder="item:3", url_sha256=URL_B)  # after the release: not in it
         for callback in callbacks:
             callback()
     finally:
         events.release_published.disconnect(receiver)
-    assert received == [(1, frozenset({"item:1"}))]
+    assert received == [(1, {"item:1"})]
 
 
 def test_the_database_refuses_duplicate_or_skipped_versions(feed_files, signing_key, publish):
