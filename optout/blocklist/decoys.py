@@ -195,6 +195,7 @@ def _store(picked: dict) -> None:
 # loses rows to earlier groups, so this ends, and its picks are those of the one-by-one draw.
 
 _SLACK = 4  # rows read per side beyond what its window asks for, in case earlier groups took a few
+_CHUNK = 20_000  # windows replayed and stored at a time: what the replay holds in memory stays bounded
 _DIRECTIONS = {"below": ("<", "DESC"), "above": (">", "ASC"), "top": (None, "DESC"), "bottom": (None, "ASC")}
 
 
@@ -205,9 +206,6 @@ class _Side:
 
     keys: list[str]
     whole: bool
-
-
-_CHUNK = 20_000  # windows replayed and stored at a time: what the replay holds in memory stays bounded
 
 
 def _draw_sorted(groups: list) -> None:
