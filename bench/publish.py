@@ -63,6 +63,7 @@ def fill(entries: int, rows: int, hosts: int) -> None:
             """,
             [dataset.pk, hosts, rows],
         )
+        cursor.execute("UPDATE optout_dataset SET row_count = %s WHERE id = %s", [rows, dataset.pk])  # as an import
         step = max(1, rows // (entries * 2))  # every other slot stays free for the later new holds
         cursor.execute(
             """

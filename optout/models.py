@@ -97,6 +97,9 @@ class Dataset(models.Model):
     release = models.CharField(max_length=100, blank=True, help_text="The release of the dataset, e.g. 2022-03.")
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Kept by whatever adds rows (the importer, in the transaction that makes them visible), so that the public
+    # manifest's share of decoys needs no count of an index that may hold billions of rows.
+    row_count = models.PositiveBigIntegerField(default=0, editable=False, help_text="Rows in the index.")
 
     class Meta:
         ordering = ["name"]

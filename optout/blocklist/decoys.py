@@ -453,18 +453,8 @@ def decoy_counts(counts: dict | None = None) -> list[DatasetDecoys]:
     from ``published_counts()`` (read if not given). Keys of no URL (for URLs in no dataset) belong to no
     dataset and cost builders nothing; they are not listed."""
     counts = {dataset: n for dataset, n in (published_counts() if counts is None else counts).items() if dataset}
-    if not counts:
-        return []
-    sizes = dict(
-        DatasetRow.objects.filter(dataset_id__in=counts)
-        .values("dataset")
-        .annotate(n=Count("id"))
-        .values_list("dataset", "n")
-    )
     return [
-        DatasetDecoys(
-            dataset=dataset.name, release=dataset.release, decoys=counts[dataset.pk], rows=sizes.get(dataset.pk, 0)
-        )
+        DatasetDecoys(dataset=dataset.name, release=dataset.release, decoys=counts[dataset.pk], rows=dataset.row_count)
         for dataset in Dataset.objects.filter(pk__in=counts).order_by("name")
     ]
 

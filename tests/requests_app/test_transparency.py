@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from optout.blocklist import decoys, holds
 from optout.client.canonical import url_sha256
+from optout.index.importer import count_rows
 from optout.models import Dataset, DatasetRow, Release
 from requests_app import services
 from requests_app.models import RemovalRequest
@@ -103,6 +104,7 @@ def test_the_report_shows_the_decoys_per_dataset(client, db, feed_files, publish
     dataset = Dataset.objects.create(name="laion-mini", release="2026-01")
     urls = [f"https://big.example.com/photos/{i:05d}.jpg" for i in range(40)]
     DatasetRow.objects.bulk_create([DatasetRow(dataset=dataset, url=url, url_sha256=url_sha256(url)) for url in urls])
+    count_rows(dataset.pk, len(urls))  # as the importer does
     holds.hold(holder="item:1", url_sha256=url_sha256(urls[7]))
     publish()
     (expected,) = decoys.decoy_counts()

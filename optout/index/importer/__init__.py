@@ -58,10 +58,18 @@ from tqdm import tqdm
 from optout.index import events
 from optout.index.importer._reading import _Source
 from optout.index.importer._summary import DEFAULT_BATCH_SIZE, FORMATS, Columns, DatasetImportError, ImportSummary
-from optout.index.importer._writing import _dataset_lock, _descriptor_id, _writer_for
+from optout.index.importer._writing import _dataset_lock, _descriptor_id, _writer_for, count_rows
 from optout.models import Dataset
 
-__all__ = ["DEFAULT_BATCH_SIZE", "FORMATS", "Columns", "DatasetImportError", "ImportSummary", "import_files"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "FORMATS",
+    "Columns",
+    "DatasetImportError",
+    "ImportSummary",
+    "count_rows",
+    "import_files",
+]
 
 _DEFAULT_COLUMNS = Columns()
 

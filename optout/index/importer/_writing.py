@@ -8,9 +8,10 @@ from contextlib import contextmanager
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 
 from optout.index.importer._summary import URL, Columns
-from optout.models import DatasetRow, HashDescriptor
+from optout.models import Dataset, DatasetRow, HashDescriptor
 
 # --- Writing --------------------------------------------------------------------------------------------
 
@@ -48,6 +49,12 @@ def _descriptor_id(columns: Columns) -> int | None:
     return descriptor.pk
 
 
+def count_rows(dataset_id: int, added: int) -> None:
+    """Add ``added`` rows to the dataset's ``row_count``, in the caller's transaction."""
+    if added:
+        Dataset.objects.filter(pk=dataset_id).update(row_count=F("row_count") + added)
+
+
 class _RowWriter:
     """Writes checked batches into a dataset's rows; ``write`` returns how many rows were new."""
 
@@ -55,9 +62,13 @@ class _RowWriter:
         self.dataset_id = dataset_id
 
     def write(self, table: pa.Table) -> int:
-        if connection.vendor == "postgresql":
-            return _write_postgres(self.dataset_id, table, DatasetRow._meta.db_table, on_conflict=True)
-        return _write_orm(self.dataset_id, table)
+        with transaction.atomic():  # the rows and their count become visible together
+            if connection.vendor == "postgresql":
+                inserted = _write_postgres(self.dataset_id, table, DatasetRow._meta.db_table, on_conflict=True)
+            else:
+                inserted = _write_orm(self.dataset_id, table)
+            count_rows(self.dataset_id, inserted)
+        return inserted
 
     def finish(self) -> int:
         """Make the written rows visible, if they are not yet; returns duplicates dropped on the way."""
@@ -77,6 +88,7 @@ class _PartitionLoader(_RowWriter):
 
     def __init__(self, dataset_id: int):
         super().__init__(dataset_id)
+        self.written = 0  # rows in the bare table: counted when the attach makes them the dataset's
         self.table = f"optout_datasetrow_d{int(dataset_id)}"
         parent = DatasetRow._meta.db_table
         with transaction.atomic(), connection.cursor() as cursor:
@@ -91,7 +103,9 @@ class _PartitionLoader(_RowWriter):
             )
 
     def write(self, table: pa.Table) -> int:
-        return _write_postgres(self.dataset_id, table, self.table, on_conflict=False)
+        inserted = _write_postgres(self.dataset_id, table, self.table, on_conflict=False)
+        self.written += inserted
+        return inserted
 
     def finish(self) -> int:
         parent = DatasetRow._meta.db_table
@@ -113,6 +127,7 @@ class _PartitionLoader(_RowWriter):
                 cursor.execute(unique)
             cursor.execute(f"ALTER TABLE {parent} ATTACH PARTITION {self.table} FOR VALUES IN ({int(self.dataset_id)})")
             cursor.execute(f"ALTER TABLE {self.table} DROP CONSTRAINT {self.table}_dataset")
+            count_rows(self.dataset_id, self.written - duplicates)
         return duplicates
 
 

@@ -57,4 +57,5 @@ class Command(BaseCommand):
                 )
             )
         DatasetRow.objects.bulk_create(rows)
+        Dataset.objects.filter(pk=dataset.pk).update(row_count=len(rows))  # every row was replaced
         self.stdout.write(f"Loaded the demo dataset: {len(rows)} rows at {base}/demo/ .")

@@ -8,6 +8,7 @@ from django.db import connection
 from optout.blocklist import decoys, holds, releases
 from optout.client.canonical import url_sha256
 from optout.feed.api import lookup
+from optout.index.importer import count_rows
 from optout.models import BlocklistEntry, BlocklistHold, Dataset, DatasetRow, PublicDecoy
 from tests.optout.conftest import group, keys, lines, manifest
 
@@ -19,6 +20,7 @@ K = 9
 def add_rows(dataset: Dataset, host: str, count: int, start: int = 0) -> list[str]:
     urls = [f"https://{host}/photos/{i:05d}.jpg" for i in range(start, start + count)]
     DatasetRow.objects.bulk_create([DatasetRow(dataset=dataset, url=url, url_sha256=url_sha256(url)) for url in urls])
+    count_rows(dataset.pk, len(urls))  # as the importer does
     return urls
 
 

@@ -156,11 +156,11 @@ def test_reimport_adds_nothing_and_says_already_present(tmp_path):
     path = tmp_path / "rows.csv"
     write_csv(path, ROWS)
     run("laion-test", path, *ALL_HASHES, "--release=2022-03")
-    assert DatasetRow.objects.count() == 4
+    assert DatasetRow.objects.count() == Dataset.objects.get().row_count == 4  # a URL twice in the file: once
 
     output = run("laion-test", path, *ALL_HASHES, "--batch-size=2")
 
-    assert DatasetRow.objects.count() == 4
+    assert DatasetRow.objects.count() == Dataset.objects.get().row_count == 4
     assert "12 rows read, 0 inserted, 5 already present, 7 bad" in output
     assert "bad, not an http(s) URL: 1" in output
     assert "row 6: not an http(s) URL: ftp://example.com/e.jpg" in output
@@ -176,6 +176,7 @@ def test_url_only_import_and_a_second_file_that_overlaps(tmp_path):
     summary = import_files("laion-test", [first, second])
 
     assert (summary.rows_read, summary.inserted, summary.already_present) == (5, 4, 1)
+    assert Dataset.objects.get().row_count == 4
     assert not DatasetRow.objects.exclude(phash=None).exists()  # no hash columns asked for, none stored
     assert not DatasetRow.objects.exclude(descriptor=None).exists()
 
