@@ -196,32 +196,29 @@ def _groups_sql(flag: str, entries: str = "") -> str:
     """
 
 
-def _lines_sql(groups: str) -> str:
-    """The public lines (k, sha) of those groups: each entry's own key and its decoys."""
+def _members_sql(groups: str) -> str:
+    """Every key of those groups (each entry's own and its decoys') with the sha256 its line carries, if any; a
+    key held by two groups comes once from each."""
     return f"""
-        SELECT k, MAX(sha) AS sha FROM (
-            SELECT g.url_sha256 AS k, CASE WHEN g.carrier = g.url_sha256 THEN g.sha256 END AS sha FROM {groups} g
-            UNION ALL
-            SELECT d.url_sha256, CASE WHEN g.carrier = d.url_sha256 THEN g.sha256 END
-            FROM {_DECOYS} d JOIN {groups} g ON g.id = d.entry_id
-        ) p GROUP BY k
+        SELECT g.url_sha256 AS k, CASE WHEN g.carrier = g.url_sha256 THEN g.sha256 END AS sha FROM {groups} g
+        UNION ALL
+        SELECT d.url_sha256, CASE WHEN g.carrier = d.url_sha256 THEN g.sha256 END
+        FROM {_DECOYS} d JOIN {groups} g ON g.id = d.entry_id
     """
+
+
+def _lines_sql(groups: str) -> str:
+    """The public lines (k, sha) of those groups: one per key."""
+    return f"SELECT k, MAX(sha) AS sha FROM ({_members_sql(groups)}) p GROUP BY k"
 
 
 def _public_snapshot_sql() -> str:
+    grp = f"WITH grp AS ({_groups_sql('blocked')})"
     if connection.vendor != "postgresql":
-        return f"WITH grp AS ({_groups_sql('blocked')}) SELECT k, 'add', sha FROM ({_lines_sql('grp')}) s ORDER BY k"
+        return f"{grp} SELECT k, 'add', sha FROM ({_lines_sql('grp')}) s ORDER BY k"
     # The same lines from one sort instead of a grouping then a sort: at a million keys 1.6 s instead of 3.1 s.
     # Sorted by key and then sha256 last-null-first, the first line of a key is the one ``_lines_sql``'s MAX keeps.
-    return f"""
-        WITH grp AS ({_groups_sql("blocked")})
-        SELECT DISTINCT ON (k) k, 'add', sha FROM (
-            SELECT g.url_sha256 AS k, CASE WHEN g.carrier = g.url_sha256 THEN g.sha256 END AS sha FROM grp g
-            UNION ALL
-            SELECT d.url_sha256, CASE WHEN g.carrier = d.url_sha256 THEN g.sha256 END
-            FROM {_DECOYS} d JOIN grp g ON g.id = d.entry_id
-        ) p ORDER BY k, sha DESC NULLS LAST
-    """
+    return f"{grp} SELECT DISTINCT ON (k) k, 'add', sha FROM ({_members_sql('grp')}) p ORDER BY k, sha DESC NULLS LAST"
 
 
 # The public delta starts from the few entries that changed. Their keys, and the entries whose groups hold one

@@ -221,13 +221,11 @@ def mark_published(*, release_version: int, newest_hold: int) -> int:
     """approved -> published for requests whose blocked items are all held in a published release (the release
     whose newest hold was ``newest_hold``: see ``optout.blocklist.events``). Approved requests wait for the next
     release, so there are few of them."""
-    candidates = []
+    moved = 0
     for removal in RemovalRequest.objects.filter(state=RemovalState.APPROVED):
         holders = {holder_of(item) for item in removal.items.filter(blocked=True)}
-        if holders and holds.held_in(holders, newest=newest_hold) == holders:
-            candidates.append(removal)
-    moved = 0
-    for removal in candidates:
+        if not holders or holds.held_in(holders, newest=newest_hold) != holders:
+            continue
         try:
             with transaction.atomic():
                 transition(removal, RemovalState.PUBLISHED, actor=Actor(SYSTEM), reason=f"in release {release_version}")

@@ -357,3 +357,26 @@ def test_the_draw_in_chunks_of_hosts_gives_the_same_picks(dataset, monkeypatch):
     monkeypatch.setattr(decoys, "_draw_sorted", decoys._draw_rowwise)
     decoys.draw_decoys()
     assert drawn_groups(reals) == chunked
+
+
+@pytest.mark.postgres
+def test_the_postgres_snapshot_query_gives_the_lines_of_the_grouping_one(dataset):
+    """The one-sort snapshot (``DISTINCT ON``) keeps, for a key two groups hold, the line ``_lines_sql`` keeps."""
+    first = url_sha256("https://big.example.com/photos/00001.jpg")
+    second = url_sha256("https://big.example.com/photos/00002.jpg")
+    holds.hold(holder="item:1", url_sha256=first, image_sha256="aa" * 32)
+    holds.hold(holder="item:2", url_sha256=second, image_sha256="bb" * 32)
+    decoys.draw_decoys()
+    # The second entry also holds the key that carries the first one's sha256.
+    carrier = min(key for key in group(first) if key != first)
+    PublicDecoy.objects.get_or_create(entry=BlocklistEntry.objects.get(url_sha256=second), dataset=dataset,
+                                      url_sha256=carrier)  # fmt: skip
+    grouping = f"WITH grp AS ({releases._groups_sql('blocked')}) SELECT k, 'add', sha FROM ({releases._lines_sql('grp')}) s ORDER BY k"
+    with connection.cursor() as cursor:
+        cursor.execute(grouping)
+        expected = cursor.fetchall()
+        cursor.execute(releases._public_snapshot_sql())
+        assert cursor.fetchall() == expected
+    lines = {key: sha for key, _, sha in expected}
+    assert len(lines) == len(expected)  # the shared key once
+    assert lines[carrier] in {"aa" * 32, "bb" * 32}  # with a sha256 of one of its groups, in both queries
