@@ -65,9 +65,10 @@ class UrlHost(models.Func):
     """
 
     output_field = models.TextField()
+    postgres_template = "lower(split_part(%(expressions)s, '/', 3))"  # raw SQL spells it from this too
 
     def as_postgresql(self, compiler, connection, **extra_context):
-        return self.as_sql(compiler, connection, template="lower(split_part(%(expressions)s, '/', 3))", **extra_context)
+        return self.as_sql(compiler, connection, template=self.postgres_template, **extra_context)
 
     def as_sqlite(self, compiler, connection, **extra_context):
         rest = "substr(%(expressions)s, instr(%(expressions)s, '://') + 3)"

@@ -53,7 +53,7 @@ from django.utils.crypto import salted_hmac
 from optout.models import BlocklistEntry, Dataset, DatasetRow, PublicDecoy, UrlHost
 
 _SALT = "optout.blocklist.decoys"
-_HOST = "lower(split_part(r.url, '/', 3))"  # UrlHost on PostgreSQL, as the index datasetrow_host has it
+_HOST = UrlHost.postgres_template % {"expressions": "r.url"}  # as the index datasetrow_host has it
 
 __all__ = [
     "DatasetDecoys",
@@ -267,7 +267,8 @@ def _replay_units(units: list, reader: "_SideReader") -> dict:
         for unit in units:
             unit_picks, unit_wanted = _replay_once(unit, reader)
             if unit_wanted:
-                wanted |= unit_wanted
+                for side, count in unit_wanted.items():  # two hosts' windows can want one end of a dataset
+                    wanted[side] = max(wanted.get(side, 0), count)
                 lacking.append(unit)
             else:
                 picks |= unit_picks
