@@ -267,7 +267,7 @@ def _replay_units(units: list, reader: "_SideReader") -> dict:
         for unit in units:
             unit_picks, unit_wanted = _replay_once(unit, reader)
             if unit_wanted:
-                for side, count in unit_wanted.items():  # two hosts' windows can want one end of a dataset
+                for side, count in unit_wanted.items():  # the deeper ask, should two units want one side
                     wanted[side] = max(wanted.get(side, 0), count)
                 lacking.append(unit)
             else:
