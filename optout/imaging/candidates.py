@@ -151,10 +151,8 @@ def _painted_corner(luma: np.ndarray, side: float, corner: tuple[int, int]) -> n
     """The luma with a box of ``side`` of each side at a ``corner`` (bottom?, right?) painted over in the
     mean grey of the band of PATCH_RING around the box's inner edges."""
     rows, cols = luma.shape
-    height, width = int(rows * side + 0.5), int(cols * side + 0.5)
+    top, left, height, width = crop_box(rows, cols, side, corner[1], corner[0])
     band_rows, band_cols = max(1, int(rows * PATCH_RING + 0.5)), max(1, int(cols * PATCH_RING + 0.5))
-    top = rows - height if corner[0] else 0
-    left = cols - width if corner[1] else 0
     outer_top, outer_left = max(0, top - band_rows), max(0, left - band_cols)
     outer = luma[outer_top : top + height + band_rows, outer_left : left + width + band_cols]
     inner = luma[top : top + height, left : left + width]

@@ -171,7 +171,7 @@ SET_1_CROPS = tuple(
     for fx in places
 )
 _SET_1_NAMES = frozenset((*DIHEDRAL, *(name for name, *_ in SET_1_CROPS)))
-_SET_3_NAMES = frozenset(REFERENCE_VARIANTS[1:]) - frozenset(name for name, *_ in BADGES)
+_SET_3_NAMES = frozenset((*DIHEDRAL, *(name for table in (CROPS, PADS, TURNS) for name, *_ in table)))
 COMPARABLE_SETS = {1: _SET_1_NAMES, 2: _SET_1_NAMES, 3: _SET_3_NAMES}
 
 
@@ -247,19 +247,17 @@ def reference_variants(decoded: Decoded) -> list[Variant]:
         variants.append(
             Variant(name, signals_of_luma(turned(grid, decoded.width, decoded.height, cos, sin, expanded, grey)))
         )
-    for name, side, bottom, right, grey in BADGES:
-        variants.append(Variant(name, signals_of_luma(badged(grid, side, bottom, right, grey))))
+    for name, share, bottom, right, grey in BADGES:
+        variants.append(Variant(name, signals_of_luma(badged(grid, share, bottom, right, grey))))
     return variants
 
 
-def badged(grid: np.ndarray, side: float, bottom: bool, right: bool, grey: float) -> np.ndarray:
-    """The grid (as float32, as the browser holds it) with a square of ``side`` of its side at a corner
-    painted ``grey`` (rounded as JS)."""
+def badged(grid: np.ndarray, share: float, bottom: bool, right: bool, grey: float) -> np.ndarray:
+    """The grid (as float32, as the browser holds it) with a square of ``share`` of its side at a corner
+    painted ``grey``: the crop box of that corner."""
     out = np.array(grid, dtype=np.float32)
-    size = int(out.shape[0] * side + 0.5)
-    top = out.shape[0] - size if bottom else 0
-    left = out.shape[1] - size if right else 0
-    out[top : top + size, left : left + size] = grey
+    top, left, height, width = crop_box(*out.shape, share, float(right), float(bottom))
+    out[top : top + height, left : left + width] = grey
     return out
 
 

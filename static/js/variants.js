@@ -79,8 +79,6 @@ export const TURNS = [false, true].flatMap((expanded) =>
   ]),
 );
 
-// As variants.turned: the grid of a width x height picture turned counter-clockwise (sine > 0), sampled
-// bilinearly, in the server's float64 operations and order.
 // [name, share of each side covered from the corner, bottom?, right?, grey], server order (variants.BADGES).
 export const BADGES = [0.2, 0.3, 0.4].flatMap((side) =>
   [false, true].flatMap((bottom) =>
@@ -96,6 +94,8 @@ export const BADGES = [0.2, 0.3, 0.4].flatMap((side) =>
   ),
 );
 
+// As variants.turned: the grid of a width x height picture turned counter-clockwise (sine > 0), sampled
+// bilinearly, in the server's float64 operations and order.
 function turned(grid, side, width, height, cos, sin, expanded, grey) {
   const half = side / 2;
   let [outWidth, outHeight] = [width, height];
@@ -137,9 +137,8 @@ function padded(grid, side, top, bottom, left, right, grey) {
 // As variants.badged: a float32 copy of the grid with a square at a corner painted one grey.
 function badged(grid, side, share, bottom, right, grey) {
   const out = Float32Array.from(grid);
-  const size = Math.floor(side * share + 0.5);
-  const [top, left] = [bottom ? side - size : 0, right ? side - size : 0];
-  for (let y = top; y < top + size; y++) out.fill(grey, y * side + left, y * side + left + size);
+  const { top, left, height, width } = cropBox(side, side, share, right ? 1 : 0, bottom ? 1 : 0);
+  for (let y = top; y < top + height; y++) out.fill(grey, y * side + left, y * side + left + width);
   return out;
 }
 
