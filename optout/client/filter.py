@@ -70,7 +70,7 @@ class Counts:
     @property
     def real(self) -> int:
         """Rows dropped by a URL, image or perceptual hash rule: when decoys are counted apart, the real entries."""
-        return sum(self.by_reason[name] for name in ("url", "sha256", "phash", "pdq"))
+        return sum(self.by_reason[name] for name in REASONS if name not in ("bad_url", "decoy"))
 
     def add(self, other: "Counts") -> None:
         self.read += other.read
@@ -374,13 +374,16 @@ def _dictionary_columns(parquet: pq.ParquetFile, batch: pa.RecordBatch) -> list[
 def _compression(parquet: pq.ParquetFile) -> dict[str, str]:
     """Each output column's codec: none for those that compression did not shrink in the input (at least 90% of
     their size left in its first row group: hex hashes, which Snappy cannot shorten, cost three quarters of
-    Snappy's time for 4% of the bytes), pyarrow's default Snappy for the others."""
+    Snappy's time for 4% of the bytes), pyarrow's default Snappy for the others. An input written uncompressed
+    says nothing of what compression would do, so its columns get Snappy, as before."""
     if not parquet.metadata.num_row_groups:
         return {}
     group = parquet.metadata.row_group(0)
     chunks = (group.column(i) for i in range(group.num_columns))
     return {
-        chunk.path_in_schema: "none" if chunk.total_compressed_size >= 0.9 * chunk.total_uncompressed_size else "snappy"
+        chunk.path_in_schema: "none"
+        if chunk.compression != "UNCOMPRESSED" and chunk.total_compressed_size >= 0.9 * chunk.total_uncompressed_size
+        else "snappy"
         for chunk in chunks
     }
 

@@ -528,3 +528,8 @@ def test_the_output_compresses_the_columns_that_compression_shrank_in_the_input(
     codecs = {chunks.column(i).path_in_schema: chunks.column(i).compression for i in range(chunks.num_columns)}
     assert codecs == {"url": "SNAPPY", "sha256": "UNCOMPRESSED"}
     assert pq.read_table(tmp_path / "out.parquet").equals(table.slice(1))
+    # An input written uncompressed tells nothing of what compression does: its output gets Snappy throughout.
+    pq.write_table(table, tmp_path / "raw.parquet", compression="none")
+    filter_file(rules, tmp_path / "raw.parquet", tmp_path / "raw-out.parquet", columns=Columns(sha256="sha256"))
+    chunks = pq.ParquetFile(tmp_path / "raw-out.parquet").metadata.row_group(0)
+    assert {chunks.column(i).compression for i in range(chunks.num_columns)} == {"SNAPPY"}
