@@ -117,7 +117,7 @@ class Rules:
         exact: Blocklist | None = None,
     ):
         """``exact``: the partner tier of the same release as ``blocklist`` (the public tier), to tell decoy drops
-        apart (the caller checks that they match: ``filter.require_partner``)."""
+        apart (the caller checks that they match: ``state.require_partner``)."""
         self.release = blocklist.current.manifest_sha256
         self.exact_release = exact.current.manifest_sha256 if exact is not None else None
         self.exact_urls = DigestSet(exact.url_bytes) if exact is not None else None
@@ -154,7 +154,11 @@ class Rules:
         reason[bad] = 0
         open_ = reason == KEPT
         by_url = open_ & self.urls.contains(digests)
-        decoy = by_url & ~self.exact_urls.contains(digests) if self.exact_urls is not None else None
+        decoy = None
+        if self.exact_urls is not None:  # asked of the partner tier only for the rows the public tier drops
+            dropped = np.flatnonzero(by_url)
+            decoy = np.zeros(rows, dtype=bool)
+            decoy[dropped[~self.exact_urls.contains(digests[dropped])]] = True
         reason[by_url if decoy is None else by_url & ~decoy] = 1
         if columns.sha256 is not None:
             images, given = sha256_digests(batch.column(columns.sha256))

@@ -25,7 +25,6 @@ from optout.client.filter import (
     inputs,
     require_algorithms,
     require_columns,
-    require_partner,
 )
 from optout.client.pull import PullError, pull
 
@@ -182,7 +181,7 @@ def _partner(args, blocklist):
     if args.partner_state is None:
         return None
     partner = state.load(args.partner_state, allow_expired=args.allow_expired, trust_dir=args.trust_dir)
-    require_partner(blocklist, partner)
+    state.require_partner(blocklist, partner)
     return partner
 
 

@@ -7,7 +7,7 @@ when its canonical URL's sha256 is a key (``url``), when its image sha256 is
 blocked (``sha256``), or (partner data) when its pHash or PDQ hash is within the
 given distance of a blocked one (``phash``, ``pdq``). A JSON Lines row that is not
 a JSON object cannot be judged and goes too (``bad_row``). A partner filtering with
-the public tier who holds the partner tier too (``require_partner``) sees the drops
+the public tier who holds the partner tier too (``state.require_partner``) sees the drops
 by decoy keys alone apart (``decoy``; ``batch``'s module docstring).
 
 Formats: Parquet, CSV and JSON Lines, each optionally gzip (not Parquet, which
@@ -330,24 +330,34 @@ def _parquet(judge: _Judge, parquet: pq.ParquetFile, source: Path, temporary: Pa
     for name in _named(judge.columns).values():
         _column(schema.names, name, source)
     batches = parquet.iter_batches(batch_size=batch_rows)
-    first = next(batches, None)
+    first = _read_next(batches, source, 0)
     dictionary = _dictionary_columns(parquet, first) if first is not None else False
     options = {"use_dictionary": dictionary, "compression": _compression(parquet)}
     with pq.ParquetWriter(temporary, schema, **options) as writer, ThreadPoolExecutor(1) as io_thread:
         # Reading and writing Parquet release the GIL: one thread reads the next batch and writes the last while
         # this one judges (hashing holds the GIL), so a single file keeps two cores busy.
         written = None
-        reading = io_thread.submit(next, batches, None)
+        reading = io_thread.submit(_read_next, batches, source, first.num_rows if first is not None else 0)
         batch = first
         while batch is not None:
             kept = batch.filter(pa.array(judge.keep(batch)))
-            batch = reading.result()
+            batch = reading.result()  # a damaged row group raises here, and nothing is written (filter_file)
             if written is not None:
                 written.result()
             written = io_thread.submit(writer.write_batch, kept)
-            reading = io_thread.submit(next, batches, None)
+            if batch is not None:
+                reading = io_thread.submit(_read_next, batches, source, judge.counts.read + batch.num_rows)
         if written is not None:
             written.result()
+
+
+def _read_next(batches, source: Path, before: int) -> pa.RecordBatch | None:
+    """The next batch of a Parquet file, or None at its end; ``FilterError`` if the file is damaged there (the
+    footer was readable, a row group is not)."""
+    try:
+        return next(batches, None)
+    except (OSError, pa.ArrowException) as exc:
+        raise FilterError(f"{source} is unreadable after row {before:,}: {exc}") from None
 
 
 def _dictionary_columns(parquet: pq.ParquetFile, batch: pa.RecordBatch) -> list[str]:
@@ -400,23 +410,6 @@ def require_columns(columns: Columns, *, max_distance: int | None, max_pdq_dista
         raise FilterError("--max-distance needs --phash-column")
     if max_pdq_distance is not None and columns.pdq is None:
         raise FilterError("--max-pdq-distance needs --pdq-column")
-
-
-def require_partner(blocklist: state.Blocklist, partner: state.Blocklist) -> None:
-    """Raise ``FilterError`` unless ``partner`` is the partner tier of the very release of the public tier
-    ``blocklist``: any other pair would count a newly blocked key as a decoy, or a withdrawn decoy as real."""
-    public, exact = blocklist.current, partner.current
-    if public.tier != "public":
-        raise FilterError(
-            f"--partner-state tells decoys apart in the public tier, and --state holds the {public.tier} tier"
-        )
-    if exact.tier != "partner":
-        raise FilterError(f"--partner-state must hold the partner tier, not the {exact.tier} tier")
-    if exact.version != public.version or exact.feed.removesuffix("-partner") != public.feed.removesuffix("-public"):
-        raise FilterError(
-            f"--partner-state holds {exact.feed} version {exact.version}, --state {public.feed} version "
-            f"{public.version}: pull both tiers of the same release"
-        )
 
 
 def require_algorithms(blocklist: state.Blocklist, *, max_distance: int | None, max_pdq_distance: int | None) -> None:

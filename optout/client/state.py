@@ -371,6 +371,25 @@ class Blocklist:
         return np.frombuffer(self.pdq_bytes, dtype=">u8").reshape(-1, 4)
 
 
+def require_partner(public: Blocklist, partner: Blocklist) -> None:
+    """Raise ``StateError`` unless ``partner`` is the partner tier of the very release whose public tier is
+    ``public``: any other pair would count a newly blocked key as a decoy, or a withdrawn decoy as real. The two
+    tiers of one release share its version and the moment it was built (both signed in their manifests)."""
+    public_tier, exact = public.current, partner.current
+    if public_tier.tier != "public":
+        raise StateError(
+            f"--partner-state tells decoys apart in the public tier, and --state holds the {public_tier.tier} tier"
+        )
+    if exact.tier != "partner":
+        raise StateError(f"--partner-state must hold the partner tier, not the {exact.tier} tier")
+    if (exact.version, exact.created) != (public_tier.version, public_tier.created):
+        raise StateError(
+            f"--partner-state holds {exact.feed} version {exact.version} (built {exact.created}), --state "
+            f"{public_tier.feed} version {public_tier.version} (built {public_tier.created}): pull both tiers of "
+            "the same release"
+        )
+
+
 def load(
     state_dir: Path, *, allow_expired: bool = False, now: datetime | None = None, trust_dir: Path | None = None
 ) -> Blocklist:

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ import pytest
 from optout.blocklist import holds
 from optout.client import canonical, state
 from optout.client.pull import pull
+from tests.client.blocklists import make_blocklist
 from tests.optout.conftest import group as decoy_group
 
 pytestmark = pytest.mark.django_db
@@ -509,14 +511,26 @@ def test_decoys_are_told_apart_only_against_the_partner_tier_of_the_same_release
     code, _, err = builder("pull", "--feed", mirror.base("public"))
     assert code == 0, err
     code, _, err = builder("filter", tmp_path / "in.csv", *out_args, "--partner-state", partner_state)
-    assert code == 1 and "optout-partner version 1, --state optout-public version 2: pull both tiers" in err
+    assert code == 1 and "--partner-state holds optout-partner version 1 (built " in err
+    assert "--state optout-public version 2 (built " in err and "pull both tiers of the same release" in err
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_partner_tier_of_the_same_version_but_another_release_is_refused():
+    """Two feeds (two operators, or a feed rebuilt from scratch) can both be at version 1: the tiers of one
+    release also share the moment it was built, whatever the feeds are called."""
+    public, partner = make_blocklist(), make_blocklist()
+    public.current = replace(public.current, tier="public", feed="another-name", created="2026-12-02T10:00:00Z")
+    partner.current = replace(partner.current, created="2026-12-02T10:00:00Z")
+    state.require_partner(public, partner)  # the same release, even under another feed name
+    partner.current = replace(partner.current, created="2026-12-01T09:00:00Z")
+    with pytest.raises(state.StateError, match="pull both tiers of the same release"):
+        state.require_partner(public, partner)
 
 
 def test_the_output_compresses_the_columns_that_compression_shrank_in_the_input(tmp_path):
     from optout.client.batch import Columns, Rules
     from optout.client.filter import filter_file
-    from tests.client.test_batch import make_blocklist
 
     urls = [f"https://cdn.example.net/ok/{i}.jpg" for i in range(5000)]
     table = pa.table({"url": urls, "sha256": [hashlib.sha256(url.encode()).hexdigest() for url in urls]})
@@ -533,3 +547,22 @@ def test_the_output_compresses_the_columns_that_compression_shrank_in_the_input(
     filter_file(rules, tmp_path / "raw.parquet", tmp_path / "raw-out.parquet", columns=Columns(sha256="sha256"))
     chunks = pq.ParquetFile(tmp_path / "raw-out.parquet").metadata.row_group(0)
     assert {chunks.column(i).compression for i in range(chunks.num_columns)} == {"SNAPPY"}
+
+
+def test_a_parquet_file_damaged_after_its_first_row_group_fails_whole_and_writes_nothing(tmp_path):
+    """The footer reads fine and the first row groups filter; a damaged one further on (read by the I/O thread
+    while the first is judged) fails the file with the row it got to, and neither output nor part file is left."""
+    from optout.client.batch import Columns, Rules
+    from optout.client.filter import FilterError, filter_file
+
+    urls = [f"https://cdn.example.net/ok/{i}.jpg" for i in range(3000)]
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"url": urls}), source, row_group_size=1000, compression="none")
+    column = pq.ParquetFile(source).metadata.row_group(2).column(0)
+    with open(source, "r+b") as handle:  # the third row group's page header and the start of its data: garbage
+        handle.seek(column.data_page_offset)
+        handle.write(b"\xff" * 64)
+    rules = Rules(make_blocklist(urls=urls[:1]))
+    with pytest.raises(FilterError, match=r"in\.parquet is unreadable after row 2,000"):
+        filter_file(rules, source, tmp_path / "out.parquet", columns=Columns(), batch_rows=1000)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.parquet"]
