@@ -139,6 +139,7 @@ def timed(label: str, storage, key) -> tuple[float, object]:
         f"delta public {_delta_bytes(release, 'public'):,} B, partner {_delta_bytes(release, 'partner'):,} B; "
         f"peak RSS {peak_mb():.0f} MB"
     )
+    print("    " + ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in release.phases.items()))
     return elapsed, release
 
 

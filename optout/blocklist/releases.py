@@ -45,6 +45,8 @@ manifest by the current key. See the README for the procedure.
 import hashlib
 import json
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -299,6 +301,15 @@ class _Build:
     snapshots: dict = field(default_factory=dict)
     files: dict = field(default_factory=lambda: {tier: {} for tier in TIERS})
     decoys: dict | None = None  # the public manifest's decoy summary
+    phases: dict = field(default_factory=dict)  # {what: seconds}, for the log and bench/publish.py
+
+    @contextmanager
+    def timed(self, phase: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - started
 
     def store(self, tier: str, name: str, written: artifacts.Written) -> dict:
         _save(self.storage, storage_path(tier, name), File(written.file, name=name))
@@ -325,17 +336,22 @@ def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signin
         created=created,
         expires=created + timedelta(hours=settings.OPTOUT_RELEASE_TTL_HOURS),
     )
-    decoys.draw_decoys()
+    with build.timed("decoys drawn"):
+        decoys.draw_decoys()
     for tier in TIERS:
         if previous is None:
-            _write_snapshot(build, tier, as_delta=True)
+            with build.timed(f"{tier} snapshot"):
+                _write_snapshot(build, tier, as_delta=True)
         else:
-            _write_delta(build, tier)
-            _write_snapshot(build, tier)
+            with build.timed(f"{tier} delta"):
+                _write_delta(build, tier)
+            with build.timed(f"{tier} snapshot"):
+                _write_snapshot(build, tier)
     # The new state is now the published one; decoy counts below are of this release.
-    BlocklistEntry.objects.filter(dirty=True, blocked=True).update(dirty=False, published=True, decoys_drawn=True)
-    BlocklistEntry.objects.filter(dirty=True, blocked=False).update(dirty=False, published=False)
-    manifests = {tier: _tier_manifest(build, tier, signing_key, upcoming) for tier in TIERS}
+    with build.timed("manifests"):
+        BlocklistEntry.objects.filter(dirty=True, blocked=True).update(dirty=False, published=True, decoys_drawn=True)
+        BlocklistEntry.objects.filter(dirty=True, blocked=False).update(dirty=False, published=False)
+        manifests = {tier: _tier_manifest(build, tier, signing_key, upcoming) for tier in TIERS}
     tiers = {}
     for tier, (body, signature) in manifests.items():
         name = manifest_name(build.version)
@@ -364,8 +380,10 @@ def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signin
     )
     newest = holds.newest_hold()  # what the release carries, for the receivers (``events``)
     transaction.on_commit(lambda: _after_commit(storage, release, manifests, newest))
-    log.info("Published blocklist release %s: %s entries, +%s -%s", release.version, release.entries, release.added,
-             release.removed)  # fmt: skip
+    release.phases = build.phases  # not stored: what each part of making it took, for whoever called
+    log.info("Published blocklist release %s: %s entries, +%s -%s (%s)", release.version, release.entries,
+             release.added, release.removed, ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in
+                                                       build.phases.items()))  # fmt: skip
     return release
 
 

@@ -1,5 +1,6 @@
 import gzip
 import hashlib
+import logging
 import subprocess
 import threading
 from datetime import timedelta
@@ -120,6 +121,19 @@ def test_manifests_chain_and_unchanged_state_is_resigned(feed_files, signing_key
         assert two["expires"] == releases.iso(second.created_at + timedelta(hours=settings.OPTOUT_RELEASE_TTL_HOURS))
         assert two["feed"] == f"optout-{tier}"
     assert second.expires_at >= first.expires_at
+
+
+def test_the_log_says_what_each_part_of_a_release_took(feed_files, signing_key, publish, caplog):
+    holds.hold(holder="item:1", url_sha256=URL_A)
+    with caplog.at_level(logging.INFO, logger="optout.blocklist.releases"):
+        first, second = publish(), publish()
+    assert list(first.phases) == ["decoys drawn", "public snapshot", "partner snapshot", "manifests"]
+    assert list(second.phases) == [
+        "decoys drawn", "public delta", "public snapshot", "partner delta", "partner snapshot", "manifests"
+    ]  # fmt: skip
+    assert all(seconds >= 0 for seconds in second.phases.values())
+    said = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Published")]
+    assert len(said) == 2 and ", public snapshot " in said[1] and said[1].endswith(" s)")
 
 
 @needs_minisign
