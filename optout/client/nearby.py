@@ -30,11 +30,15 @@ of ``_BLOCK`` queries, so the temporaries stay in the CPU's cache.
 import itertools
 from math import comb, exp
 
+import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _MAX_CHUNK_BITS = 22  # a direct-address table of 2**22 rows of one 64-bit word is 32 MB
-_PAIRS = 1 << 22  # extra candidates verified at a time
-_BLOCK = 1 << 20  # queries at a time: sorted, they probe neighbouring table rows (denser is better)
+_PROBE_BLOCK = 4096  # sorted queries each flip mask sweeps in turn: their chunks and words stay in the L2 cache
 _TABLE_COST = 30  # sorting a block of queries by the chunk, per query, in probes
 
 
@@ -47,7 +51,7 @@ def _masks(bits: int, radius: int) -> np.ndarray:
     out = [0]
     for k in range(1, radius + 1):
         out.extend(sum(1 << b for b in chosen) for chosen in itertools.combinations(range(bits), k))
-    return np.sort(np.array(out, dtype=np.intp))
+    return np.sort(np.array(out, dtype=np.int64))
 
 
 def _plan(total_bits: int, radius: int, entries: int) -> list[tuple[int, int, int]]:
@@ -72,7 +76,7 @@ def _plan(total_bits: int, radius: int, entries: int) -> list[tuple[int, int, in
 
 
 def _chunk(hashes: np.ndarray, start: int, width: int) -> np.ndarray:
-    """Bits [start, start + width) of (n, words) hashes, counted from the most significant bit, as intp."""
+    """Bits [start, start + width) of (n, words) hashes, counted from the most significant bit, as int64."""
     first_word, offset = divmod(start, 64)
     last_word = (start + width - 1) // 64
     if first_word == last_word:  # a chunk spans at most two words
@@ -82,43 +86,132 @@ def _chunk(hashes: np.ndarray, start: int, width: int) -> np.ndarray:
         low_bits = width - high_bits
         high = hashes[:, first_word] & np.uint64((1 << high_bits) - 1)
         value = (high << np.uint64(low_bits)) | (hashes[:, last_word] >> np.uint64(64 - low_bits))
-    return value.astype(np.intp)
+    return value.astype(np.int64)
+
+
+@intrinsic
+def _popcount(typingctx, value):
+    """The bits set in a uint64, as the CPU's own instruction (LLVM's ctpop; numba has no np.bitwise_count)."""
+    if not isinstance(value, types.Integer) or value.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        word = ir.IntType(64)
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(word, [word]), "llvm.ctpop.i64")
+        return builder.call(ctpop, [args[0]])
+
+    return types.uint64(types.uint64), codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_by(values, width):
+    """The stable order of ``values`` (each below 2**width): a counting sort, one pass over a table's rows."""
+    starts = np.zeros((1 << width) + 1, dtype=np.int64)
+    for value in values:
+        starts[value + 1] += 1
+    for value in range(1 << width):
+        starts[value + 1] += starts[value]
+    order = np.empty(len(values), dtype=np.int64)
+    for row in range(len(values)):
+        value = values[row]
+        order[starts[value]] = row
+        starts[value] += 1
+    return order
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _within(hash_, query, radius):
+    distance = 0
+    for word in range(len(query)):
+        distance += _popcount(hash_[word] ^ query[word])
+    return distance <= radius
+
+
+@numba.njit(cache=True, nogil=True)
+def _probe(
+    queries,
+    chunks,
+    order,
+    first_words,
+    masks,
+    slots,
+    heads,
+    hashes,
+    has_extra,
+    extra_offsets,
+    extra_hashes,
+    radius,
+    found,
+):
+    """Set ``found`` for the queries within ``radius`` of a blocked hash that agrees within the chunk radius on one
+    table's chunk. Queries go in blocks of ``_PROBE_BLOCK`` in chunk order, and each flip mask sweeps a block: its
+    probes of neighbouring queries read neighbouring table rows."""
+    one_word = queries.shape[1] == 1  # slots hold two whole hashes (two layers), else two words of one hash
+    block_chunks = np.empty(_PROBE_BLOCK, dtype=np.int64)
+    block_words = np.empty((_PROBE_BLOCK, 2), dtype=np.uint64)
+    for first in range(0, len(order), _PROBE_BLOCK):
+        size = min(_PROBE_BLOCK, len(order) - first)
+        for at in range(size):
+            row = order[first + at]
+            block_chunks[at] = chunks[row]
+            block_words[at, 0] = queries[row, first_words[0]]
+            block_words[at, 1] = queries[row, first_words[-1]]
+        for mask in masks:
+            for at in range(size):
+                probe = block_chunks[at] ^ mask
+                if one_word:
+                    word = block_words[at, 0]
+                    if min(_popcount(slots[probe, 0] ^ word), _popcount(slots[probe, 1] ^ word)) <= radius:
+                        found[order[first + at]] = True
+                else:
+                    distance = _popcount(slots[probe, 0] ^ block_words[at, 0])
+                    distance += _popcount(slots[probe, 1] ^ block_words[at, 1])
+                    if distance <= radius:
+                        row = order[first + at]
+                        if _within(hashes[heads[probe]], queries[row], radius):
+                            found[row] = True
+                if has_extra[probe]:
+                    row = order[first + at]
+                    for extra in range(extra_offsets[probe], extra_offsets[probe + 1]):
+                        if _within(extra_hashes[extra], queries[row], radius):
+                            found[row] = True
+                            break
 
 
 class _Table:
     """One chunk's direct-address table (see the module docstring)."""
 
-    def __init__(self, hashes: np.ndarray, start: int, width: int, radius: int, layers: int):
+    def __init__(self, hashes: np.ndarray, start: int, width: int, radius: int):
         self.start, self.width = start, width
         self.masks = _masks(width, radius)
         values = _chunk(hashes, start, width)
-        order = np.argsort(values, kind="stable")
+        order = _sort_by(values, width)
         ordered = values[order]
-        first = np.searchsorted(ordered, np.arange(1 << width, dtype=np.intp), "left")
+        first = np.searchsorted(ordered, np.arange(1 << width, dtype=np.int64), "left")
         counts = np.bincount(values, minlength=1 << width)
-        # The words probes compare first: for a 256-bit hash, the two words with the fewest of the chunk's bits
-        # (the chunk's own bits are within the chunk radius anyway). Over 128 random bits a distance of 31 or
-        # less has a chance of about 1e-8, so the other two words are read only for the few that pass.
+        # A bucket's row of ``slots`` is two words, which a probe reads together. A 64-bit hash has two layers:
+        # layer j holds the j-th hash of each bucket; a bucket with fewer holds its first hash, or (empty) the
+        # next bucket's first: always a real blocked hash. A 256-bit hash has one layer, and its row holds the two
+        # words with the fewest of the chunk's bits (the chunk's own bits are within the chunk radius anyway):
+        # over 128 random bits a distance of 31 or less has a chance of about 1e-8, so the other two words are
+        # read (through ``heads``, which hash a row holds) only for the few that pass.
         words = hashes.shape[1]
+        layers = 2 if words == 1 else 1
         inside = [max(0, min(start + width, 64 * (w + 1)) - max(start, 64 * w)) for w in range(words)]
-        self.first_words = sorted(range(words), key=lambda w: (inside[w], w))[: min(2, words)]
-        # Layer j holds the j-th hash of each bucket; a bucket with fewer holds its first hash, or (empty) the
-        # next bucket's first: always a real blocked hash.
-        self.layers = []
+        self.first_words = np.array(sorted(range(words), key=lambda w: (inside[w], w))[:2])
+        heads = np.empty((1 << width, layers), dtype=np.int32)
         for layer in range(layers):
             row = np.where(counts > layer, first + layer, first)
-            head = order[np.minimum(row, len(order) - 1)].astype(np.int32)
-            words_of_head = [np.ascontiguousarray(hashes[head, w]) for w in self.first_words]
-            # Which hash a row holds is needed only to read its other words.
-            self.layers.append((head if words > len(self.first_words) else None, words_of_head))
+            heads[:, layer] = order[np.minimum(row, len(order) - 1)]
+        self.slots = np.ascontiguousarray(hashes[heads][:, :, self.first_words].reshape(1 << width, 2))
+        self.heads = np.ascontiguousarray(heads[:, 0]) if words > 1 else np.empty(0, dtype=np.int32)
         # The rest of a bucket's hashes, bucket by bucket: from ``extra_offsets[v]`` to ``extra_offsets[v + 1]``;
         # ``has_extra`` is what every probe reads (a byte a bucket).
         extra = np.maximum(counts - layers, 0)
         self.has_extra = extra > 0
-        self.extra_offsets = np.concatenate([[0], np.cumsum(extra)]).astype(np.int32)
+        self.extra_offsets = np.concatenate([[0], np.cumsum(extra)]).astype(np.int64)
         rank = np.arange(len(ordered)) - first[ordered]
-        self.extra_hashes = hashes[order[rank >= layers]]
-        self.extra_first = [np.ascontiguousarray(self.extra_hashes[:, w]) for w in self.first_words]
+        self.extra_hashes = np.ascontiguousarray(hashes[order[rank >= layers]])
 
 
 class _Index:
@@ -133,99 +226,35 @@ class _Index:
         self.words = self.hashes.shape[1]
         self.tables = []
         if len(self.hashes):
-            # A second layer where it is cheap (one word a row): a bucket's second hash compared inline, so only
-            # the few buckets with three or more go the slow way.
-            layers = 2 if self.words == 1 else 1
             self.tables = [
-                _Table(self.hashes, start, width, chunk_radius, layers)
+                _Table(self.hashes, start, width, chunk_radius)
                 for start, width, chunk_radius in _plan(total_bits, radius, len(self.hashes))
             ]
 
     def near(self, queries: np.ndarray) -> np.ndarray:
         """For an (n, words) array of query hashes, whether each is within the radius of a blocked hash."""
         queries = np.ascontiguousarray(queries, dtype=np.uint64).reshape(-1, self.words)
-        found = np.zeros(len(queries), dtype=bool)
+        found = np.zeros(len(queries), dtype=np.bool_)
         if not len(self.hashes) or not len(queries):
             return found
-        for first in range(0, len(queries), _BLOCK):
-            block = queries[first : first + _BLOCK]
-            found[first : first + len(block)] = self._near_block(block)
-        return found
-
-    def _near_block(self, queries: np.ndarray) -> np.ndarray:
-        rows = len(queries)
-        found = np.zeros(rows, dtype=bool)
-        probe = np.empty(rows, dtype=np.intp)
-        flag = np.empty(rows, dtype=bool)
-        word = np.empty(rows, dtype=np.uint64)
-        bits = np.empty(rows, dtype=np.uint8)
-        closest = np.empty(rows, dtype=np.uint8)
-        other = np.empty(rows, dtype=np.uint8)
         for table in self.tables:
-            chunk = _chunk(queries, table.start, table.width)
-            order = np.argsort(chunk)
-            chunk = chunk[order]
-            ordered = queries[order]
-            query_words = [np.ascontiguousarray(ordered[:, w]) for w in table.first_words]
-            near = np.zeros(rows, dtype=bool)
-            passed = []  # (rows, probes) where a layer's hash passed the first words
-            for mask in table.masks:
-                np.bitwise_xor(chunk, mask, out=probe)
-                for layer, (_, head_words) in enumerate(table.layers):
-                    distance = closest if layer == 0 else other  # over the first words: at most 128, a byte
-                    # mode="clip": a probe is always inside the table, and the default mode buffers the output.
-                    for number, (head_word, query_word) in enumerate(zip(head_words, query_words, strict=True)):
-                        np.take(head_word, probe, out=word, mode="clip")
-                        np.bitwise_xor(word, query_word, out=word)
-                        np.bitwise_count(word, out=distance if number == 0 else bits)
-                        if number:
-                            np.add(distance, bits, out=distance)
-                    if layer:
-                        np.minimum(closest, other, out=closest)
-                np.less_equal(closest, self.radius, out=flag)
-                if flag.any():
-                    at = np.flatnonzero(flag)
-                    passed.append((at, probe[at]))
-                np.take(table.has_extra, probe, out=flag, mode="clip")
-                if flag.any():
-                    at = np.flatnonzero(flag)
-                    self._near_extra(table, ordered, query_words, near, probe[at], at)
-            if passed:
-                who, probes = (np.concatenate(parts) for parts in zip(*passed, strict=True))
-                if self.words == len(table.first_words):  # the first words were the whole hash
-                    near[who] = True
-                else:
-                    for head, _ in table.layers:
-                        near[who[self._within(self.hashes[head[probes]], ordered[who])]] = True
-            found[order[near]] = True
+            chunks = _chunk(queries, table.start, table.width)
+            _probe(
+                queries,
+                chunks,
+                _sort_by(chunks, table.width),
+                table.first_words,
+                table.masks,
+                table.slots,
+                table.heads,
+                self.hashes,
+                table.has_extra,
+                table.extra_offsets,
+                table.extra_hashes,
+                self.radius,
+                found,
+            )
         return found
-
-    def _within(self, hashes: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        hashes, queries = hashes.reshape(len(hashes), self.words), queries.reshape(len(queries), self.words)
-        return np.bitwise_count(hashes ^ queries).sum(axis=1, dtype=np.uint16) <= self.radius
-
-    def _near_extra(self, table: _Table, ordered, query_words, near, buckets: np.ndarray, at: np.ndarray) -> None:
-        """Mark the rows ``at`` within the radius of a hash beyond the inline layers of the buckets they probe."""
-        starts = table.extra_offsets[buckets]
-        counts = table.extra_offsets[buckets + 1] - starts
-        ends = np.cumsum(counts)
-        first = 0
-        while first < len(at):  # parts of at most _PAIRS candidates (a crafted list can crowd one bucket)
-            last = max(first + 1, int(np.searchsorted(ends, ends[first] - counts[first] + _PAIRS, "right")))
-            part = slice(first, last)
-            count = counts[part]
-            before = np.cumsum(count) - count
-            position = np.arange(int(count.sum()), dtype=np.intp) + np.repeat(starts[part] - before, count)
-            who = np.repeat(at[part], count)
-            distance = np.zeros(len(who), dtype=np.uint8)  # over the first words first, as for the layers
-            for extra_word, query_word in zip(table.extra_first, query_words, strict=True):
-                distance += np.bitwise_count(extra_word[position] ^ query_word[who])
-            passed = distance <= self.radius
-            who, position = who[passed], position[passed]
-            if self.words > len(table.first_words):
-                who = who[self._within(table.extra_hashes[position], ordered[who])]
-            near[who] = True
-            first = last
 
 
 class PHashIndex(_Index):
