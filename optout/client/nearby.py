@@ -39,7 +39,9 @@ from numba.extending import intrinsic
 
 _MAX_CHUNK_BITS = 22  # a direct-address table of 2**22 rows of one 64-bit word is 32 MB
 _PROBE_BLOCK = 4096  # sorted queries each flip mask sweeps in turn: their chunks and words stay in the L2 cache
-_TABLE_COST = 30  # sorting a block of queries by the chunk, per query, in probes
+_TABLE_COST = 7  # sorting the queries by a table's chunk, per query, in probes
+_BUCKET_PROBE_COST = 2.2
+_BUCKET_HASH_COST = 0.4
 
 
 def _ball(bits: int, radius: int) -> int:
@@ -55,7 +57,10 @@ def _masks(bits: int, radius: int) -> np.ndarray:
 
 
 def _plan(total_bits: int, radius: int, entries: int) -> list[tuple[int, int, int]]:
-    """The cheapest cut: [(first bit, width, chunk radius)], by probes and expected extra candidates per query."""
+    """The cheapest cut: [(first bit, width, chunk radius)], by probes and expected candidates per query.
+
+    The costs are in probes of a two-layer table (64-bit hashes), measured on the kernels: a probe of a table of
+    whole buckets (256-bit hashes) costs about two, and each hash in its bucket about 0.4 more."""
     best = None
     widest = min(_MAX_CHUNK_BITS, max(8, entries.bit_length() + 1))  # tables wider than the entries only cost memory
     for chunks in range(1, min(radius + 1, total_bits) + 1):
@@ -65,8 +70,11 @@ def _plan(total_bits: int, radius: int, entries: int) -> list[tuple[int, int, in
         cost = 0.0
         for width, chunk_radius in zip(widths, radii, strict=True):
             load = entries / (1 << width)
-            extra = load - 1 + exp(-load)  # expected hashes beyond a bucket's first, per probe
-            cost += _TABLE_COST + _ball(width, chunk_radius) * (1 + 4 * extra)
+            if total_bits == 64:
+                extra = load - 1 + exp(-load)  # expected hashes beyond a bucket's first, per probe
+                cost += _TABLE_COST + _ball(width, chunk_radius) * (1 + 4 * extra)
+            else:
+                cost += _TABLE_COST + _ball(width, chunk_radius) * (_BUCKET_PROBE_COST + _BUCKET_HASH_COST * load)
         if best is None or cost < best[0]:
             starts = list(itertools.accumulate([0, *widths[:-1]]))
             best = (cost, list(zip(starts, widths, radii, strict=True)))
@@ -128,25 +136,36 @@ def _within(hash_, query, radius):
 
 
 @numba.njit(cache=True, nogil=True)
-def _probe(
-    queries,
-    chunks,
-    order,
-    first_words,
-    masks,
-    slots,
-    heads,
-    hashes,
-    has_extra,
-    extra_offsets,
-    extra_hashes,
-    radius,
-    found,
+def _probe_layers(queries, chunks, order, masks, slots, has_extra, extra_offsets, extra_hashes, radius, found):
+    """Set ``found`` for the 64-bit queries within ``radius`` of a blocked hash that agrees within the chunk radius
+    on one table's chunk (a table of two layers, see ``_Table``). Queries go in blocks of ``_PROBE_BLOCK`` in chunk
+    order, and each flip mask sweeps a block: its probes of neighbouring queries read neighbouring table rows."""
+    block_chunks = np.empty(_PROBE_BLOCK, dtype=np.int64)
+    block_words = np.empty(_PROBE_BLOCK, dtype=np.uint64)
+    for first in range(0, len(order), _PROBE_BLOCK):
+        size = min(_PROBE_BLOCK, len(order) - first)
+        for at in range(size):
+            block_chunks[at] = chunks[order[first + at]]
+            block_words[at] = queries[order[first + at], 0]
+        for mask in masks:
+            for at in range(size):
+                probe = block_chunks[at] ^ mask
+                word = block_words[at]
+                if min(_popcount(slots[probe, 0] ^ word), _popcount(slots[probe, 1] ^ word)) <= radius:
+                    found[order[first + at]] = True
+                if has_extra[probe]:  # a bucket of three or more: rare
+                    for extra in range(extra_offsets[probe], extra_offsets[probe + 1]):
+                        if _popcount(extra_hashes[extra, 0] ^ word) <= radius:
+                            found[order[first + at]] = True
+                            break
+
+
+@numba.njit(cache=True, nogil=True)
+def _probe_buckets(
+    queries, chunks, order, first_words, masks, offsets, bucket_words, bucket_rows, hashes, radius, found
 ):
-    """Set ``found`` for the queries within ``radius`` of a blocked hash that agrees within the chunk radius on one
-    table's chunk. Queries go in blocks of ``_PROBE_BLOCK`` in chunk order, and each flip mask sweeps a block: its
-    probes of neighbouring queries read neighbouring table rows."""
-    one_word = queries.shape[1] == 1  # slots hold two whole hashes (two layers), else two words of one hash
+    """The same for 256-bit queries and a table of whole buckets (see ``_Table``): each probe compares the two
+    first words of every hash in its bucket, and reads the whole hash only for those that pass."""
     block_chunks = np.empty(_PROBE_BLOCK, dtype=np.int64)
     block_words = np.empty((_PROBE_BLOCK, 2), dtype=np.uint64)
     for first in range(0, len(order), _PROBE_BLOCK):
@@ -155,63 +174,78 @@ def _probe(
             row = order[first + at]
             block_chunks[at] = chunks[row]
             block_words[at, 0] = queries[row, first_words[0]]
-            block_words[at, 1] = queries[row, first_words[-1]]
+            block_words[at, 1] = queries[row, first_words[1]]
         for mask in masks:
             for at in range(size):
                 probe = block_chunks[at] ^ mask
-                if one_word:
-                    word = block_words[at, 0]
-                    if min(_popcount(slots[probe, 0] ^ word), _popcount(slots[probe, 1] ^ word)) <= radius:
-                        found[order[first + at]] = True
-                else:
-                    distance = _popcount(slots[probe, 0] ^ block_words[at, 0])
-                    distance += _popcount(slots[probe, 1] ^ block_words[at, 1])
-                    if distance <= radius:
-                        row = order[first + at]
-                        if _within(hashes[heads[probe]], queries[row], radius):
-                            found[row] = True
-                if has_extra[probe]:
+                high, low = block_words[at, 0], block_words[at, 1]
+                passed = False
+                for hash_ in range(offsets[probe], offsets[probe + 1]):  # no early exit: the loop vectorises
+                    distance = _popcount(bucket_words[hash_, 0] ^ high) + _popcount(bucket_words[hash_, 1] ^ low)
+                    passed |= distance <= radius
+                if passed:  # about 1e-8 of the hashes compared (see _Table): verify the bucket again, whole
                     row = order[first + at]
-                    for extra in range(extra_offsets[probe], extra_offsets[probe + 1]):
-                        if _within(extra_hashes[extra], queries[row], radius):
+                    for hash_ in range(offsets[probe], offsets[probe + 1]):
+                        if _within(hashes[bucket_rows[hash_]], queries[row], radius):
                             found[row] = True
-                            break
 
 
 class _Table:
-    """One chunk's direct-address table (see the module docstring)."""
+    """One chunk's direct-address table (see the module docstring).
+
+    A 64-bit hash has two layers: ``slots[v, j]`` is the j-th hash of bucket ``v``; a bucket with fewer holds its
+    first hash, or (empty) the next bucket's first: always a real blocked hash, so every probe reads one row of
+    ``slots`` and compares two words. The rarer buckets of three or more are flagged in ``has_extra``; their
+    other hashes are ``extra_hashes[extra_offsets[v]:extra_offsets[v + 1]]``.
+
+    A 256-bit hash has whole buckets: the hashes of bucket ``v`` are ``offsets[v]`` to ``offsets[v + 1]`` in
+    chunk order, and ``bucket_words`` holds their two words with the fewest of the chunk's bits (the chunk's own
+    bits are within the chunk radius anyway). Over 128 random bits a distance of 31 or less has a chance of
+    about 1e-8, so the whole hash (row ``bucket_rows[i]`` of the index's hashes) is read only for the few that
+    pass.
+    """
 
     def __init__(self, hashes: np.ndarray, start: int, width: int, radius: int):
         self.start, self.width = start, width
         self.masks = _masks(width, radius)
         values = _chunk(hashes, start, width)
         order = _sort_by(values, width)
-        ordered = values[order]
-        first = np.searchsorted(ordered, np.arange(1 << width, dtype=np.int64), "left")
         counts = np.bincount(values, minlength=1 << width)
-        # A bucket's row of ``slots`` is two words, which a probe reads together. A 64-bit hash has two layers:
-        # layer j holds the j-th hash of each bucket; a bucket with fewer holds its first hash, or (empty) the
-        # next bucket's first: always a real blocked hash. A 256-bit hash has one layer, and its row holds the two
-        # words with the fewest of the chunk's bits (the chunk's own bits are within the chunk radius anyway):
-        # over 128 random bits a distance of 31 or less has a chance of about 1e-8, so the other two words are
-        # read (through ``heads``, which hash a row holds) only for the few that pass.
+        offsets = np.concatenate([[0], np.cumsum(counts)])
         words = hashes.shape[1]
-        layers = 2 if words == 1 else 1
-        inside = [max(0, min(start + width, 64 * (w + 1)) - max(start, 64 * w)) for w in range(words)]
-        self.first_words = np.array(sorted(range(words), key=lambda w: (inside[w], w))[:2])
-        heads = np.empty((1 << width, layers), dtype=np.int32)
-        for layer in range(layers):
+        if words > 1:
+            inside = [max(0, min(start + width, 64 * (w + 1)) - max(start, 64 * w)) for w in range(words)]
+            self.first_words = np.array(sorted(range(words), key=lambda w: (inside[w], w))[:2])
+            self.offsets = offsets
+            self.bucket_words = np.ascontiguousarray(hashes[order][:, self.first_words])
+            self.bucket_rows = order.astype(np.int32)
+            return
+        first = offsets[:-1]
+        slots = np.empty((1 << width, 2), dtype=np.uint64)
+        for layer in range(2):
             row = np.where(counts > layer, first + layer, first)
-            heads[:, layer] = order[np.minimum(row, len(order) - 1)]
-        self.slots = np.ascontiguousarray(hashes[heads][:, :, self.first_words].reshape(1 << width, 2))
-        self.heads = np.ascontiguousarray(heads[:, 0]) if words > 1 else np.empty(0, dtype=np.int32)
-        # The rest of a bucket's hashes, bucket by bucket: from ``extra_offsets[v]`` to ``extra_offsets[v + 1]``;
-        # ``has_extra`` is what every probe reads (a byte a bucket).
-        extra = np.maximum(counts - layers, 0)
+            slots[:, layer] = hashes[order[np.minimum(row, len(order) - 1)], 0]
+        self.slots = slots
+        extra = np.maximum(counts - 2, 0)
         self.has_extra = extra > 0
-        self.extra_offsets = np.concatenate([[0], np.cumsum(extra)]).astype(np.int64)
-        rank = np.arange(len(ordered)) - first[ordered]
-        self.extra_hashes = np.ascontiguousarray(hashes[order[rank >= layers]])
+        self.extra_offsets = np.concatenate([[0], np.cumsum(extra)])
+        rank = np.arange(len(order)) - first[values[order]]
+        self.extra_hashes = np.ascontiguousarray(hashes[order[rank >= 2]])
+
+    def probe(self, queries: np.ndarray, hashes: np.ndarray, radius: int, found: np.ndarray) -> None:
+        """Set ``found`` for the queries this table finds within ``radius``."""
+        chunks = _chunk(queries, self.start, self.width)
+        order = _sort_by(chunks, self.width)
+        if queries.shape[1] == 1:
+            _probe_layers(
+                queries, chunks, order, self.masks, self.slots, self.has_extra, self.extra_offsets,
+                self.extra_hashes, radius, found,
+            )  # fmt: skip
+        else:
+            _probe_buckets(
+                queries, chunks, order, self.first_words, self.masks, self.offsets, self.bucket_words,
+                self.bucket_rows, hashes, radius, found,
+            )  # fmt: skip
 
 
 class _Index:
@@ -238,22 +272,7 @@ class _Index:
         if not len(self.hashes) or not len(queries):
             return found
         for table in self.tables:
-            chunks = _chunk(queries, table.start, table.width)
-            _probe(
-                queries,
-                chunks,
-                _sort_by(chunks, table.width),
-                table.first_words,
-                table.masks,
-                table.slots,
-                table.heads,
-                self.hashes,
-                table.has_extra,
-                table.extra_offsets,
-                table.extra_hashes,
-                self.radius,
-                found,
-            )
+            table.probe(queries, self.hashes, self.radius, found)
         return found
 
 
