@@ -111,7 +111,19 @@ def _popcount(typingctx, value):
     return types.uint64(types.uint64), codegen
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(function=None, **options):
+    """``numba.njit`` with the machine code cached on disk, so only the first run compiles (beside the module
+    in ``__pycache__``, else in the user's cache directory, or wherever NUMBA_CACHE_DIR says). Where no such
+    directory is writable numba refuses to cache; then every process compiles, once, rather than fail."""
+    if function is None:
+        return lambda function: _compiled(function, **options)
+    try:
+        return numba.njit(cache=True, nogil=True, **options)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True, **options)(function)
+
+
+@_compiled
 def _sort_by(values, width):
     """The stable order of ``values`` (each below 2**width): a counting sort, one pass over a table's rows."""
     starts = np.zeros((1 << width) + 1, dtype=np.int64)
@@ -127,7 +139,7 @@ def _sort_by(values, width):
     return order
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_compiled(inline="always")
 def _within(hash_, query, radius):
     distance = 0
     for word in range(len(query)):
@@ -135,7 +147,7 @@ def _within(hash_, query, radius):
     return distance <= radius
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _probe_layers(queries, chunks, order, masks, slots, has_extra, extra_offsets, extra_hashes, radius, found):
     """Set ``found`` for the 64-bit queries within ``radius`` of a blocked hash that agrees within the chunk radius
     on one table's chunk (a table of two layers, see ``_Table``). Queries go in blocks of ``_PROBE_BLOCK`` in chunk
@@ -160,7 +172,7 @@ def _probe_layers(queries, chunks, order, masks, slots, has_extra, extra_offsets
                             break
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _probe_buckets(
     queries, chunks, order, first_words, masks, offsets, bucket_words, bucket_rows, hashes, radius, found
 ):

@@ -51,7 +51,7 @@ def test_the_wheel_holds_the_client_and_its_small_dependency_set(wheel):
             requirement = line.split(":", 1)[1].strip()
             name = requirement.split(">")[0].split("=")[0].split(";")[0].strip()
             (extras if "extra ==" in requirement else requires).append(name)
-    assert sorted(requires) == ["PyNaCl", "numpy", "platformdirs", "pyarrow"]
+    assert sorted(requires) == ["PyNaCl", "numba", "numpy", "platformdirs", "pyarrow"]
     # The engines of the adapters come only with their extras (pip install 'optout-client[spark]').
     assert sorted(extras) == ["datasets", "pyspark"]
     assert "optout-client = optout.client.cli:main" in entry_points
