@@ -30,15 +30,9 @@ of ``_BLOCK`` queries, so the temporaries stay in the CPU's cache.
 import itertools
 from math import comb, exp
 
-import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 _MAX_CHUNK_BITS = 22  # a direct-address table of 2**22 rows of one 64-bit word is 32 MB
-_PROBE_BLOCK = 4096  # sorted queries each flip mask sweeps in turn: their chunks and words stay in the L2 cache
 _TABLE_COST = 7  # sorting the queries by a table's chunk, per query, in probes
 _BUCKET_PROBE_COST = 2.2
 _BUCKET_HASH_COST = 0.4
@@ -97,111 +91,6 @@ def _chunk(hashes: np.ndarray, start: int, width: int) -> np.ndarray:
     return value.astype(np.int64)
 
 
-@intrinsic
-def _popcount(typingctx, value):
-    """The bits set in a uint64, as the CPU's own instruction (LLVM's ctpop; numba has no np.bitwise_count)."""
-    if not isinstance(value, types.Integer) or value.bitwidth != 64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        word = ir.IntType(64)
-        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(word, [word]), "llvm.ctpop.i64")
-        return builder.call(ctpop, [args[0]])
-
-    return types.uint64(types.uint64), codegen
-
-
-def _compiled(function=None, **options):
-    """``numba.njit`` with the machine code cached on disk, so only the first run compiles (beside the module
-    in ``__pycache__``, else in the user's cache directory, or wherever NUMBA_CACHE_DIR says). Where no such
-    directory is writable numba refuses to cache; then every process compiles, once, rather than fail."""
-    if function is None:
-        return lambda function: _compiled(function, **options)
-    try:
-        return numba.njit(cache=True, nogil=True, **options)(function)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True, **options)(function)
-
-
-@_compiled
-def _sort_by(values, width):
-    """The stable order of ``values`` (each below 2**width): a counting sort, one pass over a table's rows."""
-    starts = np.zeros((1 << width) + 1, dtype=np.int64)
-    for value in values:
-        starts[value + 1] += 1
-    for value in range(1 << width):
-        starts[value + 1] += starts[value]
-    order = np.empty(len(values), dtype=np.int64)
-    for row in range(len(values)):
-        value = values[row]
-        order[starts[value]] = row
-        starts[value] += 1
-    return order
-
-
-@_compiled(inline="always")
-def _within(hash_, query, radius):
-    distance = 0
-    for word in range(len(query)):
-        distance += _popcount(hash_[word] ^ query[word])
-    return distance <= radius
-
-
-@_compiled
-def _probe_layers(queries, chunks, order, masks, slots, has_extra, extra_offsets, extra_hashes, radius, found):
-    """Set ``found`` for the 64-bit queries within ``radius`` of a blocked hash that agrees within the chunk radius
-    on one table's chunk (a table of two layers, see ``_Table``). Queries go in blocks of ``_PROBE_BLOCK`` in chunk
-    order, and each flip mask sweeps a block: its probes of neighbouring queries read neighbouring table rows."""
-    block_chunks = np.empty(_PROBE_BLOCK, dtype=np.int64)
-    block_words = np.empty(_PROBE_BLOCK, dtype=np.uint64)
-    for first in range(0, len(order), _PROBE_BLOCK):
-        size = min(_PROBE_BLOCK, len(order) - first)
-        for at in range(size):
-            block_chunks[at] = chunks[order[first + at]]
-            block_words[at] = queries[order[first + at], 0]
-        for mask in masks:
-            for at in range(size):
-                probe = block_chunks[at] ^ mask
-                word = block_words[at]
-                if min(_popcount(slots[probe, 0] ^ word), _popcount(slots[probe, 1] ^ word)) <= radius:
-                    found[order[first + at]] = True
-                if has_extra[probe]:  # a bucket of three or more: rare
-                    for extra in range(extra_offsets[probe], extra_offsets[probe + 1]):
-                        if _popcount(extra_hashes[extra, 0] ^ word) <= radius:
-                            found[order[first + at]] = True
-                            break
-
-
-@_compiled
-def _probe_buckets(
-    queries, chunks, order, first_words, masks, offsets, bucket_words, bucket_rows, hashes, radius, found
-):
-    """The same for 256-bit queries and a table of whole buckets (see ``_Table``): each probe compares the two
-    first words of every hash in its bucket, and reads the whole hash only for those that pass."""
-    block_chunks = np.empty(_PROBE_BLOCK, dtype=np.int64)
-    block_words = np.empty((_PROBE_BLOCK, 2), dtype=np.uint64)
-    for first in range(0, len(order), _PROBE_BLOCK):
-        size = min(_PROBE_BLOCK, len(order) - first)
-        for at in range(size):
-            row = order[first + at]
-            block_chunks[at] = chunks[row]
-            block_words[at, 0] = queries[row, first_words[0]]
-            block_words[at, 1] = queries[row, first_words[1]]
-        for mask in masks:
-            for at in range(size):
-                probe = block_chunks[at] ^ mask
-                high, low = block_words[at, 0], block_words[at, 1]
-                passed = False
-                for hash_ in range(offsets[probe], offsets[probe + 1]):  # no early exit: the loop vectorises
-                    distance = _popcount(bucket_words[hash_, 0] ^ high) + _popcount(bucket_words[hash_, 1] ^ low)
-                    passed |= distance <= radius
-                if passed:  # about 1e-8 of the hashes compared (see _Table): verify the bucket again, whole
-                    row = order[first + at]
-                    for hash_ in range(offsets[probe], offsets[probe + 1]):
-                        if _within(hashes[bucket_rows[hash_]], queries[row], radius):
-                            found[row] = True
-
-
 class _Table:
     """One chunk's direct-address table (see the module docstring).
 
@@ -218,10 +107,12 @@ class _Table:
     """
 
     def __init__(self, hashes: np.ndarray, start: int, width: int, radius: int):
+        from optout.client import hamming  # numba only where near-duplicates are looked up (hamming's docstring)
+
         self.start, self.width = start, width
         self.masks = _masks(width, radius)
         values = _chunk(hashes, start, width)
-        order = _sort_by(values, width)
+        order = hamming.sort_by(values, width)
         counts = np.bincount(values, minlength=1 << width)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         words = hashes.shape[1]
@@ -246,15 +137,17 @@ class _Table:
 
     def probe(self, queries: np.ndarray, hashes: np.ndarray, radius: int, found: np.ndarray) -> None:
         """Set ``found`` for the queries this table finds within ``radius``."""
+        from optout.client import hamming
+
         chunks = _chunk(queries, self.start, self.width)
-        order = _sort_by(chunks, self.width)
+        order = hamming.sort_by(chunks, self.width)
         if queries.shape[1] == 1:
-            _probe_layers(
+            hamming.probe_layers(
                 queries, chunks, order, self.masks, self.slots, self.has_extra, self.extra_offsets,
                 self.extra_hashes, radius, found,
             )  # fmt: skip
         else:
-            _probe_buckets(
+            hamming.probe_buckets(
                 queries, chunks, order, self.first_words, self.masks, self.offsets, self.bucket_words,
                 self.bucket_rows, hashes, radius, found,
             )  # fmt: skip

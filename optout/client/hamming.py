@@ -1,0 +1,119 @@
+"""The compiled loops of the near-duplicate index (``nearby``): numba kernels, one call per table.
+
+A module of its own so that only a run that looks up near-duplicates imports numba (about half a second) and
+loads its cached machine code; a first run on a machine compiles the kernels, a few seconds, and caches them.
+"""
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+PROBE_BLOCK = 4096  # sorted queries each flip mask sweeps in turn: their chunks and words stay in the L2 cache
+
+
+@intrinsic
+def _popcount(typingctx, value):
+    """The bits set in a uint64, as the CPU's own instruction (LLVM's ctpop; numba has no np.bitwise_count)."""
+    if not isinstance(value, types.Integer) or value.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        word = ir.IntType(64)
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(word, [word]), "llvm.ctpop.i64")
+        return builder.call(ctpop, [args[0]])
+
+    return types.uint64(types.uint64), codegen
+
+
+def _compiled(function=None, **options):
+    """``numba.njit`` with the machine code cached on disk, so only the first run compiles (beside the module
+    in ``__pycache__``, else in the user's cache directory, or wherever NUMBA_CACHE_DIR says). Where no such
+    directory is writable numba refuses to cache; then every process compiles, once, rather than fail."""
+    if function is None:
+        return lambda function: _compiled(function, **options)
+    try:
+        return numba.njit(cache=True, nogil=True, **options)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True, **options)(function)
+
+
+@_compiled
+def sort_by(values, width):
+    """The stable order of ``values`` (each below 2**width): a counting sort, one pass over a table's rows."""
+    starts = np.zeros((1 << width) + 1, dtype=np.int64)
+    for value in values:
+        starts[value + 1] += 1
+    for value in range(1 << width):
+        starts[value + 1] += starts[value]
+    order = np.empty(len(values), dtype=np.int64)
+    for row in range(len(values)):
+        value = values[row]
+        order[starts[value]] = row
+        starts[value] += 1
+    return order
+
+
+@_compiled(inline="always")
+def _within(hash_, query, radius):
+    distance = 0
+    for word in range(len(query)):
+        distance += _popcount(hash_[word] ^ query[word])
+    return distance <= radius
+
+
+@_compiled
+def probe_layers(queries, chunks, order, masks, slots, has_extra, extra_offsets, extra_hashes, radius, found):
+    """Set ``found`` for the 64-bit queries within ``radius`` of a blocked hash that agrees within the chunk radius
+    on one table's chunk (a table of two layers, see ``_Table``). Queries go in blocks of ``PROBE_BLOCK`` in chunk
+    order, and each flip mask sweeps a block: its probes of neighbouring queries read neighbouring table rows."""
+    block_chunks = np.empty(PROBE_BLOCK, dtype=np.int64)
+    block_words = np.empty(PROBE_BLOCK, dtype=np.uint64)
+    for first in range(0, len(order), PROBE_BLOCK):
+        size = min(PROBE_BLOCK, len(order) - first)
+        for at in range(size):
+            block_chunks[at] = chunks[order[first + at]]
+            block_words[at] = queries[order[first + at], 0]
+        for mask in masks:
+            for at in range(size):
+                probe = block_chunks[at] ^ mask
+                word = block_words[at]
+                if min(_popcount(slots[probe, 0] ^ word), _popcount(slots[probe, 1] ^ word)) <= radius:
+                    found[order[first + at]] = True
+                if has_extra[probe]:  # a bucket of three or more: rare
+                    for extra in range(extra_offsets[probe], extra_offsets[probe + 1]):
+                        if _popcount(extra_hashes[extra, 0] ^ word) <= radius:
+                            found[order[first + at]] = True
+                            break
+
+
+@_compiled
+def probe_buckets(
+    queries, chunks, order, first_words, masks, offsets, bucket_words, bucket_rows, hashes, radius, found
+):
+    """The same for 256-bit queries and a table of whole buckets (see ``nearby._Table``): each probe compares the two
+    first words of every hash in its bucket, and reads the whole hash only for those that pass."""
+    block_chunks = np.empty(PROBE_BLOCK, dtype=np.int64)
+    block_words = np.empty((PROBE_BLOCK, 2), dtype=np.uint64)
+    for first in range(0, len(order), PROBE_BLOCK):
+        size = min(PROBE_BLOCK, len(order) - first)
+        for at in range(size):
+            row = order[first + at]
+            block_chunks[at] = chunks[row]
+            block_words[at, 0] = queries[row, first_words[0]]
+            block_words[at, 1] = queries[row, first_words[1]]
+        for mask in masks:
+            for at in range(size):
+                probe = block_chunks[at] ^ mask
+                high, low = block_words[at, 0], block_words[at, 1]
+                passed = False
+                for hash_ in range(offsets[probe], offsets[probe + 1]):  # no early exit: the loop vectorises
+                    distance = _popcount(bucket_words[hash_, 0] ^ high) + _popcount(bucket_words[hash_, 1] ^ low)
+                    passed |= distance <= radius
+                if passed:  # about 1e-8 of the hashes compared (see _Table): verify the bucket again, whole
+                    row = order[first + at]
+                    for hash_ in range(offsets[probe], offsets[probe + 1]):
+                        if _within(hashes[bucket_rows[hash_]], queries[row], radius):
+                            found[row] = True
