@@ -103,3 +103,16 @@ def test_any_small_list_equals_a_linear_scan(seed, words, entries, radius):
     queries = flipped(blocked[rng.integers(0, entries, size=60)], rng.integers(0, 2 * radius + 3, size=60), rng)
     found = near(index_for(blocked, radius), queries)
     assert found.tolist() == nearby.linear_near(blocked, queries, radius).tolist()
+
+
+def test_the_kernels_compile_uncached_where_no_cache_directory_is_writable(monkeypatch):
+    """numba refuses cache=True when it finds nowhere to write (a read-only install, no writable home)."""
+    import numba.core.caching
+
+    from optout.client import hamming
+
+    monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
+    with pytest.raises(RuntimeError, match="no locator available"):
+        numba.njit(cache=True)(hamming.sort_by.py_func)
+    sort_by = hamming._compiled(hamming.sort_by.py_func)
+    assert sort_by(np.array([3, 1, 2, 1]), 2).tolist() == [1, 3, 2, 0]
