@@ -114,7 +114,7 @@ def main() -> None:
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, {os.cpu_count()} CPUs")
     clock = Clock()
     for make, words in ((nearby.PHashIndex, 1), (nearby.PDQIndex, 4)):  # not in the timings below
-        tiny = rng.integers(0, 2**64 - 1, size=(100, words), dtype=np.uint64, endpoint=True)
+        tiny = np.random.default_rng(0).integers(0, 2**64 - 1, size=(100, words), dtype=np.uint64, endpoint=True)
         make(tiny[:, 0] if words == 1 else tiny, 8).near(tiny[:, 0] if words == 1 else tiny)
     print(f"kernels compiled or loaded from numba's cache in {clock.lap():.1f} s")
     for name in [args.only] if args.only else ("phash", "pdq"):

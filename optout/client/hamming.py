@@ -42,18 +42,20 @@ def _compiled(function=None, **options):
 
 @_compiled
 def sort_by(values, width):
-    """The stable order of ``values`` (each below 2**width): a counting sort, one pass over a table's rows."""
-    starts = np.zeros((1 << width) + 1, dtype=np.int64)
+    """The stable order of ``values`` (each below 2**width), by a counting sort, and where each value's rows
+    begin in that order (``bounds[v]`` to ``bounds[v + 1]``)."""
+    bounds = np.zeros((1 << width) + 1, dtype=np.int64)
     for value in values:
-        starts[value + 1] += 1
+        bounds[value + 1] += 1
     for value in range(1 << width):
-        starts[value + 1] += starts[value]
+        bounds[value + 1] += bounds[value]
+    starts = bounds.copy()
     order = np.empty(len(values), dtype=np.int64)
     for row in range(len(values)):
         value = values[row]
         order[starts[value]] = row
         starts[value] += 1
-    return order
+    return order, bounds
 
 
 @_compiled(inline="always")
@@ -65,10 +67,11 @@ def _within(hash_, query, radius):
 
 
 @_compiled
-def probe_layers(queries, chunks, order, masks, slots, has_extra, extra_offsets, extra_hashes, radius, found):
-    """Set ``found`` for the 64-bit queries within ``radius`` of a blocked hash that agrees within the chunk radius
-    on one table's chunk (a table of two layers, see ``_Table``). Queries go in blocks of ``PROBE_BLOCK`` in chunk
-    order, and each flip mask sweeps a block: its probes of neighbouring queries read neighbouring table rows."""
+def probe_layers(queries, chunks, order, masks, slots, radius, found):
+    """Set ``found`` for the 64-bit queries within ``radius`` of a blocked hash in a layer of one table (see
+    ``nearby._Table``) that agrees within the chunk radius on its chunk. Queries go in blocks of ``PROBE_BLOCK`` in
+    chunk order, and each flip mask sweeps a block: its probes of neighbouring queries read neighbouring table rows.
+    The loop has no branch but the match: a test of each probe for a crowded bucket made it a third slower."""
     block_chunks = np.empty(PROBE_BLOCK, dtype=np.int64)
     block_words = np.empty(PROBE_BLOCK, dtype=np.uint64)
     for first in range(0, len(order), PROBE_BLOCK):
@@ -82,11 +85,20 @@ def probe_layers(queries, chunks, order, masks, slots, has_extra, extra_offsets,
                 word = block_words[at]
                 if min(_popcount(slots[probe, 0] ^ word), _popcount(slots[probe, 1] ^ word)) <= radius:
                     found[order[first + at]] = True
-                if has_extra[probe]:  # a bucket of three or more: rare
-                    for extra in range(extra_offsets[probe], extra_offsets[probe + 1]):
-                        if _popcount(extra_hashes[extra, 0] ^ word) <= radius:
-                            found[order[first + at]] = True
-                            break
+
+
+@_compiled
+def probe_extras(sorted_words, order, bounds, masks, extra_chunks, extra_hashes, radius, found):
+    """The same for a table's hashes beyond its layers (buckets of three or more), from their side: the queries
+    that would probe an extra hash's bucket are those whose chunk is the bucket's under a flip mask, the rows
+    ``bounds[c]`` to ``bounds[c + 1]`` of the queries in chunk order (``sorted_words``, ``order``)."""
+    for mask in masks:
+        for extra in range(len(extra_chunks)):
+            chunk = extra_chunks[extra] ^ mask
+            word = extra_hashes[extra]
+            for at in range(bounds[chunk], bounds[chunk + 1]):
+                if _popcount(sorted_words[at] ^ word) <= radius:
+                    found[order[at]] = True
 
 
 @_compiled

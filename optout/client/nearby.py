@@ -105,8 +105,8 @@ class _Table:
 
     A 64-bit hash has two layers: ``slots[v, j]`` is the j-th hash of bucket ``v``; a bucket with fewer holds its
     first hash, or (empty) the next bucket's first: always a real blocked hash, so every probe reads one row of
-    ``slots`` and compares two words. The rarer buckets of three or more are flagged in ``has_extra``; their
-    other hashes are ``extra_hashes[extra_offsets[v]:extra_offsets[v + 1]]``.
+    ``slots`` and compares two words. The other hashes of the rarer buckets of three or more are ``extra_hashes``
+    (chunks ``extra_chunks``), which are compared from their side, with the queries that probe their bucket.
 
     A 256-bit hash has whole buckets: the hashes of bucket ``v`` are ``offsets[v]`` to ``offsets[v + 1]`` in
     chunk order, and ``bucket_words`` holds their two words with the fewest of the chunk's bits (the chunk's own
@@ -121,7 +121,7 @@ class _Table:
         self.start, self.width = start, width
         self.masks = _masks(width, radius)
         values = _chunk(hashes, start, width)
-        order = hamming.sort_by(values, width)
+        order, _ = hamming.sort_by(values, width)
         counts = np.bincount(values, minlength=1 << width)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         words = hashes.shape[1]
@@ -138,23 +138,24 @@ class _Table:
             row = np.where(counts > layer, first + layer, first)
             slots[:, layer] = hashes[order[np.minimum(row, len(order) - 1)], 0]
         self.slots = slots
-        extra = np.maximum(counts - 2, 0)
-        self.has_extra = extra > 0
-        self.extra_offsets = np.concatenate([[0], np.cumsum(extra)]).astype(np.int32)
         rank = np.arange(len(order)) - first[values[order]]
-        self.extra_hashes = np.ascontiguousarray(hashes[order[rank >= 2]])
+        extra = order[rank >= 2]
+        self.extra_chunks = values[extra]
+        self.extra_hashes = np.ascontiguousarray(hashes[extra, 0])
 
     def probe(self, queries: np.ndarray, hashes: np.ndarray, radius: int, found: np.ndarray) -> None:
         """Set ``found`` for the queries this table finds within ``radius``."""
         from optout.client import hamming
 
         chunks = _chunk(queries, self.start, self.width)
-        order = hamming.sort_by(chunks, self.width)
+        order, bounds = hamming.sort_by(chunks, self.width)
         if queries.shape[1] == 1:
-            hamming.probe_layers(
-                queries, chunks, order, self.masks, self.slots, self.has_extra, self.extra_offsets,
-                self.extra_hashes, radius, found,
-            )  # fmt: skip
+            hamming.probe_layers(queries, chunks, order, self.masks, self.slots, radius, found)
+            if len(self.extra_hashes):
+                sorted_words = queries[order, 0]
+                hamming.probe_extras(
+                    sorted_words, order, bounds, self.masks, self.extra_chunks, self.extra_hashes, radius, found
+                )
         else:
             hamming.probe_buckets(
                 queries, chunks, order, self.first_words, self.masks, self.offsets, self.bucket_words,

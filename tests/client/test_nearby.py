@@ -115,4 +115,5 @@ def test_the_kernels_compile_uncached_where_no_cache_directory_is_writable(monke
     with pytest.raises(RuntimeError, match="no locator available"):
         numba.njit(cache=True)(hamming.sort_by.py_func)
     sort_by = hamming._compiled(hamming.sort_by.py_func)
-    assert sort_by(np.array([3, 1, 2, 1]), 2).tolist() == [1, 3, 2, 0]
+    order, bounds = sort_by(np.array([3, 1, 2, 1]), 2)
+    assert order.tolist() == [1, 3, 2, 0] and bounds.tolist() == [0, 0, 2, 3, 4]
