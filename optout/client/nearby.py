@@ -20,8 +20,9 @@ shapes (``_Table``), each probed by one compiled loop (``hamming``, numba):
   whose chunk is ``v``. A bucket with fewer holds its first hash again, or (no
   hash) some other blocked hash: whatever a probe compares against is a real
   blocked hash, so a match is always a true match and every probe is the same
-  branch-free read of one 16-byte row. The rare buckets of three or more are
-  flagged, and a probe that hits one compares the rest.
+  branch-free read of one 16-byte row. The few hashes of buckets of three or
+  more are compared from their side: the queries that would probe such a
+  bucket are the sorted queries whose chunk is the bucket's under a flip mask.
 - 256-bit hashes (PDQ, radius 31 over 1M entries: 16 chunks of 16 bits, radius
   1 each, 272 probes a query): whole buckets, about 15 hashes each, stored
   contiguously in chunk order. A probe compares two words (128 bits) of every
