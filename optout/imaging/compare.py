@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from optout.imaging.hashbits import MAX64, MAX256, hamming
 from optout.imaging.hashes import ImageSignals
-from optout.imaging.variants import IDENTITY, Variant
+from optout.imaging.variants import IDENTITY, Variant, is_guessed_patch
 
 
 def phash_distance(a: int, b: int) -> int:
@@ -128,6 +128,11 @@ def best_match(
     agree on the same pair). The best comparison over the pictures, unless one of them is inconsistent
     with the candidate: then that one, so the conflict is flagged and the candidate is not counted as a
     match. bench/match_quality.py counts what trying every pair costs in false matches.
+
+    A reference badge (a guessed patch over a corner) is compared with the candidate as it is only: the
+    candidate's painted corners guess at the same logo from the other side, and the other candidate
+    variants undo other edits, so a badge against them multiplies guesses (false matches, time) and
+    finds no copy that the candidate's own signals or its painted corners would not.
     """
     if not pictures or not all(pictures) or not candidates:
         raise ValueError("a case has at least one reference picture, and each side its own signals")
@@ -135,7 +140,10 @@ def best_match(
     for picture in pictures:
         comparisons = []
         for reference in picture:
+            guessed = is_guessed_patch(reference.name)
             for candidate in candidates:
+                if guessed and candidate.name != IDENTITY:
+                    continue
                 comparison = compare(
                     reference.signals,
                     candidate.signals,

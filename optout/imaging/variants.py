@@ -11,8 +11,8 @@ decoded reference picture, on the server and in ``static/js/signals.js`` alike:
 - a grid of crops (``CROPS``): each cuts a share of the *variant grid* and hashes it afresh, both hashes'
   geometry applied to the cut pixels (scale 1). A copy cropped by a reposting site lies inside the
   reference, so one of these lands close to it;
-- badges (``BADGES``): the grid with a plain patch over one corner, so that a copy in the index with an
-  opaque logo pasted there is found by its one signal set.
+- badges (``BADGES``): the grid with a plain patch near one corner, square in the picture, so that a
+  copy in the index with an opaque logo pasted there is found by its one signal set.
 
 The variant grid (``variant_grid``) is the picture resampled once, with Pillow's Lanczos geometry folded
 over the reduced luma like the hashes' own, to GRID_SIDE x GRID_SIDE pixels whatever the picture's size.
@@ -29,6 +29,7 @@ reveals no more of the picture than its own hashes do: pHash and PDQ keep a few 
 The candidate side (a fetched picture, expanded on the server only) is ``candidates``.
 """
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,7 +40,7 @@ from optout.imaging.kernels import jarosz_kernel, lanczos_kernel, resample
 
 # Bump when a change here changes which variants exist or how one is computed; it is part of every
 # stored reference variant's descriptor (``variant_descriptor``).
-VARIANT_SET = 4
+VARIANT_SET = 5
 IDENTITY = ""
 GRID_SIDE = 256  # the variant grid's side: every crop is cut from it
 
@@ -110,24 +111,33 @@ TURNS = tuple(
     for expanded in (False, True)
     for degrees, cos, sin in _TURN_ANGLES
 )
-# Badges: the picture with a plain square patch over one corner, as an opaque logo or a stock site's badge
-# covers it (name, share of each side covered from the corner, bottom?, right?, grey). A logo over up to
-# a tenth of the picture reaches a third of each side in, past what any reference crop leaves out, and
-# a dataset row keeps its own signals only. pHash and PDQ keep only low frequencies, of which a patch
-# of the logo's brightness keeps most; the brightness is unknown, so a ladder of four greys is tried.
-# bench/match_quality.py measures what they buy (discovery of the watermark class).
+# Badges: the picture with a plain patch over one corner, as an opaque logo or a stock site's badge covers
+# it. A dataset row keeps its own signals only, and a logo over up to a tenth of the picture reaches a
+# third of each side in, past what any reference crop leaves out. pHash and PDQ keep only low frequencies,
+# of which a patch of the logo's brightness keeps most; the brightness is unknown, so a ladder of four
+# greys is tried. A logo is square in the picture, not in the grid that squashes the picture to a square:
+# on a 3:2 picture a square logo is a tall patch of the grid. So each badge is a square of the picture,
+# its side a share of the side of the square of the picture's area (0.15 to 0.35: a logo over 2% to 12%
+# of the picture), 5% apart as the crop sizes are, a little in from the corner as logos are placed.
+# (name, side as that share, margin as a share of each side, bottom?, right?, grey)
+BADGE_SIDES = (0.15, 0.2, 0.25, 0.3, 0.35)
+BADGE_MARGIN = 0.02
+BADGE_GREYS = (0, 85, 170, 255)
+BADGE_MAX_SHARE = 0.5  # a badge never covers more than half of a side (a square logo on a long panorama)
 BADGES = tuple(
     (
-        f"badge-{'bottom' if bottom else 'top'}-{'right' if right else 'left'}{round(side * 100)}-{grey}",
+        f"badge-{'bottom' if bottom else 'top'}-{'right' if right else 'left'}{round(side * 100)}"
+        f"-m{round(BADGE_MARGIN * 100)}-{grey}",
         side,
+        BADGE_MARGIN,
         bottom,
         right,
         float(grey),
     )
-    for side in (0.2, 0.3, 0.4)
+    for side in BADGE_SIDES
     for bottom in (False, True)
     for right in (False, True)
-    for grey in (0, 85, 170, 255)
+    for grey in BADGE_GREYS
 )
 REFERENCE_VARIANTS = (
     IDENTITY,
@@ -156,7 +166,9 @@ def variant_descriptor(base_key: str, name: str, variant_set: int = VARIANT_SET)
 # its dihedral turns are computed exactly as ours. So a reference stored under set 1 is compared name for
 # name; a name a set does not define, or a set not listed here, is never compared.
 # Set 2 is set 1 cut from the variant grid; set 3 added the pads, the turns and crop places; set 4 the
-# badges, every variant of set 3 computed as before.
+# badges, every variant of set 3 computed as before. Set 5 replaced set 4's badges (squares of the grid,
+# flush with the corner, three sizes) by squares of the picture a little in from the corner, five sizes,
+# under other names: a set-4 badge still means what it meant, the name tells its geometry.
 _SET_1_CROP_PLACES = {  # the crop places of sets 1 and 2 (set 3 added more), frozen here for their names
     95: (0.5,),
     90: (0.0, 0.5, 1.0),
@@ -172,7 +184,20 @@ SET_1_CROPS = tuple(
 )
 _SET_1_NAMES = frozenset((*DIHEDRAL, *(name for name, *_ in SET_1_CROPS)))
 _SET_3_NAMES = frozenset((*DIHEDRAL, *(name for table in (CROPS, PADS, TURNS) for name, *_ in table)))
-COMPARABLE_SETS = {1: _SET_1_NAMES, 2: _SET_1_NAMES, 3: _SET_3_NAMES}
+SET_4_BADGES = tuple(  # set 4's badges: (name, share of each side of the grid covered from the corner, ...)
+    (f"badge-{'bottom' if bottom else 'top'}-{'right' if right else 'left'}{round(side * 100)}-{grey}", side)
+    for side in (0.2, 0.3, 0.4)
+    for bottom in (False, True)
+    for right in (False, True)
+    for grey in (0, 85, 170, 255)
+)
+_SET_4_NAMES = _SET_3_NAMES | frozenset(name for name, _ in SET_4_BADGES)
+COMPARABLE_SETS = {1: _SET_1_NAMES, 2: _SET_1_NAMES, 3: _SET_3_NAMES, 4: _SET_4_NAMES}
+
+
+def is_guessed_patch(name: str) -> bool:
+    """Whether a reference variant paints a guessed patch over the picture (a badge of set 4 or 5)."""
+    return name.startswith("badge-")
 
 
 def is_comparable(descriptor: str, base_key: str, name: str) -> bool:
@@ -247,16 +272,28 @@ def reference_variants(decoded: Decoded) -> list[Variant]:
         variants.append(
             Variant(name, signals_of_luma(turned(grid, decoded.width, decoded.height, cos, sin, expanded, grey)))
         )
-    for name, share, bottom, right, grey in BADGES:
-        variants.append(Variant(name, signals_of_luma(badged(grid, share, bottom, right, grey))))
+    for name, side, margin, bottom, right, grey in BADGES:
+        box = badge_box(decoded.width, decoded.height, side, margin, bottom, right)
+        variants.append(Variant(name, signals_of_luma(badged(grid, box, grey))))
     return variants
 
 
-def badged(grid: np.ndarray, share: float, bottom: bool, right: bool, grey: float) -> np.ndarray:
-    """The grid (as float32, as the browser holds it) with a square of ``share`` of its side at a corner
-    painted ``grey``: the crop box of that corner."""
+def badge_box(width: int, height: int, side: float, margin: float, bottom: bool, right: bool) -> tuple:
+    """(top, left, height, width) in the variant grid of a square of a width x height picture, its side
+    ``side`` of the side of the square of the picture's area, ``margin`` of each side in from a corner."""
+    across = min(BADGE_MAX_SHARE, side * math.sqrt(height / width))  # its share of the picture's width
+    down = min(BADGE_MAX_SHARE, side * math.sqrt(width / height))
+    box_width, box_height = int(GRID_SIDE * across + 0.5), int(GRID_SIDE * down + 0.5)
+    inset = int(GRID_SIDE * margin + 0.5)
+    top = GRID_SIDE - inset - box_height if bottom else inset
+    left = GRID_SIDE - inset - box_width if right else inset
+    return top, left, box_height, box_width
+
+
+def badged(grid: np.ndarray, box: tuple[int, int, int, int], grey: float) -> np.ndarray:
+    """The grid (as float32, as the browser holds it) with a box (top, left, height, width) painted ``grey``."""
     out = np.array(grid, dtype=np.float32)
-    top, left, height, width = crop_box(*out.shape, share, float(right), float(bottom))
+    top, left, height, width = box
     out[top : top + height, left : left + width] = grey
     return out
 
@@ -325,8 +362,9 @@ def describe(reference_variant: str, candidate_variant: str) -> str:
         parts.append("matches your picture shown on a page (as in a screenshot)")
     elif reference_variant.startswith("bordered"):
         parts.append("matches your picture inside a border or frame")
-    elif reference_variant.startswith("badge-"):
-        corner = reference_variant[len("badge-") :].rsplit("-", 1)[0].rstrip("0123456789")
+    elif reference_variant.startswith("badge-"):  # badge-top-right25-m2-170 (set 5), badge-top-right30-170 (set 4)
+        corner = reference_variant[len("badge-") :].split("-")
+        corner = f"{corner[0]}-{corner[1].rstrip('0123456789')}"
         parts.append(f"matches your picture with a patch over its {corner} corner (where a logo sits)")
     elif reference_variant.startswith("bar-"):
         where = "top" if reference_variant.startswith("bar-top") else "bottom"

@@ -7,11 +7,12 @@
 //     kernels at scale 1. The crops then have a few fixed sizes, so their kernels are built once.
 //   - Each pad puts the grid on a plain white or black canvas (a border, or a bar along the top or
 //     bottom) and hashes that; each small turn turns the grid by a few degrees (variants.turned).
-//   - Each badge paints a square patch of one grey over a corner of the grid (variants.badged).
+//   - Each badge paints a patch of one grey near a corner of the grid, square in the picture
+//     (variants.badge_box, variants.badged).
 
 import { jaroszKernel, lanczosKernel, resample, signalsFromGrids } from "./kernels.js";
 
-export const VARIANT_SET = 4;
+export const VARIANT_SET = 5;
 export const GRID_SIDE = 256;
 
 // Output cell (y, x) of an n x n grid reads source cell [sy, sx]; named for what was done to the picture.
@@ -79,13 +80,19 @@ export const TURNS = [false, true].flatMap((expanded) =>
   ]),
 );
 
-// [name, share of each side covered from the corner, bottom?, right?, grey], server order (variants.BADGES).
-export const BADGES = [0.2, 0.3, 0.4].flatMap((side) =>
+// [name, side (a share of the side of the square of the picture's area), margin (a share of each side),
+// bottom?, right?, grey], server order (variants.BADGES).
+const BADGE_SIDES = [0.15, 0.2, 0.25, 0.3, 0.35];
+const BADGE_MARGIN = 0.02;
+const BADGE_MAX_SHARE = 0.5;
+export const BADGES = BADGE_SIDES.flatMap((side) =>
   [false, true].flatMap((bottom) =>
     [false, true].flatMap((right) =>
       [0, 85, 170, 255].map((grey) => [
-        `badge-${bottom ? "bottom" : "top"}-${right ? "right" : "left"}${Math.round(side * 100)}-${grey}`,
+        `badge-${bottom ? "bottom" : "top"}-${right ? "right" : "left"}${Math.round(side * 100)}` +
+          `-m${Math.round(BADGE_MARGIN * 100)}-${grey}`,
         side,
+        BADGE_MARGIN,
         bottom,
         right,
         grey,
@@ -134,10 +141,21 @@ function padded(grid, side, top, bottom, left, right, grey) {
   return { canvas, rows, cols };
 }
 
-// As variants.badged: a float32 copy of the grid with a square at a corner painted one grey.
-function badged(grid, side, share, bottom, right, grey) {
+// As variants.badge_box: the box in the grid of a square of a width x height picture near a corner.
+// Math.sqrt and the divisions round as Python's math.sqrt and float division do (IEEE 754).
+function badgeBox(width, height, side, margin, bottom, right) {
+  const across = Math.min(BADGE_MAX_SHARE, side * Math.sqrt(height / width));
+  const down = Math.min(BADGE_MAX_SHARE, side * Math.sqrt(width / height));
+  const [boxWidth, boxHeight] = [Math.floor(GRID_SIDE * across + 0.5), Math.floor(GRID_SIDE * down + 0.5)];
+  const inset = Math.floor(GRID_SIDE * margin + 0.5);
+  const top = bottom ? GRID_SIDE - inset - boxHeight : inset;
+  const left = right ? GRID_SIDE - inset - boxWidth : inset;
+  return { top, left, height: boxHeight, width: boxWidth };
+}
+
+// As variants.badged: a float32 copy of the grid with a box painted one grey.
+function badged(grid, side, { top, left, height, width }, grey) {
   const out = Float32Array.from(grid);
-  const { top, left, height, width } = cropBox(side, side, share, right ? 1 : 0, bottom ? 1 : 0);
   for (let y = top; y < top + height; y++) out.fill(grey, y * side + left, y * side + left + width);
   return out;
 }
@@ -199,8 +217,9 @@ export function referenceVariants(small, buffer64, { luma, rows, cols }, geometr
     const turnedGrid = turned(grid, GRID_SIDE, geometry.width, geometry.height, cos, sin, expanded, grey);
     variants[name] = signalsOfCrop(turnedGrid, GRID_SIDE, { top: 0, left: 0, height: GRID_SIDE, width: GRID_SIDE });
   }
-  for (const [name, share, bottom, right, grey] of BADGES) {
-    const badgedGrid = badged(grid, GRID_SIDE, share, bottom, right, grey);
+  for (const [name, side, margin, bottom, right, grey] of BADGES) {
+    const box = badgeBox(geometry.width, geometry.height, side, margin, bottom, right);
+    const badgedGrid = badged(grid, GRID_SIDE, box, grey);
     variants[name] = signalsOfCrop(badgedGrid, GRID_SIDE, { top: 0, left: 0, height: GRID_SIDE, width: GRID_SIDE });
   }
   return variants;
