@@ -21,6 +21,12 @@ picture (and every face against every other face), counting strong and weak verd
 named-URL comparison and for discovery. scikit-image's motorcycle stereo pair (two photos of one
 scene, a known pHash collision) is among the distinct pairs.
 
+``--watermark-sweep`` checks that the watermark class generalises past its three edits (one logo, one
+place): discovery only, each photo with scikit-image's logo pasted at 3, 6 and 10% of the picture, 0, 2, 5 and
+8% of each side in from three corners, as an opaque square, as a disc (the picture showing around it), as a
+dark disc and as a translucent white disc (a mark), 2,304 copies, found by this variant set and by it without
+its badges (``variants.is_guessed_patch``). The default corpus is unchanged by it.
+
 Finally the cost: hashing one 12-megapixel JPEG and PNG with all reference variants, one fetched
 12-megapixel JPEG with all candidate variants, and a request at its limits: 20 named URLs, each a
 different 12-megapixel JPEG fetched on loopback, against 5 reference pictures (``--timing-only``).
@@ -174,6 +180,64 @@ def _watermark_logo(image, share):
     return out.convert("RGB")
 
 
+def _sweep_logo(kind, side):
+    from skimage import data
+
+    logo_path = next(Path(data.__file__).parent.glob("logo.*"))
+    if kind == "mark":
+        logo = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+        ImageDraw.Draw(logo).ellipse((0, 0, side - 1, side - 1), fill=(255, 255, 255, 128))
+        return logo
+    with Image.open(logo_path) as image:
+        logo = image.convert("RGBA").resize((side, side), Image.Resampling.LANCZOS)
+    if kind in ("disc", "dark disc"):
+        mask = Image.new("L", (side, side), 0)
+        ImageDraw.Draw(mask).ellipse((0, 0, side - 1, side - 1), fill=255)
+        logo.putalpha(mask)
+    if kind == "dark disc":
+        dark = ImageOps.invert(logo.convert("RGB")).point(lambda value: value // 2)
+        logo = Image.merge("RGBA", (*dark.split(), logo.getchannel("A")))
+    return logo
+
+
+def _with_sweep_logo(image, kind, share, margin, bottom, right):
+    w, h = image.size
+    side = int((w * h * share) ** 0.5)
+    x = w - side - int(w * margin) if right else int(w * margin)
+    y = h - side - int(h * margin) if bottom else int(h * margin)
+    out = image.convert("RGBA")
+    out.alpha_composite(_sweep_logo(kind, side), (x, y))
+    return out.convert("RGB")
+
+
+def _watermark_sweep(photo_count: int) -> None:
+    found = defaultdict(lambda: defaultdict(int))
+    for name in PHOTOS[:photo_count]:
+        image = _sample(name)
+        refs = variants.reference_variants(_decode(_jpeg(image, 92)))
+        older = [ref for ref in refs if not variants.is_guessed_patch(ref.name)]
+        for kind in ("square", "disc", "dark disc", "mark"):
+            for share in (0.03, 0.06, 0.1):
+                for margin in (0.0, 0.02, 0.05, 0.08):
+                    for bottom, right in ((False, True), (True, False), (True, True)):
+                        row = variants.Variant(
+                            variants.IDENTITY,
+                            hashes.signals_of(
+                                _decode(_jpeg(_with_sweep_logo(image, kind, share, margin, bottom, right)))
+                            ),
+                        )
+                        now, before = _found(refs, row) is not None, _found(older, row) is not None
+                        for key in ("all", f"kind {kind}", f"share {share:.0%}", f"margin {margin:.0%}"):
+                            found[key]["n"] += 1
+                            found[key]["now"] += now
+                            found[key]["before"] += before
+    print(f"discovery of logos, variant set {variants.VARIANT_SET} with and without its badges:")
+    print(f"{'':<16} {'copies':>6} {'badges':>8} {'none':>8}")
+    for key, counts in sorted(found.items(), key=lambda item: (item[0] != "all", item[0].split()[0])):
+        n = counts["n"]
+        print(f"{key:<16} {n:>6} {counts['now'] / n:>8.1%} {counts['before'] / n:>8.1%}")
+
+
 def _hue(image, degrees):
     hsv = np.asarray(image.convert("HSV")).copy()
     hsv[..., 0] = (hsv[..., 0].astype(int) + int(degrees * 256 / 360)) % 256
@@ -301,8 +365,12 @@ def main() -> None:
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--timing-only", action="store_true")
     parser.add_argument("--cache", default="", help="keep the copies' signals in this file and reuse them")
+    parser.add_argument("--watermark-sweep", action="store_true", help="discovery of logos of many kinds and places")
     args = parser.parse_args()
 
+    if args.watermark_sweep:
+        _watermark_sweep(args.photos)
+        return
     if args.timing_only:
         _timing()
         return
