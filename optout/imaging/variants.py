@@ -124,10 +124,17 @@ BADGE_SIDES = (0.15, 0.2, 0.25, 0.3, 0.35)
 BADGE_MARGIN = 0.02
 BADGE_GREYS = (0, 85, 170, 255)
 BADGE_MAX_SHARE = 0.5  # a badge never covers more than half of a side (a square logo on a long panorama)
+
+
+def _badge_name(side: float, bottom: bool, right: bool, grey: int, margin: float | None = None) -> str:
+    """badge-top-right25-m2-170 (set 5: with its margin), badge-top-right30-170 (set 4: flush with the corner)."""
+    inset = "" if margin is None else f"-m{round(margin * 100)}"
+    return f"badge-{'bottom' if bottom else 'top'}-{'right' if right else 'left'}{round(side * 100)}{inset}-{grey}"
+
+
 BADGES = tuple(
     (
-        f"badge-{'bottom' if bottom else 'top'}-{'right' if right else 'left'}{round(side * 100)}"
-        f"-m{round(BADGE_MARGIN * 100)}-{grey}",
+        _badge_name(side, bottom, right, grey, BADGE_MARGIN),
         side,
         BADGE_MARGIN,
         bottom,
@@ -185,7 +192,7 @@ SET_1_CROPS = tuple(
 _SET_1_NAMES = frozenset((*DIHEDRAL, *(name for name, *_ in SET_1_CROPS)))
 _SET_3_NAMES = frozenset((*DIHEDRAL, *(name for table in (CROPS, PADS, TURNS) for name, *_ in table)))
 SET_4_BADGES = tuple(  # set 4's badges: (name, share of each side of the grid covered from the corner, ...)
-    (f"badge-{'bottom' if bottom else 'top'}-{'right' if right else 'left'}{round(side * 100)}-{grey}", side)
+    (_badge_name(side, bottom, right, grey), side)
     for side in (0.2, 0.3, 0.4)
     for bottom in (False, True)
     for right in (False, True)
