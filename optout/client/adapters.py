@@ -72,8 +72,12 @@ def spark_job(
     max_distance: int | None = None,
     max_pdq_distance: int | None = None,
     allow_expired: bool = False,
+    threads: int | None = 1,
 ) -> Job:
     """Verify the state on the driver; the job names the release every worker must hold.
+
+    ``threads``: near-duplicate lookup threads of each Spark task; one, since Spark runs a task on each core
+    already (None: one per CPU of the worker).
 
     Raises ``state.StateError`` (missing, tampered with, expired) or ``FilterError`` (a distance
     without the column that carries its hash, or without the partner feed's hashes).
@@ -91,6 +95,7 @@ def spark_job(
         max_distance=max_distance,
         max_pdq_distance=max_pdq_distance,
         columns=columns,
+        threads=threads,
     )
 
 

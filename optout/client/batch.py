@@ -115,9 +115,11 @@ class Rules:
         max_distance: int | None = None,
         max_pdq_distance: int | None = None,
         exact: Blocklist | None = None,
+        threads: int | None = None,
     ):
         """``exact``: the partner tier of the same release as ``blocklist`` (the public tier), to tell decoy drops
-        apart (the caller checks that they match: ``state.require_partner``)."""
+        apart (the caller checks that they match: ``state.require_partner``). ``threads``: for the near-duplicate
+        lookups (``nearby``; default one per available CPU)."""
         self.release = blocklist.current.manifest_sha256
         self.exact_release = exact.current.manifest_sha256 if exact is not None else None
         self.exact_urls = DigestSet(exact.url_bytes) if exact is not None else None
@@ -126,8 +128,11 @@ class Rules:
         self.sha256s = DigestSet(blocklist.sha256_bytes)
         self.max_distance = max_distance
         self.max_pdq_distance = max_pdq_distance
-        self.phashes = nearby.PHashIndex(blocklist.phashes(), max_distance) if max_distance is not None else None
-        self.pdqs = nearby.PDQIndex(blocklist.pdqs(), max_pdq_distance) if max_pdq_distance is not None else None
+        self.phashes = self.pdqs = None
+        if max_distance is not None:
+            self.phashes = nearby.PHashIndex(blocklist.phashes(), max_distance, threads=threads)
+        if max_pdq_distance is not None:
+            self.pdqs = nearby.PDQIndex(blocklist.pdqs(), max_pdq_distance, threads=threads)
 
     def require_release(self, release: str, exact_release: str | None = None) -> None:
         """Raise ``WrongRelease`` unless these rules are those of the manifest with sha256 ``release`` (and their

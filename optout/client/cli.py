@@ -43,6 +43,16 @@ def _pubkey(value: str) -> str:
     return value
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {value!r}")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -86,7 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pdq-column", default=None, help="column of PDQ hashes (64 hex digits; partner feed)")
     p.add_argument("--max-pdq-distance", type=int, default=None, help="drop rows within this PDQ Hamming distance")
     p.add_argument("--report", type=Path, default=None, help="write file,row,rule for every dropped row to this CSV")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes for many input files (default 1)")
+    p.add_argument("--jobs", type=_positive, default=1, help="worker processes for many input files (default 1)")
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="threads of each process for near-duplicate lookups (default: the CPUs, shared among the --jobs)",
+    )
     p.add_argument("--partner-state", type=Path, default=None, help=_PARTNER_STATE_HELP)
     p.add_argument("--batch-rows", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument(ALLOW_EXPIRED, dest="allow_expired", action="store_true", help="filter with an expired blocklist")
@@ -192,7 +208,13 @@ def _filter(args) -> int:
     blocklist = _load(args)
     require_algorithms(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
     partner = _partner(args, blocklist)
-    rules = Rules(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance, exact=partner)
+    rules = Rules(
+        blocklist,
+        max_distance=args.max_distance,
+        max_pdq_distance=args.max_pdq_distance,
+        exact=partner,
+        threads=args.threads,
+    )
     args.batch_rows = args.batch_rows or batch_rows_for(rules)
     with _report(args.report) as report:
         if Path(args.input).is_file() and not args.out.is_dir():  # a folder or a glob writes into a folder
@@ -211,6 +233,7 @@ def _filter(args) -> int:
                 batch_rows=args.batch_rows,
                 partner_state_dir=args.partner_state,
                 partner_release=rules.exact_release,
+                threads=args.threads,
             )
             args.out.mkdir(parents=True, exist_ok=True)
             done = []

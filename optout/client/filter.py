@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +41,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from optout.client import state
+from optout.client import nearby, state
 from optout.client.batch import KEPT, REASONS, Columns, Rules
 
 BATCH_ROWS = 65_536
 # Near-duplicate lookups go faster on big batches: sorted, a million queries probe neighbouring table rows
 # (nearby's module docstring), where 65,536 miss the cache at every probe. About 100 MB a batch of img2dataset rows.
 NEAR_BATCH_ROWS = 1 << 20
+_DICTIONARY_SAMPLE_ROWS = BATCH_ROWS  # rows of the first batch that tell which columns repeat
 _EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -362,20 +363,23 @@ def _read_next(batches, source: Path, before: int) -> pa.RecordBatch | None:
 
 def _dictionary_columns(parquet: pq.ParquetFile, batch: pa.RecordBatch) -> list[str]:
     """The output's columns to dictionary-encode: those whose values repeat in the first batch (fewer distinct
-    values than half its rows), and nested ones (not counted: left as pyarrow's default, encoded).
+    values than half its first ``_DICTIONARY_SAMPLE_ROWS`` rows: counting a whole batch of a million distinct URLs
+    took longer than looking up their near-duplicates), and nested ones (not counted: left as pyarrow's default,
+    encoded).
 
     Why not all, as pyarrow's default does: a column of distinct values (URLs, captions, hashes: most of a URL
     list) fills the dictionary, falls back to plain encoding and has spent the work for nothing; it was a quarter
     of the time of writing the output (bench/client_filter.py's rows).
     """
+    sample = batch.slice(0, _DICTIONARY_SAMPLE_ROWS)
     repeating = set()
-    for name in batch.schema.names:
+    for name in sample.schema.names:
         try:
-            distinct = pc.count_distinct(batch.column(name)).as_py()
+            distinct = pc.count_distinct(sample.column(name)).as_py()
         except pa.ArrowNotImplementedError:
             repeating.add(name)
             continue
-        if 2 * distinct < batch.num_rows:
+        if 2 * distinct < sample.num_rows:
             repeating.add(name)
     leaves = (parquet.schema.column(i).path for i in range(len(parquet.schema)))
     return [path for path in leaves if path.split(".")[0] in repeating]
@@ -459,6 +463,7 @@ class Job:
     batch_rows: int = BATCH_ROWS
     partner_state_dir: Path | None = None  # the partner tier, to tell decoy drops apart
     partner_release: str | None = None
+    threads: int | None = None  # near-duplicate lookup threads in each worker (``Rules``)
 
     def rules(self) -> Rules:
         """Load the state (and the partner state) and build its rules; raises ``WrongRelease`` unless they hold
@@ -471,9 +476,22 @@ class Job:
         partner = None
         if self.partner_state_dir is not None:
             partner = state.load(self.partner_state_dir, allow_expired=self.allow_expired, trust_dir=self.trust_dir)
-        rules = Rules(blocklist, max_distance=self.max_distance, max_pdq_distance=self.max_pdq_distance, exact=partner)
+        rules = Rules(
+            blocklist,
+            max_distance=self.max_distance,
+            max_pdq_distance=self.max_pdq_distance,
+            exact=partner,
+            threads=self.threads,
+        )
         rules.require_release(self.release, self.partner_release)
         return rules
+
+
+def _sharing(job: Job, jobs: int) -> Job:
+    """``job`` for each of ``jobs`` workers: unless told otherwise, they share the CPUs for their lookup threads."""
+    if job.threads is not None:
+        return job
+    return replace(job, threads=max(1, nearby.available_cpus() // jobs))
 
 
 _worker_rules: Rules | None = None
@@ -515,6 +533,7 @@ def filter_many(
             if on_file:
                 on_file(source, total)
         return total
+    job = _sharing(job, jobs)
     with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker, initargs=(job,)) as pool:
         futures = [
             (source, pool.submit(_work, job, source, out_dir / source.name, report is not None)) for source in sources

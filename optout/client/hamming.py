@@ -103,29 +103,38 @@ def probe_extras(sorted_words, order, bounds, masks, extra_chunks, extra_hashes,
 
 @_compiled
 def probe_buckets(
-    queries, chunks, order, first_words, masks, offsets, bucket_words, bucket_rows, hashes, radius, found
+    queries, chunks, order, first_words, masks, offsets, bucket_high, bucket_low, bucket_rows, hashes, radius, found
 ):
-    """The same for 256-bit queries and a table of whole buckets (see ``nearby._Table``): each probe compares the two
-    first words of every hash in its bucket, and reads the whole hash only for those that pass."""
+    """The same for 256-bit queries and a table of whole buckets (see ``nearby._Table``). The queries of a block
+    that share a chunk (about as many as a bucket holds) go together: for each flip mask, every hash of the probed
+    bucket is compared on its two first words with each of them, in a loop over the queries that vectorises, and
+    the whole hash is read only when one of them passes."""
     block_chunks = np.empty(PROBE_BLOCK, dtype=np.int64)
-    block_words = np.empty((PROBE_BLOCK, 2), dtype=np.uint64)
+    block_high = np.empty(PROBE_BLOCK, dtype=np.uint64)
+    block_low = np.empty(PROBE_BLOCK, dtype=np.uint64)
     for first in range(0, len(order), PROBE_BLOCK):
         size = min(PROBE_BLOCK, len(order) - first)
         for at in range(size):
             row = order[first + at]
             block_chunks[at] = chunks[row]
-            block_words[at, 0] = queries[row, first_words[0]]
-            block_words[at, 1] = queries[row, first_words[1]]
-        for mask in masks:
-            for at in range(size):
-                probe = block_chunks[at] ^ mask
-                high, low = block_words[at, 0], block_words[at, 1]
-                passed = False
-                for hash_ in range(offsets[probe], offsets[probe + 1]):  # no early exit: the loop vectorises
-                    distance = _popcount(bucket_words[hash_, 0] ^ high) + _popcount(bucket_words[hash_, 1] ^ low)
-                    passed |= distance <= radius
-                if passed:  # about 1e-8 of the hashes compared (see _Table): verify the bucket again, whole
-                    row = order[first + at]
-                    for hash_ in range(offsets[probe], offsets[probe + 1]):
-                        if _within(hashes[bucket_rows[hash_]], queries[row], radius):
-                            found[row] = True
+            block_high[at] = queries[row, first_words[0]]
+            block_low[at] = queries[row, first_words[1]]
+        start = 0
+        while start < size:
+            end = start + 1
+            while end < size and block_chunks[end] == block_chunks[start]:
+                end += 1
+            for mask in masks:
+                probe = block_chunks[start] ^ mask
+                for hash_ in range(offsets[probe], offsets[probe + 1]):
+                    high, low = bucket_high[hash_], bucket_low[hash_]
+                    passed = 0
+                    for at in range(start, end):  # no early exit: the loop vectorises
+                        passed += _popcount(block_high[at] ^ high) + _popcount(block_low[at] ^ low) <= radius
+                    if passed:  # about 1e-8 of the pairs compared (see nearby._Table): verify them whole
+                        whole = hashes[bucket_rows[hash_]]
+                        for at in range(start, end):
+                            row = order[first + at]
+                            if _within(whole, queries[row], radius):
+                                found[row] = True
+            start = end

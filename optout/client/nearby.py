@@ -38,6 +38,8 @@ and stream instead of missing the cache at every row.
 """
 
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from math import comb, exp
 
 import numpy as np
@@ -46,6 +48,15 @@ _MAX_CHUNK_BITS = 22  # a direct-address table of 2**22 rows of two 64-bit words
 _TABLE_COST = 7  # sorting the queries by a table's chunk, per query, in probes
 _BUCKET_PROBE_COST = 2.2
 _BUCKET_HASH_COST = 0.4
+_SPLIT_ROWS = 65_536  # fewer queries than this are not worth a second thread
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, where the system has one, as a container sets it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _ball(bits: int, radius: int) -> int:
@@ -130,7 +141,8 @@ class _Table:
             inside = [max(0, min(start + width, 64 * (w + 1)) - max(start, 64 * w)) for w in range(words)]
             self.first_words = np.array(sorted(range(words), key=lambda w: (inside[w], w))[:2])
             self.offsets = offsets
-            self.bucket_words = np.ascontiguousarray(hashes[order][:, self.first_words])
+            self.bucket_high = np.ascontiguousarray(hashes[order, self.first_words[0]])
+            self.bucket_low = np.ascontiguousarray(hashes[order, self.first_words[1]])
             self.bucket_rows = order.astype(np.int32)
             return
         first = offsets[:-1]
@@ -159,27 +171,37 @@ class _Table:
                 )
         else:
             hamming.probe_buckets(
-                queries, chunks, order, self.first_words, self.masks, self.offsets, self.bucket_words,
-                self.bucket_rows, hashes, radius, found,
+                queries, chunks, order, self.first_words, self.masks, self.offsets, self.bucket_high,
+                self.bucket_low, self.bucket_rows, hashes, radius, found,
             )  # fmt: skip
 
 
 class _Index:
-    """Multi-index hashing over hashes given as (n, words) uint64 arrays, most significant word first."""
+    """Multi-index hashing over hashes given as (n, words) uint64 arrays, most significant word first.
 
-    def __init__(self, hashes: np.ndarray, radius: int, total_bits: int):
+    The kernels release the GIL, so ``threads`` threads (default: one per available CPU) build the tables and
+    probe them side by side. Where the tables split evenly among them (PDQ's 16), each thread probes a share of
+    the tables with all the queries, into an answer of its own, and the answers are or-ed: sorted whole, the
+    queries of a chunk stay together, as many as its bucket holds (``hamming.probe_buckets``). Otherwise (pHash's
+    3) each probes every table with a contiguous share of the queries, into its rows of the answer. A process
+    that shares the machine with others of its kind (``filter --jobs``, a Spark executor's tasks) asks for
+    fewer."""
+
+    def __init__(self, hashes: np.ndarray, radius: int, total_bits: int, *, threads: int | None = None):
         if radius < 0:
             raise ValueError("a distance is at least 0")
+        if threads is not None and threads < 1:
+            raise ValueError("threads is at least 1")
         self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
         self.radius = radius
         self.total_bits = total_bits
         self.words = self.hashes.shape[1]
+        self.threads = threads or available_cpus()
         self.tables = []
         if len(self.hashes):
-            self.tables = [
-                _Table(self.hashes, start, width, chunk_radius)
-                for start, width, chunk_radius in _plan(total_bits, radius, len(self.hashes))
-            ]
+            plan = _plan(total_bits, radius, len(self.hashes))
+            with ThreadPoolExecutor(min(self.threads, len(plan))) as pool:
+                self.tables = list(pool.map(lambda cut: _Table(self.hashes, *cut), plan))
 
     def near(self, queries: np.ndarray) -> np.ndarray:
         """For an (n, words) array of query hashes, whether each is within the radius of a blocked hash."""
@@ -187,23 +209,39 @@ class _Index:
         found = np.zeros(len(queries), dtype=np.bool_)
         if not len(self.hashes) or not len(queries):
             return found
-        for table in self.tables:
-            table.probe(queries, self.hashes, self.radius, found)
+        shares = min(self.threads, max(1, len(queries) // _SPLIT_ROWS))
+        if shares == 1:
+            self._probe(self.tables, queries, found)
+        elif len(self.tables) >= 2 * shares:  # PDQ's 16: a share of the tables each, all the queries
+            answers = [found] + [np.zeros_like(found) for _ in range(shares - 1)]
+            with ThreadPoolExecutor(shares) as pool:
+                list(pool.map(lambda at: self._probe(self.tables[at::shares], queries, answers[at]), range(shares)))
+            for answer in answers[1:]:
+                found |= answer
+        else:  # pHash's 3 tables would not split evenly: a share of the queries each, all the tables
+            bounds = np.linspace(0, len(queries), shares + 1).astype(int)
+            parts = [slice(low, high) for low, high in itertools.pairwise(bounds)]
+            with ThreadPoolExecutor(shares) as pool:
+                list(pool.map(lambda part: self._probe(self.tables, queries[part], found[part]), parts))
         return found
+
+    def _probe(self, tables: list["_Table"], queries: np.ndarray, found: np.ndarray) -> None:
+        for table in tables:
+            table.probe(queries, self.hashes, self.radius, found)
 
 
 class PHashIndex(_Index):
     """Blocked 64-bit pHashes (uint64), for ``near(queries)`` within ``radius``."""
 
-    def __init__(self, phashes: np.ndarray, radius: int):
-        super().__init__(np.asarray(phashes, dtype=np.uint64).reshape(-1, 1), radius, 64)
+    def __init__(self, phashes: np.ndarray, radius: int, *, threads: int | None = None):
+        super().__init__(np.asarray(phashes, dtype=np.uint64).reshape(-1, 1), radius, 64, threads=threads)
 
 
 class PDQIndex(_Index):
     """Blocked 256-bit PDQ hashes as (n, 4) big-endian words, for ``near(queries)`` within ``radius``."""
 
-    def __init__(self, pdqs: np.ndarray, radius: int):
-        super().__init__(np.asarray(pdqs).astype(np.uint64).reshape(-1, 4), radius, 256)
+    def __init__(self, pdqs: np.ndarray, radius: int, *, threads: int | None = None):
+        super().__init__(np.asarray(pdqs).astype(np.uint64).reshape(-1, 4), radius, 256, threads=threads)
 
 
 def linear_near(hashes: np.ndarray, queries: np.ndarray, radius: int) -> np.ndarray:

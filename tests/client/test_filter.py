@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -566,3 +567,23 @@ def test_a_parquet_file_damaged_after_its_first_row_group_fails_whole_and_writes
     with pytest.raises(FilterError, match=r"in\.parquet is unreadable after row 2,000"):
         filter_file(rules, source, tmp_path / "out.parquet", columns=Columns(), batch_rows=1000)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.parquet"]
+
+
+def test_workers_share_the_cpus_for_their_lookup_threads(monkeypatch):
+    from optout.client import filter as filtering
+    from optout.client import nearby
+    from optout.client.batch import Columns
+
+    monkeypatch.setattr(nearby, "available_cpus", lambda: 8)
+    job = filtering.Job(Path("state"), None, False, "0" * 64, 8, None, Columns(phash="phash"))
+    assert [filtering._sharing(job, jobs).threads for jobs in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    assert filtering._sharing(replace(job, threads=3), 2).threads == 3  # --threads wins
+
+
+@pytest.mark.parametrize("option", ["--jobs", "--threads"])
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_jobs_and_threads_are_whole_numbers_of_at_least_one(builder, tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as exit_:
+        builder("filter", tmp_path / "in.parquet", "--out", tmp_path / "out.parquet", option, value)
+    assert exit_.value.code == 2
+    assert f"a whole number of at least 1, not '{value}'" in capsys.readouterr().err

@@ -117,3 +117,36 @@ def test_the_kernels_compile_uncached_where_no_cache_directory_is_writable(monke
     sort_by = hamming._compiled(hamming.sort_by.py_func)
     order, bounds = sort_by(np.array([3, 1, 2, 1]), 2)
     assert order.tolist() == [1, 3, 2, 0] and bounds.tolist() == [0, 0, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("words", "radius", "threads"), [(1, 8, 2), (1, 8, 3), (4, 31, 2), (4, 31, 3)])
+def test_threads_give_the_answer_of_one(monkeypatch, words, radius, threads):
+    """Both ways of sharing the work answer as one thread and as a linear scan: over 3,000 entries PDQ has 32
+    tables and pHash 5, so 3 threads split pHash's queries and every other case splits the tables."""
+    monkeypatch.setattr(nearby, "_SPLIT_ROWS", 100)  # real shares from a few hundred queries
+    rng = np.random.default_rng(threads)
+    blocked = random_hashes(rng, 3000, words)
+    queries = np.vstack(
+        [
+            flipped(blocked[rng.integers(0, 3000, size=300)], rng.integers(0, 2 * radius, size=300), rng),
+            random_hashes(rng, 300, words),
+        ]
+    )
+    one = index_for(blocked, radius)
+    one.threads = 1
+    many = (
+        nearby.PHashIndex(blocked[:, 0], radius, threads=threads)
+        if words == 1
+        else nearby.PDQIndex(blocked, radius, threads=threads)
+    )
+    assert (len(many.tables) >= 2 * threads) == (words == 4 or threads == 2)
+    expected = nearby.linear_near(blocked, queries, radius)
+    assert 0 < expected.sum() < len(queries)
+    assert near(one, queries).tolist() == expected.tolist()
+    assert near(many, queries).tolist() == expected.tolist()
+
+
+def test_threads_are_at_least_one():
+    with pytest.raises(ValueError, match="threads is at least 1"):
+        nearby.PHashIndex(np.zeros(3, dtype=np.uint64), 8, threads=0)
+    assert nearby.PHashIndex(np.zeros(3, dtype=np.uint64), 8).threads == nearby.available_cpus() >= 1
