@@ -31,6 +31,7 @@ public tier's), so the partner sees what the decoys cost.
 import binascii
 import hashlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,7 +153,25 @@ class Rules:
         return batch.filter(pa.array(self.keep(batch, columns)[0] == KEPT))
 
     def keep(self, batch: pa.RecordBatch, columns: Columns) -> tuple[np.ndarray, None]:
-        """(reason per row: an index into ``REASONS``, or ``KEPT``; None)."""
+        """(reason per row: an index into ``REASONS``, or ``KEPT``; None).
+
+        The near-duplicate lookups (compiled, without the GIL) run on threads of their own while this one hashes
+        the URLs (which holds it), over every row that has a hash; a row dropped for its URL or sha256 keeps
+        that reason, as if it had never been looked up."""
+        lookups = []  # (reason, index, the rows that have a hash, their hashes)
+        if columns.phash is not None and self.phashes is not None:
+            values, given = phash_values(batch.column(columns.phash))
+            lookups.append((3, self.phashes, np.flatnonzero(given), values))
+        if columns.pdq is not None and self.pdqs is not None:
+            values, given = hex_digests(batch.column(columns.pdq))
+            lookups.append((4, self.pdqs, np.flatnonzero(given), values))
+        if not lookups:
+            return self._judge(batch, columns, [])
+        with ThreadPoolExecutor(len(lookups)) as pool:
+            started = [(code, rows, pool.submit(index.near, values[rows])) for code, index, rows, values in lookups]
+            return self._judge(batch, columns, started)
+
+    def _judge(self, batch: pa.RecordBatch, columns: Columns, lookups: list) -> tuple[np.ndarray, None]:
         rows = batch.num_rows
         reason = np.full(rows, KEPT, dtype=np.int8)
         digests, bad = url_digests(batch.column(columns.url))
@@ -169,14 +188,9 @@ class Rules:
             images, given = sha256_digests(batch.column(columns.sha256))
             open_ = (reason == KEPT) & given
             reason[open_ & self.sha256s.contains(images)] = 2
-        if columns.phash is not None and self.phashes is not None:
-            values, given = phash_values(batch.column(columns.phash))
-            rows_ = np.flatnonzero((reason == KEPT) & given)
-            reason[rows_[self.phashes.near(values[rows_])]] = 3
-        if columns.pdq is not None and self.pdqs is not None:
-            values, given = hex_digests(batch.column(columns.pdq))
-            rows_ = np.flatnonzero((reason == KEPT) & given)
-            reason[rows_[self.pdqs.near(values[rows_])]] = 4
+        for code, rows_, near in lookups:  # pHash's before PDQ's
+            found = rows_[near.result()]
+            reason[found[reason[found] == KEPT]] = code
         if decoy is not None:
             reason[decoy & (reason == KEPT)] = 5
         return reason, None
