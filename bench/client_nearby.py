@@ -171,12 +171,12 @@ def main() -> None:
             columns = batch.Columns(**{name: name})
             clock = Clock()
             counts = filter_file(
-                rules, root / "in.parquet", root / "out.parquet", columns=columns, batch_rows=batch_rows_for(rules)
+                rules, root / "in.parquet", root / "out.parquet", columns=columns, batch_rows=batch_rows_for(**kwargs)
             )
             seconds = clock.lap()
             assert counts.by_reason[name] == int(found.sum()), counts.summary()
             print(
-                f"  filter --{name}-column (Parquet in and out, batches of {batch_rows_for(rules):,}): "
+                f"  filter --{name}-column (Parquet in and out, batches of {batch_rows_for(**kwargs):,}): "
                 f"{args.rows / seconds:,.0f} rows/s, {counts.by_reason[name]:,} rows dropped; "
                 f"filter / linear scan: {args.rows / seconds / slow:,.0f}x"
             )

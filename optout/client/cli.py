@@ -43,14 +43,19 @@ def _pubkey(value: str) -> str:
     return value
 
 
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {value!r}")
-    return number
+def _at_least(minimum: int):
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def whole(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"a whole number of at least {minimum}, not {value!r}")
+        return number
+
+    return whole
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,14 +97,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url-column", default="url")
     p.add_argument("--sha256-column", default=None, help="column of image sha256 (hex or 32 bytes) to check too")
     p.add_argument("--phash-column", default=None, help="column of pHashes (16 hex digits or int64; partner feed)")
-    p.add_argument("--max-distance", type=int, default=None, help="drop rows within this pHash Hamming distance")
+    p.add_argument(
+        "--max-distance", type=_at_least(0), default=None, help="drop rows within this pHash Hamming distance"
+    )
     p.add_argument("--pdq-column", default=None, help="column of PDQ hashes (64 hex digits; partner feed)")
-    p.add_argument("--max-pdq-distance", type=int, default=None, help="drop rows within this PDQ Hamming distance")
+    p.add_argument(
+        "--max-pdq-distance", type=_at_least(0), default=None, help="drop rows within this PDQ Hamming distance"
+    )
     p.add_argument("--report", type=Path, default=None, help="write file,row,rule for every dropped row to this CSV")
-    p.add_argument("--jobs", type=_positive, default=1, help="worker processes for many input files (default 1)")
+    p.add_argument("--jobs", type=_at_least(1), default=1, help="worker processes for many input files (default 1)")
     p.add_argument(
         "--threads",
-        type=_positive,
+        type=_at_least(1),
         default=None,
         help="threads of each process for near-duplicate lookups (default: the CPUs, shared among the --jobs)",
     )
@@ -208,16 +217,14 @@ def _filter(args) -> int:
     blocklist = _load(args)
     require_algorithms(blocklist, max_distance=args.max_distance, max_pdq_distance=args.max_pdq_distance)
     partner = _partner(args, blocklist)
-    rules = Rules(
-        blocklist,
-        max_distance=args.max_distance,
-        max_pdq_distance=args.max_pdq_distance,
-        exact=partner,
-        threads=args.threads,
-    )
-    args.batch_rows = args.batch_rows or batch_rows_for(rules)
+    distances = {"max_distance": args.max_distance, "max_pdq_distance": args.max_pdq_distance}
+    args.batch_rows = args.batch_rows or batch_rows_for(**distances)
+    one_file = Path(args.input).is_file() and not args.out.is_dir()  # a folder or a glob writes into a folder
+    rules = None
+    if one_file or args.jobs <= 1:  # else only the workers need them: a near-duplicate index can take 360 MB
+        rules = Rules(blocklist, **distances, exact=partner, threads=args.threads)
     with _report(args.report) as report:
-        if Path(args.input).is_file() and not args.out.is_dir():  # a folder or a glob writes into a folder
+        if one_file:
             counts = filter_file(
                 rules, sources[0], args.out, columns=columns, batch_rows=args.batch_rows, report=report, progress=True
             )
@@ -226,13 +233,12 @@ def _filter(args) -> int:
                 state_dir=args.state,
                 trust_dir=args.trust_dir,
                 allow_expired=args.allow_expired,
-                release=rules.release,
-                max_distance=args.max_distance,
-                max_pdq_distance=args.max_pdq_distance,
+                release=blocklist.current.manifest_sha256,
+                **distances,
                 columns=columns,
                 batch_rows=args.batch_rows,
                 partner_state_dir=args.partner_state,
-                partner_release=rules.exact_release,
+                partner_release=partner.current.manifest_sha256 if partner is not None else None,
                 threads=args.threads,
             )
             args.out.mkdir(parents=True, exist_ok=True)

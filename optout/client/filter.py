@@ -402,9 +402,9 @@ def _compression(parquet: pq.ParquetFile) -> dict[str, str]:
     }
 
 
-def batch_rows_for(rules: Rules) -> int:
-    """The batch size for ``rules``: bigger when they look up near-duplicates."""
-    return NEAR_BATCH_ROWS if rules.phashes is not None or rules.pdqs is not None else BATCH_ROWS
+def batch_rows_for(*, max_distance: int | None = None, max_pdq_distance: int | None = None) -> int:
+    """The batch size for rules with these distances: bigger when they look up near-duplicates."""
+    return NEAR_BATCH_ROWS if max_distance is not None or max_pdq_distance is not None else BATCH_ROWS
 
 
 def require_columns(columns: Columns, *, max_distance: int | None, max_pdq_distance: int | None) -> None:
@@ -516,14 +516,17 @@ def _work(job: Job, source: Path, out: Path, report: bool) -> tuple[Counts, str]
 
 
 def filter_many(
-    rules: Rules, job: Job, sources: list[Path], out_dir: Path, *, jobs: int, report=None, on_file=None
+    rules: Rules | None, job: Job, sources: list[Path], out_dir: Path, *, jobs: int, report=None, on_file=None
 ) -> Counts:
-    """Filter each of ``sources`` into ``out_dir`` under its own name, ``jobs`` at a time; returns the totals."""
+    """Filter each of ``sources`` into ``out_dir`` under its own name, ``jobs`` at a time; returns the totals.
+
+    ``rules``: ``job``'s, for one job in this process (None: built here when needed)."""
     names = [source.name for source in sources]
     if len(set(names)) != len(names):
         raise FilterError("two inputs have the same file name: their outputs would collide")
     total = Counts()
     if jobs <= 1:
+        rules = rules or job.rules()
         for source in sources:
             total.add(
                 filter_file(

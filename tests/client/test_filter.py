@@ -391,6 +391,24 @@ def test_a_folder_of_shards_is_filtered_by_worker_processes(pulled, builder, tmp
     assert code == 0 and out.startswith("24 rows read")
 
 
+def test_only_the_processes_that_filter_build_the_rules(pulled, builder, tmp_path, monkeypatch):
+    """With --jobs the workers build the rules (a near-duplicate index can take hundreds of MB), the parent
+    does not; with one job the parent filters, and builds them once."""
+    from optout.client import batch, cli
+
+    pulled()
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for number in range(2):
+        pq.write_table(pa.Table.from_pylist(rows()), shards / f"part-{number:05d}.parquet")
+    built = []
+    monkeypatch.setattr(cli, "Rules", lambda *args, **kwargs: built.append(1) or batch.Rules(*args, **kwargs))
+    for jobs, parent_builds in (("2", []), ("1", [1])):
+        code, out, err = builder("filter", shards, "--out", tmp_path / f"clean-{jobs}", "--jobs", jobs)
+        assert code == 0, err
+        assert out.startswith("16 rows read, 8 kept") and built == parent_builds
+
+
 def test_a_worker_holding_another_release_refuses(pulled, builder, tmp_path, trust_dir):
     from optout.client import filter as filtering
     from optout.client.batch import Columns, WrongRelease
@@ -580,10 +598,18 @@ def test_workers_share_the_cpus_for_their_lookup_threads(monkeypatch):
     assert filtering._sharing(replace(job, threads=3), 2).threads == 3  # --threads wins
 
 
-@pytest.mark.parametrize("option", ["--jobs", "--threads"])
-@pytest.mark.parametrize("value", ["0", "-2", "two"])
-def test_jobs_and_threads_are_whole_numbers_of_at_least_one(builder, tmp_path, capsys, option, value):
+@pytest.mark.parametrize(
+    ("option", "value", "minimum"),
+    [
+        ("--jobs", "0", 1),
+        ("--jobs", "two", 1),
+        ("--threads", "-2", 1),
+        ("--max-distance", "-1", 0),
+        ("--max-pdq-distance", "8.5", 0),
+    ],
+)
+def test_counts_and_distances_are_whole_numbers(builder, tmp_path, capsys, option, value, minimum):
     with pytest.raises(SystemExit) as exit_:
         builder("filter", tmp_path / "in.parquet", "--out", tmp_path / "out.parquet", option, value)
     assert exit_.value.code == 2
-    assert f"a whole number of at least 1, not '{value}'" in capsys.readouterr().err
+    assert f"a whole number of at least {minimum}, not '{value}'" in capsys.readouterr().err
