@@ -22,7 +22,6 @@ algorithm and in the same run:
 """
 
 import argparse
-import hashlib
 import os
 import sys
 import tempfile
@@ -37,37 +36,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from optout.client import batch, nearby, state  # noqa: E402
 from optout.client.filter import batch_rows_for, filter_file  # noqa: E402
+from tests.client.blocklists import make_blocklist  # noqa: E402
 
 DISTANCES = {"phash": 8, "pdq": 31}
 
 
 def blocklist(phashes: np.ndarray, pdqs: np.ndarray) -> state.Blocklist:
-    """A partner blocklist as ``state.load`` returns one, straight from values."""
-    keys = hashlib.sha256(b"one key").digest()
-    current = state.Current(
-        generation="v000001-bench",
-        feed_url="http://feed.invalid/",
-        feed="bench-partner",
-        tier="partner",
-        version=1,
-        manifest_sha256="ab" * 32,
-        created="",
-        expires="",
-        accepted_at="",
-        entries=len(phashes),
-        state_sha256=state.state_sha256(keys),
-        key_id="",
-        public_key="",
+    """A partner blocklist as ``state.load`` returns one, straight from (n, words) uint64 arrays."""
+    pdq_values = (
+        int.from_bytes(row, "big") for row in np.ascontiguousarray(pdqs.astype(">u8")).view(np.uint8).reshape(-1, 32)
     )
-    return state.Blocklist(
-        current=current,
-        manifest={"version": 1, "algorithms": {"phash": {}, "pdq": {}}},
-        url_bytes=keys,
-        sha256_bytes=b"",
-        phash_bytes=phashes.astype("<u8").tobytes(),
-        pdq_bytes=pdqs.astype(">u8").tobytes(),
-        expired=False,
-    )
+    return make_blocklist(urls=["https://one.example/key.jpg"], phashes=phashes[:, 0].tolist(), pdqs=pdq_values)
 
 
 def flip(hashes: np.ndarray, bits: int, count: int, rng) -> np.ndarray:
