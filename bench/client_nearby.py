@@ -12,7 +12,7 @@ within the distance of a blocked hash, 1% just beyond it. It prints, per
 algorithm and in the same run:
 
 - the index alone (``nearby``: build time, then ``near`` over every row's hash)
-  in rows/s;
+  in rows/s, on a thread per CPU (the default) and again on one thread;
 - the whole ``filter`` of the Parquet file with ``--phash-column`` /
   ``--pdq-column`` (Parquet in and out, URL rules too, the batch size the
   command line uses), in rows/s;
@@ -122,12 +122,20 @@ def main() -> None:
         scan = clock.lap()
         assert found[:scan_rows].tolist() == scanned.tolist(), "the index and the linear scan disagree"
         assert found[near_rows].all() and int(found.sum()) >= len(near_rows)
+        index.threads = 1
+        clock.lap()
+        assert index.near(queries).tolist() == found.tolist()
+        one, one_cpu = args.rows / clock.lap(), args.rows / clock.cpu
         fast, slow = args.rows / seconds, scan_rows / scan
         plan = ", ".join(f"{len(t.masks)} probes on {t.width} bits" for t in index.tables)
         print(
             f"{name} at distance {radius}, {args.rows:,} rows against {args.entries:,} blocked: "
-            f"index {fast:,.0f} rows/s ({args.rows / cpu:,.0f} rows per CPU second of this process; "
-            f"built in {build:.1f} s; {len(index.tables)} tables: {plan})"
+            f"index {fast:,.0f} rows/s on {nearby.available_cpus()} threads ({args.rows / cpu:,.0f} rows per CPU "
+            f"second of this process; built in {build:.1f} s; {len(index.tables)} tables: {plan})"
+        )
+        print(
+            f"  the same index on 1 thread {one:,.0f} rows/s ({one_cpu:,.0f} per CPU second): "
+            f"{nearby.available_cpus()} threads / 1: {fast / one:.2f}x"
         )
         print(
             f"  linear scan (baseline) {slow:,.0f} rows/s on {scan_rows} rows, same answer: True; "
