@@ -57,6 +57,7 @@ _HOST = UrlHost.postgres_template % {"expressions": "r.url"}  # as the index dat
 
 __all__ = [
     "DatasetDecoys",
+    "count_changes",
     "decoy_counts",
     "draw_decoys",
     "filler_keys",
@@ -447,6 +448,29 @@ def published_counts() -> dict:
     the decoys. A key is counted once per dataset even if it stands beside several entries."""
     published = PublicDecoy.objects.filter(entry__published=True)
     return dict(published.values("dataset").annotate(n=Count("url_sha256", distinct=True)).values_list("dataset", "n"))
+
+
+def count_changes(keys: str) -> dict:
+    """{dataset id, or None: decoy keys the release being made adds (positive) or drops (negative)} in the
+    public tier, as ``published_counts()`` would count them once its entries' ``published`` flags are set
+    (blocked for the changed entries, as they were for the others). Reads only the decoys of ``keys``, a
+    table of keys (column ``k``) that holds every key a changed entry's group holds: the publisher's
+    ``optout_delta_touched``. A key another group keeps counts as before, so previous counts plus these
+    changes equal a full count, in a fraction of its time."""
+    entries, table = BlocklistEntry._meta.db_table, PublicDecoy._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT dataset_id, SUM(now - before) FROM (
+                SELECT d.dataset_id, d.url_sha256,
+                       MAX(CASE WHEN (e.dirty AND e.blocked) OR (NOT e.dirty AND e.published) THEN 1 ELSE 0 END) AS now,
+                       MAX(CASE WHEN e.published THEN 1 ELSE 0 END) AS before
+                FROM {keys} t JOIN {table} d ON d.url_sha256 = t.k JOIN {entries} e ON e.id = d.entry_id
+                GROUP BY d.dataset_id, d.url_sha256
+            ) p GROUP BY dataset_id
+            """
+        )
+        return {dataset: int(change) for dataset, change in cursor.fetchall() if change}
 
 
 def decoy_counts(counts: dict | None = None) -> list[DatasetDecoys]:

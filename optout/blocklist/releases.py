@@ -61,7 +61,7 @@ from django.utils import timezone
 from optout import imaging
 from optout.blocklist import artifacts, decoys, events, holds, signing
 from optout.client.manifest import iso, trusted_comment
-from optout.models import BlocklistEntry, PublicDecoy, Release
+from optout.models import BlocklistEntry, Dataset, PublicDecoy, Release
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +301,8 @@ class _Build:
     snapshots: dict = field(default_factory=dict)
     files: dict = field(default_factory=lambda: {tier: {} for tier in TIERS})
     decoys: dict | None = None  # the public manifest's decoy summary
+    decoy_changes: dict | None = None  # {dataset id or None: keys added or dropped}, from the public delta
+    decoy_counts: dict | None = None  # {dataset id or None: decoy keys} of this release
     phases: dict = field(default_factory=dict)  # {what: seconds}, for the log and bench/publish.py
 
     @contextmanager
@@ -363,6 +365,8 @@ def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signin
         files[name + ".minisig"] = {"sha256": hashlib.sha256(signature).hexdigest(), "bytes": len(signature)}
         tiers[tier] = {"manifest_sha256": manifest_sha256, "files": files, **build.snapshots[tier]}
     tiers[PUBLIC]["decoys"] = build.decoys
+    # By dataset id, for the next release to count from (the manifest names datasets; names can change).
+    tiers[PUBLIC]["decoy_counts"] = sorted(build.decoy_counts.items(), key=lambda item: (item[0] is not None, item[0]))
 
     exact = build.snapshots[PARTNER]  # the release row counts real entries: the partner tier is exact
     release = Release.objects.create(
@@ -392,6 +396,7 @@ def _write_delta(build: _Build, tier: str) -> None:
     writer = artifacts.JsonLinesWriter(partner=tier == PARTNER)
     if tier == PUBLIC:
         _make_delta_tables()
+        build.decoy_changes = decoys.count_changes("optout_delta_touched")  # before the flags change
     sql = _partner_delta_sql() if tier == PARTNER else _public_delta_sql()
     for batch in artifacts.batches(sql, _columns(tier)):
         writer.write(batch)
@@ -465,14 +470,30 @@ def _tier_manifest(
     return body, signature
 
 
+def _decoy_counts(build: _Build) -> dict:
+    """{dataset id or None: decoy keys} of this release: the previous release's counts with the changes the public
+    delta saw, or, for a first release (or one after a release that kept no counts), a count of every decoy."""
+    before = build.previous.tiers[PUBLIC].get("decoy_counts") if build.previous else None
+    if before is None or build.decoy_changes is None:
+        return decoys.published_counts()
+    counts = dict((dataset, n) for dataset, n in before)
+    for dataset, change in build.decoy_changes.items():
+        counts[dataset] = counts.get(dataset, 0) + change
+    counts = {dataset: n for dataset, n in counts.items() if n}
+    # A dataset deleted since then took its decoys' dataset with it (they became keys of no URL): count anew.
+    if set(counts) - {None} - set(Dataset.objects.values_list("pk", flat=True)):
+        return decoys.published_counts()
+    return counts
+
+
 def _decoy_summary(build: _Build) -> dict:
     """What the public tier's decoys cost builders, per dataset (see ``decoys``); the previous release's when the
-    public tier did not change (counting them reads every decoy and every dataset row)."""
+    public tier did not change."""
     delta = build.deltas[PUBLIC]
     before = build.previous.tiers[PUBLIC].get("decoys") if build.previous else None
+    build.decoy_counts = counts = _decoy_counts(build)
     if before is not None and delta["added"] == delta["removed"] == 0:
         return before
-    counts = decoys.published_counts()
     return {
         "per_key": settings.OPTOUT_PUBLIC_DECOYS,
         "datasets": [

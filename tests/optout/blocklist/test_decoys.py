@@ -166,6 +166,45 @@ def test_manifest_and_counts_say_what_decoys_cost_each_dataset(dataset, publish,
     assert summary["keys_of_no_url"] == K
 
 
+def test_decoy_counts_kept_from_release_to_release_equal_a_full_count(dataset, publish, feed_files):
+    """Each manifest counts from the previous release and what changed; it must say what counting every decoy says."""
+    first = url_sha256("https://big.example.com/photos/00001.jpg")
+    second = url_sha256("https://big.example.com/photos/00002.jpg")
+
+    def assert_counted(version: int) -> None:
+        full = decoys.published_counts()
+        summary = manifest(feed_files, "public", version)["decoys"]
+        expected = [("laion-mini", full[dataset.pk])] if full.get(dataset.pk) else []
+        assert [(row["dataset"], row["decoys"]) for row in summary["datasets"]] == expected
+        assert summary["keys_of_no_url"] == full.get(None, 0)
+
+    holds.hold(holder="item:1", url_sha256=first)
+    holds.hold(holder="item:2", url_sha256=url_sha256("https://unindexed.example/x.jpg"))
+    publish()
+    assert_counted(1)
+    holds.hold(holder="item:3", url_sha256=second)
+    publish()
+    assert_counted(2)
+    # A key both groups hold counts once, and stays while one of them is published.
+    shared = next(key for key in group(first) if key != first and key not in group(second))
+    PublicDecoy.objects.create(entry=BlocklistEntry.objects.get(url_sha256=second), dataset=dataset, url_sha256=shared)
+    holds.release_hold(holder="item:1")
+    publish()
+    assert_counted(3)
+    assert manifest(feed_files, "public", 3)["decoys"]["datasets"][0]["decoys"] == K + 1
+    holds.hold(holder="item:1 again", url_sha256=first)
+    holds.release_hold(holder="item:2")
+    publish()
+    assert_counted(4)
+    publish()  # nothing changed
+    assert_counted(5)
+    holds.release_hold(holder="item:3")
+    holds.release_hold(holder="item:1 again")
+    publish()
+    assert_counted(6)
+    assert manifest(feed_files, "public", 6)["decoys"]["datasets"] == []
+
+
 def test_the_columnar_snapshot_holds_the_same_keys(dataset, publish, feed_files):
     import pyarrow.parquet as pq
 
