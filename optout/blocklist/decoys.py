@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, F, IntegerField, OuterRef
+from django.db.models import Count, Exists, IntegerField, OuterRef
 from django.db.models.functions import Cast
 from django.utils.crypto import salted_hmac
 
@@ -97,28 +97,57 @@ def draw_decoys(*, k: int | None = None) -> None:
         return
     # A key already published as another group's decoy counts there: its own group brings k + 1 new keys.
     pending = pending.annotate(need=k + Cast(was_decoy(), IntegerField()))
-    _draw_windows(pending, k)
+    entries = {key: (entry_id, need) for key, entry_id, need in pending.values_list("url_sha256", "id", "need")}
+    if not entries:
+        return
+    _draw_windows(entries)
     # URLs in no dataset, and datasets too small to give k rows: keys of no URL make up the number.
-    short = pending.annotate(drawn=Count("decoys")).filter(drawn__lt=F("need"))
+    drawn = _drawn_counts([entry_id for entry_id, _need in entries.values()])
     PublicDecoy.objects.bulk_create(
         [
             PublicDecoy(entry_id=entry_id, dataset=None, url_sha256=decoy)
-            for entry_id, key, drawn, need in short.values_list("id", "url_sha256", "drawn", "need").iterator(10_000)
-            for decoy in filler_keys(key, need)[: need - drawn]
+            for key, (entry_id, need) in entries.items()
+            if drawn.get(entry_id, 0) < need
+            for decoy in filler_keys(key, need)[: need - drawn.get(entry_id, 0)]
         ],
         batch_size=10_000,
         ignore_conflicts=True,
     )
 
 
-def _draw_windows(pending, k: int) -> None:
-    entries = {key: (entry_id, need) for key, entry_id, need in pending.values_list("url_sha256", "id", "need")}
-    if not entries:
-        return
-    rows = DatasetRow.objects.filter(url_sha256__in=pending.values("url_sha256")).annotate(host=UrlHost("url"))
+# The draw's queries name the entries and keys they are about, as lists: the planner then looks them up by index
+# whatever its statistics say. Asked as joins with the blocklist, they were planned from statistics taken before
+# the last release (autovacuum lags bulk changes) and read the whole dataset index or every decoy for 50 entries.
+
+
+_LIST = 10_000  # values per list: SQLite takes at most 32,766 parameters
+
+
+def _chunks(values: list) -> list[list]:
+    return [values[start : start + _LIST] for start in range(0, len(values), _LIST)]
+
+
+def _drawn_counts(entry_ids: list[int]) -> dict:
+    """{entry id: decoys it has}, for entries that have any."""
+    counts = {}
+    for chunk in _chunks(entry_ids):
+        drawn = PublicDecoy.objects.filter(entry_id__in=chunk).values("entry_id").annotate(n=Count("id"))
+        counts.update(drawn.values_list("entry_id", "n"))
+    return counts
+
+
+def _draw_windows(entries: dict) -> None:
+    """The windows of the entries ({key: (entry id, need)}) in every dataset that holds their URL."""
+    rows = [
+        row
+        for chunk in _chunks(list(entries))
+        for row in DatasetRow.objects.filter(url_sha256__in=chunk)
+        .annotate(host=UrlHost("url"))
+        .values_list("url_sha256", "dataset_id", "host")
+    ]
     groups = sorted(  # (entry id, key, dataset id, host, position, need), in entry order: the order groups are drawn in
         (entries[key][0], key, dataset_id, host, _position(key, entries[key][1]), entries[key][1])
-        for key, dataset_id, host in rows.values_list("url_sha256", "dataset_id", "host").iterator(10_000)
+        for key, dataset_id, host in rows
     )
     if groups:
         _draw_sorted(groups) if connection.vendor == "postgresql" else _draw_rowwise(groups)
