@@ -41,7 +41,6 @@ picks it), so that "which line carries a sha256" points at a random member too.
 import csv
 import io
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -50,6 +49,7 @@ from django.db.models import Count, Exists, IntegerField, OuterRef
 from django.db.models.functions import Cast
 from django.utils.crypto import salted_hmac
 
+from optout.blocklist import planner
 from optout.models import BlocklistEntry, Dataset, DatasetRow, PublicDecoy, UrlHost
 
 _SALT = "optout.blocklist.decoys"
@@ -113,6 +113,7 @@ def draw_decoys(*, k: int | None = None) -> None:
         batch_size=10_000,
         ignore_conflicts=True,
     )
+    planner.analyze_after_bulk(PublicDecoy, sum(need for _entry_id, need in entries.values()))
 
 
 # The draw's queries name the entries and keys they are about, as lists: the planner then looks them up by index
@@ -413,7 +414,7 @@ def _read_sides(wanted: dict) -> dict:
         # LIMIT is a column), so left to itself it plans for many: a sequential scan of a table it believes empty
         # (the decoy table before its first analysis), or a merge anti-join that reads every entry per side. The
         # disabled plans' costs would then make it compile the statement (JIT): a second per statement.
-        with _settings(cursor, jit="off", enable_seqscan="off", enable_mergejoin="off", enable_hashjoin="off"):
+        with planner.settings(cursor, jit="off", enable_seqscan="off", enable_mergejoin="off", enable_hashjoin="off"):
             cursor.execute(" UNION ALL ".join(parts))
             found = dict(cursor.fetchall())
     sides = {}
@@ -421,21 +422,6 @@ def _read_sides(wanted: dict) -> dict:
         keys = sorted(found[n].split(",") if found.get(n) else [], reverse=_DIRECTIONS[side[0]][1] == "DESC")
         sides[side] = _Side(keys, whole=len(keys) < depth)
     return sides
-
-
-@contextmanager
-def _settings(cursor, **settings: str):
-    """PostgreSQL settings for the statements inside, then back as they were (the publisher's transaction goes
-    on: ``SET LOCAL`` would last to its end)."""
-    before = {}
-    for name, value in settings.items():
-        cursor.execute("SELECT current_setting(%s), set_config(%s, %s, true)", [name, name, value])
-        before[name] = cursor.fetchone()[0]
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
 
 
 def _copy_picks(picks: dict) -> None:

@@ -59,7 +59,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from optout import imaging
-from optout.blocklist import artifacts, decoys, events, holds, signing
+from optout.blocklist import artifacts, decoys, events, holds, planner, signing
 from optout.client.manifest import iso, trusted_comment
 from optout.models import BlocklistEntry, Dataset, PublicDecoy, Release
 
@@ -351,8 +351,11 @@ def _publish(storage: Storage, signing_key: signing.SigningKey, upcoming: signin
                 _write_snapshot(build, tier)
     # The new state is now the published one; decoy counts below are of this release.
     with build.timed("manifests"):
-        BlocklistEntry.objects.filter(dirty=True, blocked=True).update(dirty=False, published=True, decoys_drawn=True)
-        BlocklistEntry.objects.filter(dirty=True, blocked=False).update(dirty=False, published=False)
+        changed = BlocklistEntry.objects.filter(dirty=True, blocked=True).update(
+            dirty=False, published=True, decoys_drawn=True
+        )
+        changed += BlocklistEntry.objects.filter(dirty=True, blocked=False).update(dirty=False, published=False)
+        planner.analyze_after_bulk(BlocklistEntry, changed)
         manifests = {tier: _tier_manifest(build, tier, signing_key, upcoming) for tier in TIERS}
     tiers = {}
     for tier, (body, signature) in manifests.items():
