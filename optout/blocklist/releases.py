@@ -239,6 +239,11 @@ _DELTA_TABLES = (
         f"SELECT e.id FROM {_ENTRIES} e JOIN optout_delta_touched t ON t.k = e.url_sha256 "
         f"UNION SELECT d.entry_id FROM {_DECOYS} d JOIN optout_delta_touched t ON t.k = d.url_sha256",
     ),
+    # Their groups and lines now and in the latest release.
+    ("optout_delta_groups_now", _groups_sql("blocked", "SELECT id FROM optout_delta_near")),
+    ("optout_delta_groups_before", _groups_sql("published", "SELECT id FROM optout_delta_near")),
+    ("optout_delta_now", _lines_sql("optout_delta_groups_now")),
+    ("optout_delta_before", _lines_sql("optout_delta_groups_before")),
 )
 
 
@@ -247,13 +252,10 @@ def _public_delta_sql() -> str:
     # and leaves whole, and a key another group still holds stays. Only lines that change are written: a line
     # that stays as it was says nothing, and rewriting it would point at the one key of a group that was
     # already public (an entry whose key was another group's decoy). Reads ``_DELTA_TABLES``.
-    return f"""
-        WITH grp_now AS ({_groups_sql("blocked", "SELECT id FROM optout_delta_near")}),
-        grp_before AS ({_groups_sql("published", "SELECT id FROM optout_delta_near")}),
-        now AS ({_lines_sql("grp_now")}),
-        before AS ({_lines_sql("grp_before")})
+    return """
         SELECT t.k, CASE WHEN now.k IS NOT NULL THEN 'add' ELSE 'remove' END, now.sha
-        FROM optout_delta_touched t LEFT JOIN now ON now.k = t.k LEFT JOIN before ON before.k = t.k
+        FROM optout_delta_touched t LEFT JOIN optout_delta_now now ON now.k = t.k
+        LEFT JOIN optout_delta_before before ON before.k = t.k
         WHERE (now.k IS NULL) <> (before.k IS NULL) OR (now.k IS NOT NULL AND COALESCE(now.sha, '') <> COALESCE(before.sha, ''))
         ORDER BY t.k
     """
@@ -398,11 +400,14 @@ def _write_delta(build: _Build, tier: str) -> None:
     """The delta from the previous release: changed entries (and, in the public tier, their decoys)."""
     writer = artifacts.JsonLinesWriter(partner=tier == PARTNER)
     if tier == PUBLIC:
-        _make_delta_tables()
-        build.decoy_changes = decoys.count_changes("optout_delta_touched")  # before the flags change
-    sql = _partner_delta_sql() if tier == PARTNER else _public_delta_sql()
-    for batch in artifacts.batches(sql, _columns(tier)):
-        writer.write(batch)
+        with planner.lookups(BlocklistEntry.objects.filter(dirty=True).count(), BlocklistEntry):
+            _make_delta_tables()
+            build.decoy_changes = decoys.count_changes("optout_delta_touched")  # before the flags change
+        for batch in artifacts.batches(_public_delta_sql(), _columns(tier)):  # small tables: hash joins
+            writer.write(batch)
+    else:
+        for batch in artifacts.batches(_partner_delta_sql(), _columns(tier)):
+            writer.write(batch)
     written = writer.finish()
     described = build.store(tier, delta_name(build.version), written)
     build.deltas[tier] = {

@@ -47,3 +47,21 @@ def test_settings_last_for_the_statements_inside_only():
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('enable_seqscan')")
         assert cursor.fetchone() == ("on",)
+
+
+def hash_joins() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('enable_hashjoin')")
+        return cursor.fetchone()[0]
+
+
+def test_a_few_changed_entries_are_joined_by_index_lookups_many_are_not():
+    for i in range(200):
+        BlocklistEntry.objects.create(url_sha256=f"{i:064x}", created_at="2026-01-01T00:00Z",
+                                      changed_at="2026-01-01T00:00Z")  # fmt: skip
+    planner.analyze_after_bulk(BlocklistEntry, 200)
+    with planner.lookups(20, BlocklistEntry):
+        assert hash_joins() == "off"
+    assert hash_joins() == "on"
+    with planner.lookups(21, BlocklistEntry):
+        assert hash_joins() == "on"
