@@ -10,7 +10,9 @@ Hugging Face ``datasets`` all go through it.
 
 Speed. URLs that are already canonical (the common case in real URL lists) are
 found by one vectorised regular expression over the whole column and hashed as
-they are; only the others go through the per-row canonicaliser. Lookups are
+they are, by one compiled loop over the column once a process has hashed enough
+rows (``digests``: OpenSSL's SHA-256 without a Python call per row); only the
+others go through the per-row canonicaliser. Lookups are
 binary searches in the sorted digests (numpy), not Python sets. ``reference_keep``
 is the plain per-row definition the fast path must equal, row for row (a
 property test holds them together, and the bench compares their speed).
@@ -40,6 +42,7 @@ import pyarrow.compute as pc
 
 from optout.client import nearby
 from optout.client.canonical import AS_IS, BadURL, web_url
+from optout.client.digests import column_sha256
 from optout.client.state import Blocklist
 
 REASONS = ("bad_url", "url", "sha256", "phash", "pdq", "decoy")
@@ -217,26 +220,25 @@ def url_digests(column) -> tuple[np.ndarray, np.ndarray]:
     column = _strings(column)
     rows = len(column)
     if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-        values = column.to_pylist()
-        slow_rows, slow_values = range(rows), [value or "" for value in values]
+        digests = np.empty((rows, 32), dtype=np.uint8)
+        slow_rows, slow_values = np.arange(rows), [value or "" for value in column.to_pylist()]
     else:
         column = column.fill_null("")
         as_is = pc.match_substring_regex(column, _AS_IS).to_numpy(zero_copy_only=False)
-        values = column.cast(pa.binary()).to_pylist()
+        digests = column_sha256(column.cast(pa.binary()))  # the other rows' are replaced below
         slow_rows = np.flatnonzero(~as_is)
         slow_values = column.take(pa.array(slow_rows)).to_pylist() if len(slow_rows) else []
     bad = np.zeros(rows, dtype=bool)
+    canonical = []
     for index, value in zip(slow_rows, slow_values, strict=True):
         try:
-            values[index] = web_url(value).encode("ascii")
+            canonical.append(web_url(value).encode("ascii"))
         except BadURL:
-            values[index] = b""
+            canonical.append(b"")
             bad[index] = True
-    # One hashlib call per row is the floor of this path; a list comprehension is its cheapest loop
-    # (measured: a quarter less per row than map() with methodcaller).
-    sha256 = hashlib.sha256
-    joined = b"".join([sha256(value).digest() for value in values])
-    return np.frombuffer(joined, dtype=">u8").reshape(rows, 4), bad
+    if len(slow_rows):
+        digests[slow_rows] = column_sha256(pa.array(canonical, pa.binary()))
+    return digests.view(">u8").reshape(rows, 4), bad
 
 
 def _unhexlify(strings: pa.Array, digits: int) -> np.ndarray:
