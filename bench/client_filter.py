@@ -41,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from optout.blocklist import signing  # noqa: E402  (pure: no Django)
 from optout.client import batch, cli, state  # noqa: E402
-from optout.client.filter import Job, filter_file, filter_many  # noqa: E402
+from optout.client.filter import filter_file  # noqa: E402
 from optout.client.manifest import iso, trusted_comment  # noqa: E402
+from optout.client.shards import Job, filter_many  # noqa: E402
 
 
 def canonical_json(value) -> bytes:

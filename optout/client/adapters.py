@@ -46,7 +46,8 @@ import pyarrow as pa
 
 from optout.client import state
 from optout.client.batch import KEPT, Columns, Rules
-from optout.client.filter import Job, require_algorithms, require_columns
+from optout.client.filter import require_algorithms, require_columns
+from optout.client.shards import Job
 from optout.client.state import Blocklist
 
 

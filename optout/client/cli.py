@@ -16,17 +16,9 @@ from pathlib import Path
 
 from optout.client import adapters, canonical, minisign, state
 from optout.client.batch import Columns, DigestSet, Rules, WrongRelease
-from optout.client.filter import (
-    FilterError,
-    Job,
-    batch_rows_for,
-    filter_file,
-    filter_many,
-    inputs,
-    require_algorithms,
-    require_columns,
-)
+from optout.client.filter import FilterError, batch_rows_for, filter_file, require_algorithms, require_columns
 from optout.client.pull import PullError, pull
+from optout.client.shards import Job, filter_many, inputs
 
 ALLOW_EXPIRED = "--i-accept-an-expired-blocklist"
 _PARTNER_STATE_HELP = (

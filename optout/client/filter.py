@@ -17,14 +17,11 @@ the end: a failed run leaves no output. ``report`` (a CSV path) lists every
 dropped row as ``file,row,rule``, rows counted from 0 in each input.
 
 Many inputs (a folder or a glob of shards) go to an output folder under the
-same names, ``jobs`` files at a time in worker processes; each worker loads
-the state itself and refuses to work unless it holds the release the parent
-verified.
+same names, ``jobs`` files at a time in worker processes: ``shards``.
 """
 
 import contextlib
 import csv
-import glob
 import gzip
 import io
 import json
@@ -32,8 +29,8 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from optout.client import nearby, state
+from optout.client import state
 from optout.client.batch import KEPT, REASONS, Columns, Rules
 
 BATCH_ROWS = 65_536
@@ -422,130 +419,3 @@ def require_algorithms(blocklist: state.Blocklist, *, max_distance: int | None, 
     for flag, name in ((max_distance, "phash"), (max_pdq_distance, "pdq")):
         if flag is not None and name not in algorithms:
             raise FilterError(f"this blocklist has no {name} hashes: distance filtering needs the partner feed")
-
-
-# --- Many files -----------------------------------------------------------------------------------------
-
-
-def inputs(spec: str) -> list[Path]:
-    """The files a command-line input names: a file, a folder (its files of known formats), or a glob."""
-    path = Path(spec)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and _known(p))
-    else:
-        found = sorted(Path(name) for name in glob.glob(spec) if Path(name).is_file())
-    if not found:
-        raise FilterError(f"no input files in {spec}")
-    return found
-
-
-def _known(path: Path) -> bool:
-    try:
-        detect_format(path)
-    except FilterError:
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class Job:
-    """What a worker needs to rebuild the rules: the state to load, and the release it must hold."""
-
-    state_dir: Path
-    trust_dir: Path | None
-    allow_expired: bool
-    release: str
-    max_distance: int | None
-    max_pdq_distance: int | None
-    columns: Columns
-    batch_rows: int = BATCH_ROWS
-    partner_state_dir: Path | None = None  # the partner tier, to tell decoy drops apart
-    partner_release: str | None = None
-    threads: int | None = None  # near-duplicate lookup threads in each worker (``Rules``)
-
-    def rules(self) -> Rules:
-        """Load the state (and the partner state) and build its rules; raises ``WrongRelease`` unless they hold
-        ``release`` (and ``partner_release``).
-
-        Fail closed: another pull may have switched the state since the parent verified it, or a
-        worker may see another copy of it.
-        """
-        blocklist = state.load(self.state_dir, allow_expired=self.allow_expired, trust_dir=self.trust_dir)
-        partner = None
-        if self.partner_state_dir is not None:
-            partner = state.load(self.partner_state_dir, allow_expired=self.allow_expired, trust_dir=self.trust_dir)
-        rules = Rules(
-            blocklist,
-            max_distance=self.max_distance,
-            max_pdq_distance=self.max_pdq_distance,
-            exact=partner,
-            threads=self.threads,
-        )
-        rules.require_release(self.release, self.partner_release)
-        return rules
-
-
-def _sharing(job: Job, jobs: int) -> Job:
-    """``job`` for each of ``jobs`` workers: unless told otherwise, they share the CPUs for their lookup threads."""
-    if job.threads is not None:
-        return job
-    return replace(job, threads=max(1, nearby.available_cpus() // jobs))
-
-
-_worker_rules: Rules | None = None
-
-
-def _start_worker(job: Job) -> None:
-    global _worker_rules
-    _worker_rules = job.rules()
-
-
-def _work(job: Job, source: Path, out: Path, report: bool) -> tuple[Counts, str]:
-    buffer = io.StringIO()
-    counts = filter_file(
-        _worker_rules,
-        source,
-        out,
-        columns=job.columns,
-        batch_rows=job.batch_rows,
-        report=csv.writer(buffer) if report else None,  # a line per dropped row only when asked for
-    )
-    return counts, buffer.getvalue()
-
-
-def filter_many(
-    rules: Rules | None, job: Job, sources: list[Path], out_dir: Path, *, jobs: int, report=None, on_file=None
-) -> Counts:
-    """Filter each of ``sources`` into ``out_dir`` under its own name, ``jobs`` at a time; returns the totals.
-
-    ``rules``: ``job``'s, for one job in this process (None: built here when needed)."""
-    names = [source.name for source in sources]
-    if len(set(names)) != len(names):
-        raise FilterError("two inputs have the same file name: their outputs would collide")
-    total = Counts()
-    if jobs <= 1:
-        rules = rules or job.rules()
-        for source in sources:
-            total.add(
-                filter_file(
-                    rules, source, out_dir / source.name, columns=job.columns, batch_rows=job.batch_rows, report=report
-                )
-            )
-            if on_file:
-                on_file(source, total)
-        return total
-    job = _sharing(job, jobs)
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker, initargs=(job,)) as pool:
-        futures = [
-            (source, pool.submit(_work, job, source, out_dir / source.name, report is not None)) for source in sources
-        ]
-        for source, future in futures:
-            counts, lines = future.result()
-            total.add(counts)
-            if report is not None and lines:
-                report.writerows(csv.reader(io.StringIO(lines)))
-            if on_file:
-                on_file(source, total)
-    return total

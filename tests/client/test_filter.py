@@ -410,7 +410,7 @@ def test_only_the_processes_that_filter_build_the_rules(pulled, builder, tmp_pat
 
 
 def test_a_worker_holding_another_release_refuses(pulled, builder, tmp_path, trust_dir):
-    from optout.client import filter as filtering
+    from optout.client import shards as filtering
     from optout.client.batch import Columns, WrongRelease
 
     pulled()
@@ -588,8 +588,8 @@ def test_a_parquet_file_damaged_after_its_first_row_group_fails_whole_and_writes
 
 
 def test_workers_share_the_cpus_for_their_lookup_threads(monkeypatch):
-    from optout.client import filter as filtering
     from optout.client import nearby
+    from optout.client import shards as filtering
     from optout.client.batch import Columns
 
     monkeypatch.setattr(nearby, "available_cpus", lambda: 8)

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from optout.blocklist import decoys, holds, releases
+from optout.blocklist import decoys, feed_sql, holds, releases
 from optout.client.canonical import url_sha256
 from optout.feed.api import lookup
 from optout.index.importer import count_rows
@@ -410,11 +410,13 @@ def test_the_postgres_snapshot_query_gives_the_lines_of_the_grouping_one(dataset
     carrier = min(key for key in group(first) if key != first)
     PublicDecoy.objects.get_or_create(entry=BlocklistEntry.objects.get(url_sha256=second), dataset=dataset,
                                       url_sha256=carrier)  # fmt: skip
-    grouping = f"WITH grp AS ({releases._groups_sql('blocked')}) SELECT k, 'add', sha FROM ({releases._lines_sql('grp')}) s ORDER BY k"
+    grouping = (
+        f"WITH grp AS ({feed_sql.groups('blocked')}) SELECT k, 'add', sha FROM ({feed_sql.lines('grp')}) s ORDER BY k"
+    )
     with connection.cursor() as cursor:
         cursor.execute(grouping)
         expected = cursor.fetchall()
-        cursor.execute(releases._public_snapshot_sql())
+        cursor.execute(feed_sql.public_snapshot())
         assert cursor.fetchall() == expected
     lines = {key: sha for key, _, sha in expected}
     assert len(lines) == len(expected)  # the shared key once
