@@ -14,8 +14,9 @@ section Canonicalization), step by step:
 5. the host: user information and the port are dropped (the documented
    ``http://www.gotaport.com:1234/`` case), leading and trailing dots removed,
    runs of dots collapsed, a non-ASCII name converted to Punycode (IDNA 2003,
-   the standard library's ``idna`` codec; a name it rejects is kept as bytes and
-   escaped), lower-cased, and any IPv4 form that ``inet_aton`` accepts (decimal,
+   the standard library's ``idna`` codec; a name it rejects, or whose Punycode
+   would not read back as the same host (a ``%``, or a full-width ``？`` that
+   Nameprep folds to ``?``), is kept as bytes and escaped), lower-cased, and any IPv4 form that ``inet_aton`` accepts (decimal,
    octal, hex, fewer than four parts) written as a dotted quad. A bracketed IPv6
    address is compressed, and one that embeds IPv4 (``::ffff:1.2.3.4`` or NAT64
    ``64:ff9b::1.2.3.4``) becomes that IPv4 address, as the current Safe Browsing
@@ -35,7 +36,8 @@ that is neither ``str`` nor ``bytes``, text that cannot be UTF-8 encoded
 ``http://.../``, a protocol-relative ``//host/x``), a port that is not all
 digits (which is also how ``mailto:x``, ``javascript:...`` or ``data:...``
 end up rejected: without ``://`` they parse as ``host:port``), and a bracketed
-host that is not an IPv6 address (zone identifiers included). Any other
+host that is not an IPv6 address (zone identifiers included), and a bracket
+anywhere else in the host. Any other
 scheme written as ``scheme://`` is accepted: hashing is not fetching.
 
 Speed: bulk imports call this for every row, so URLs that are already in
@@ -86,6 +88,7 @@ _FAST = re.compile(
 _SCHEME = re.compile(rb"([A-Za-z][A-Za-z0-9+.-]*)://")
 _DOTS = re.compile(rb"\.{2,}")
 _SLASHES = re.compile(rb"/{2,}")
+_DELIMITERS = re.compile(rb"[/?#@:%\\\[\]]")
 _TO_ESCAPE = re.compile(rb"[\x00-\x20\x7f-\xff#%]")
 _IPV4_PART = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*")
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
@@ -264,17 +267,21 @@ def _canonical_host(authority: bytes) -> bytes:
     if colon and not _is_port(colon + port):
         raise BadURL("the port is not a number")
     host = _DOTS.sub(b".", host.strip(b"."))
-    # A name with a literal "%" is no IDNA name: Punycode would keep the "%" among its letters and could
-    # make a new escape ("%1⁄4" -> "xn--%14-pt0a"), so the canonical form would not be its own canonical form.
-    if not host.isascii() and b"%" not in host:
+    # A name is converted by IDNA only when what it gives reads back as the same host. A literal "%" stays among
+    # Punycode's letters and can make a new escape ("%1⁄4" -> "xn--%14-pt0a"), and Nameprep folds full-width forms
+    # to ASCII, so "？" would become a "?" that ends the host. Such names keep their bytes, which get escaped.
+    if not host.isascii():
         try:
-            host = host.decode("utf-8").encode("idna")
+            name = host.decode("utf-8").encode("idna")
         except UnicodeError:
-            pass  # not a name IDNA accepts: keep the bytes, they get escaped
-        else:
-            host = _DOTS.sub(b".", host.strip(b"."))
+            name = b"%"  # not a name IDNA accepts
+        if not _DELIMITERS.search(name):
+            host = _DOTS.sub(b".", name.strip(b"."))
     if not host:
         raise BadURL("the URL has no host")
+    if b"[" in host or b"]" in host:
+        # Only a whole IPv6 literal may hold brackets (".[" would become "[", which then reads as a broken literal).
+        raise BadURL("the host has a bracket outside an IPv6 address")
     host = host.lower()
     if host[:1].isdigit():
         address = parse_ipv4(host.decode("latin-1"))

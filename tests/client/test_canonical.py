@@ -154,6 +154,7 @@ _host = st.one_of(
     st.from_regex(r"[A-Za-z0-9.%-]{1,12}", fullmatch=True),
     st.sampled_from(["127.0.0.1", "0x7f.1", "[::1]", "[::ffff:1.2.3.4]", "bücher.de", "a..b.", "user@host"]),
     st.sampled_from(["Example.COM", "IMG.\u212aelvin.example", "1.2.3.COM", "0X7F.A", "CDN-1.Example.Net."]),
+    st.sampled_from([".[", "a\uff1fb", "\uff45\uff58\uff0e\uff43\uff4f", "a\uff0fb.c", "x\uff20y"]),
 )
 _path = st.text(alphabet="/.abcAZ09%25#?&=;~ \t+@:ü\\", max_size=24)
 _url = st.builds(
@@ -194,6 +195,27 @@ def test_a_non_ascii_host_with_a_percent_sign_is_a_fixed_point():
     # Found by the property above: Punycode kept the "%" and made "%14", an escape, out of it.
     once = canonical_url("http://%1\u20444/")
     assert canonical_url(once) == once == "http://%251%E2%81%844/"
+
+
+@pytest.mark.parametrize(
+    ("url", "canonical"),
+    [
+        # Found by the property above: Nameprep folds "？" to "?", which would end the host when read again.
+        ("\uff1f", "http://%EF%BC%9F/"),
+        ("http://a\uff05b/", "http://a%EF%BC%85b/"),
+        ("http://\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d/", "http://example.com/"),
+    ],
+)
+def test_a_name_is_converted_by_idna_only_when_it_reads_back_the_same(url, canonical):
+    assert canonical_url(url) == canonical
+    assert canonical_url(canonical) == canonical
+
+
+@pytest.mark.parametrize("url", [".[", "http://a[b/", "http://x]/", "http://..[/"])
+def test_a_bracket_outside_an_ipv6_literal_is_refused(url):
+    # Found by the property above: ".[" became "http://[/", which then read as a broken IPv6 literal.
+    with pytest.raises(BadURL, match="bracket"):
+        canonical_url(url)
 
 
 def test_deep_escape_nesting_is_linear():
