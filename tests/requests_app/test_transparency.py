@@ -117,3 +117,29 @@ def test_the_report_shows_the_decoys_per_dataset(client, db, feed_files, publish
     assert "Decoys in the public blocklist" in html
     assert f"<td>{expected.decoys}</td><td>40</td>" in html
     assert url_sha256(urls[7]) not in html and urls[7] not in html
+
+
+def test_the_decoys_are_the_counts_the_latest_release_kept(client, db, django_assert_max_num_queries):
+    # The publisher keeps each release's decoy counts on it: the page reads them instead of counting every decoy.
+    dataset = Dataset.objects.create(name="laion-mini", release="2026-01")
+    count_rows(dataset.pk, 1_000)
+    now = timezone.now()
+    Release.objects.create(
+        version=1,
+        created_at=now,
+        expires_at=now + timedelta(days=2),
+        entries=4,
+        added=4,
+        removed=0,
+        state_sha256="0" * 64,
+        key_id="0" * 16,
+        public_key="x",
+        tiers={"public": {"decoy_counts": [[None, 3], [dataset.pk, 17]]}},
+    )
+    # No decoy is in the database: a count would find none.
+    assert decoys.published_counts() == {}
+    with django_assert_max_num_queries(6):
+        body = client.get("/transparency/?format=json").json()
+    assert body["decoys"] == [
+        {"dataset": "laion-mini", "release": "2026-01", "decoys": 17, "rows": 1_000, "share": 0.017}
+    ]
