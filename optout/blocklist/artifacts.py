@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 from django.db import connection
 from isal import isal_zlib
 
+from optout.client.hexes import unhexlify_column
+
 _SPOOL_BYTES = 32 * 1024 * 1024
 _BATCH_ROWS = 65_536
 # CSV read from a COPY a megabyte at a time (about 8,000 keys): 8 MB blocks, parsed on several threads at once,
@@ -55,24 +57,12 @@ PARTNER_PARQUET_LAYOUT = (
     PARQUET_LAYOUT + "; then phash fixed_size_binary(8) (big-endian), pdq fixed_size_binary(32), pdq_quality int16"
 )
 
-_NIBBLES = np.full(256, 255, dtype=np.uint8)
-for _value, _digit in enumerate(b"0123456789abcdef"):
-    _NIBBLES[_digit] = _value
-
 
 def _hex_to_binary(column: pa.Array, width: int) -> pa.Array:
-    """Lower-case hex strings (or nulls) to fixed_size_binary(width), vectorised."""
+    """Hex strings (or nulls) to fixed_size_binary(width), vectorised."""
     valid = pc.is_valid(column)
-    filled = pc.fill_null(column, "0" * (2 * width)).cast(pa.string())
-    offsets = np.frombuffer(filled.buffers()[1], dtype=np.int32)[filled.offset : filled.offset + len(filled) + 1]
-    data = np.frombuffer(filled.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    if len(data) != 2 * width * len(filled):
-        raise ValueError(f"a value is not {2 * width} hex digits")
-    nibbles = _NIBBLES[data].reshape(-1, 2)
-    if (nibbles == 255).any():
-        raise ValueError("not lower-case hex")
-    raw = (nibbles[:, 0] << 4 | nibbles[:, 1]).astype(np.uint8)
-    binary = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(filled), [None, pa.py_buffer(raw)])
+    raw = unhexlify_column(pc.fill_null(column, "0" * (2 * width)).cast(pa.string()), 2 * width)
+    binary = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(column), [None, pa.py_buffer(raw.reshape(-1))])
     if valid.false_count == 0:
         return binary
     return pc.if_else(valid, binary, pa.scalar(None, pa.binary(width)))

@@ -30,7 +30,6 @@ other rule drops, is then ``decoy`` (dropped all the same: the rules are the
 public tier's), so the partner sees what the decoys cost.
 """
 
-import binascii
 import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +42,7 @@ import pyarrow.compute as pc
 from optout.client import nearby
 from optout.client.canonical import AS_IS, BadURL, web_url
 from optout.client.digests import column_sha256
+from optout.client.hexes import unhexlify_column
 from optout.client.state import Blocklist
 
 REASONS = ("bad_url", "url", "sha256", "phash", "pdq", "decoy")
@@ -241,15 +241,6 @@ def url_digests(column) -> tuple[np.ndarray, np.ndarray]:
     return digests.view(">u8").reshape(rows, 4), bad
 
 
-def _unhexlify(strings: pa.Array, digits: int) -> np.ndarray:
-    """The values of a string array without nulls, each exactly ``digits`` hex digits, decoded as an (n, digits // 2)
-    uint8 array by one ``unhexlify`` over its data buffer; raises ``binascii.Error`` when any digit is not hex."""
-    chosen = strings.cast(pa.binary())
-    offsets = np.frombuffer(chosen.buffers()[1], dtype=np.int32)[chosen.offset : chosen.offset + len(chosen) + 1]
-    data = memoryview(chosen.buffers()[2])[offsets[0] : offsets[-1]]
-    return np.frombuffer(binascii.unhexlify(data), dtype=np.uint8).reshape(-1, digits // 2)
-
-
 def _decode_hex(column: pa.Array, digits: int) -> tuple[np.ndarray, np.ndarray]:
     """(bytes of each row's hex value as an (n, digits // 2) uint8 array, which rows hold exactly that).
 
@@ -267,16 +258,16 @@ def _decode_hex(column: pa.Array, digits: int) -> tuple[np.ndarray, np.ndarray]:
     check = lengths > digits
     if exact.any():
         try:
-            out[exact] = _unhexlify(column.filter(pa.array(exact)), digits)
+            out[exact] = unhexlify_column(column.filter(pa.array(exact)), digits)
             given |= exact
-        except binascii.Error:
+        except ValueError:
             check |= exact
     if check.any():
         at = np.flatnonzero(check)
         trimmed = pc.utf8_trim(column.take(pa.array(at)), _SPACE)
         hexes = pc.match_substring_regex(trimmed, f"^[0-9a-fA-F]{{{digits}}}$").to_numpy(zero_copy_only=False)
         if hexes.any():
-            out[at[hexes]] = _unhexlify(trimmed.filter(pa.array(hexes)), digits)
+            out[at[hexes]] = unhexlify_column(trimmed.filter(pa.array(hexes)), digits)
             given[at[hexes]] = True
     return out, given
 

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from optout.client.canonical import BadURL, url_sha256
+from optout.client.hexes import unhexlify_column
 from optout.index.importer._summary import (  # noqa: F401
     _REASONS,
     BAD_PDQ,
@@ -30,12 +31,6 @@ from optout.index.importer._summary import (  # noqa: F401
 from optout.models import MAX_ROW_URL_LENGTH
 
 # --- Checking -------------------------------------------------------------------------------------------
-
-_NIBBLES = np.zeros(256, dtype=np.uint64)
-for _digit, _char in enumerate(b"0123456789abcdef"):
-    _NIBBLES[_char] = _digit
-    _NIBBLES[bytes([_char]).upper()[0]] = _digit
-_SHIFTS = np.arange(60, -4, -4, dtype=np.uint64)  # most significant nibble first
 
 
 def _as_text(array: pa.Array) -> pa.Array:
@@ -61,10 +56,7 @@ def _hex_words(text: pa.Array, valid: np.ndarray, words: int) -> list[pa.Array]:
     """Signed 64-bit words (most significant first) of hex strings of ``16 * words`` digits; null where not valid."""
     width = 16 * words
     filled = pc.if_else(pa.array(valid), text, pa.scalar("0" * width))
-    fixed = pc.cast(filled, pa.binary(width))
-    data = np.frombuffer(fixed.buffers()[1], dtype=np.uint8, count=len(fixed) * width, offset=fixed.offset * width)
-    nibbles = _NIBBLES[data].reshape(len(fixed), words, 16)
-    values = np.bitwise_or.reduce(nibbles << _SHIFTS, axis=2).view(np.int64)
+    values = unhexlify_column(filled, width).view(">i8").astype(np.int64)
     mask = ~valid
     return [pa.array(values[:, i], type=pa.int64(), mask=mask) for i in range(words)]
 
