@@ -1,7 +1,7 @@
 """Benchmark of the client's near-duplicate filter: pHash at distance 8 and PDQ at distance 31, beside a linear scan.
 
     .venv/bin/python bench/client_nearby.py [--rows 1000000] [--entries 1000000] [--linear-rows 200]
-        [--only phash|pdq]
+        [--only phash|pdq] [--shards 20]
 
 The compiled kernels are compiled (or loaded from numba's cache) before the
 timings, and the time that took is printed first. Needs no database and no feed: the partner blocklist (``--entries`` random
@@ -16,6 +16,8 @@ algorithm and in the same run:
 - the whole ``filter`` of the Parquet file with ``--phash-column`` /
   ``--pdq-column`` (Parquet in and out, URL rules too, the batch size the
   command line uses), in rows/s;
+- the same rows as a folder of ``--shards`` Parquet files, filtered by one job
+  as ``filter`` filters a folder, in rows/s;
 - the baseline: a linear scan of the same blocked hashes (``nearby.linear_near``)
   on the first ``--linear-rows`` rows, in rows/s, and the ratio; the index's
   answer on those rows must equal the scan's.
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from optout.client import batch, nearby, state  # noqa: E402
 from optout.client.filter import batch_rows_for, filter_file  # noqa: E402
+from optout.client.shards import Job, filter_many  # noqa: E402
 from tests.client.blocklists import make_blocklist  # noqa: E402
 
 DISTANCES = {"phash": 8, "pdq": 31}
@@ -88,6 +91,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--linear-rows", type=int, default=200)
     parser.add_argument("--only", choices=sorted(DISTANCES), default=None)
+    parser.add_argument("--shards", type=int, default=20, help="the rows again, cut into this many Parquet files")
     args = parser.parse_args()
     rng = np.random.default_rng(16)
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, {os.cpu_count()} CPUs")
@@ -166,6 +170,27 @@ def main() -> None:
                 f"  filter --{name}-column (Parquet in and out, batches of {batch_rows_for(**kwargs):,}): "
                 f"{args.rows / seconds:,.0f} rows/s, {counts.by_reason[name]:,} rows dropped; "
                 f"filter / linear scan: {args.rows / seconds / slow:,.0f}x"
+            )
+            shards = root / "shards"
+            shards.mkdir()
+            whole = pq.read_table(root / "in.parquet")
+            step = -(-args.rows // args.shards)
+            for number, start in enumerate(range(0, args.rows, step)):
+                pq.write_table(whole.slice(start, step), shards / f"part-{number:05d}.parquet")
+            del whole
+            job = Job(
+                state_dir=root, trust_dir=None, allow_expired=False, release="", columns=columns,
+                batch_rows=batch_rows_for(**kwargs), max_distance=kwargs.get("max_distance"),
+                max_pdq_distance=kwargs.get("max_pdq_distance"),
+            )  # fmt: skip
+            (root / "clean").mkdir()
+            clock.lap()
+            counts = filter_many(rules, job, sorted(shards.iterdir()), root / "clean", jobs=1)
+            seconds = clock.lap()
+            assert counts.by_reason[name] == int(found.sum()), counts.summary()
+            print(
+                f"  filter of a folder of {args.shards} shards of {step:,} rows (img2dataset writes 10,000; "
+                f"LAION-5B's are about 58,000), one job: {args.rows / seconds:,.0f} rows/s"
             )
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
