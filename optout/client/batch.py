@@ -30,6 +30,7 @@ other rule drops, is then ``decoy`` (dropped all the same: the rules are the
 public tier's), so the partner sees what the decoys cost.
 """
 
+import functools
 import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -155,24 +156,61 @@ class Rules:
     def filter(self, batch: pa.RecordBatch, columns: Columns) -> pa.RecordBatch:
         return batch.filter(pa.array(self.keep(batch, columns)[0] == KEPT))
 
-    def keep(self, batch: pa.RecordBatch, columns: Columns) -> tuple[np.ndarray, None]:
+    def keep(self, batch: pa.RecordBatch, columns: Columns, *, near: dict | None = None) -> tuple[np.ndarray, None]:
         """(reason per row: an index into ``REASONS``, or ``KEPT``; None).
 
         The near-duplicate lookups (compiled, without the GIL) run on threads of their own while this one hashes
         the URLs (which holds it), over every row that has a hash; a row dropped for its URL or sha256 keeps
-        that reason, as if it had never been looked up."""
-        lookups = []  # (reason, index, the rows that have a hash, their hashes)
+        that reason, as if it had never been looked up. ``near``: their answers for these rows already
+        (from ``near``, with the rows of other files), so that none is looked up here."""
+        if near is not None:
+            answers = [(code, functools.partial(np.flatnonzero, found)) for code, found in near.items()]
+            return self._judge(batch, columns, answers)
+        lookups = self._lookups(batch, columns)
+        if not lookups:
+            return self._judge(batch, columns, [])
+        with ThreadPoolExecutor(len(lookups)) as pool:
+            started = [
+                (code, functools.partial(_found_rows, rows, pool.submit(index.near, values[rows])))
+                for code, index, rows, values in lookups
+            ]
+            return self._judge(batch, columns, started)
+
+    def near(self, tables: list, columns: Columns) -> list[dict[int, np.ndarray]]:
+        """For each of ``tables`` (record batches or tables with at least the hash columns), {reason: which of its
+        rows are near a blocked hash}, for ``keep(near=...)``: one lookup per index for the rows of them all.
+
+        Small files cost less looked up together: a lookup sorts its queries and sweeps the tables of the blocked
+        hashes, a fixed cost (about 0.3 s for pHash at a million blocked hashes) that a few thousand rows do not
+        pay back. The tables may spell a hash column differently (hex in one, int64 in another)."""
+        each = [self._lookups(table, columns) for table in tables]
+        answers = [{} for _ in tables]
+        if not tables or not each[0]:
+            return answers
+        with ThreadPoolExecutor(len(each[0])) as pool:
+            started = []
+            for position, (code, index, _, _) in enumerate(each[0]):
+                queries = np.concatenate([lookups[position][3][lookups[position][2]] for lookups in each])
+                started.append((position, code, pool.submit(index.near, queries)))
+            for position, code, lookup in started:
+                found, first = lookup.result(), 0
+                for table, lookups, answer in zip(tables, each, answers, strict=True):
+                    rows = lookups[position][2]
+                    answer[code] = np.zeros(table.num_rows, dtype=bool)
+                    answer[code][rows[found[first : first + len(rows)]]] = True
+                    first += len(rows)
+        return answers
+
+    def _lookups(self, batch, columns: Columns) -> list:
+        """[(reason, index, the rows that have a hash, their hashes)] of the near-duplicate lookups these rules make."""
+        lookups = []
         if columns.phash is not None and self.phashes is not None:
             values, given = phash_values(batch.column(columns.phash))
             lookups.append((3, self.phashes, np.flatnonzero(given), values))
         if columns.pdq is not None and self.pdqs is not None:
             values, given = hex_digests(batch.column(columns.pdq))
             lookups.append((4, self.pdqs, np.flatnonzero(given), values))
-        if not lookups:
-            return self._judge(batch, columns, [])
-        with ThreadPoolExecutor(len(lookups)) as pool:
-            started = [(code, rows, pool.submit(index.near, values[rows])) for code, index, rows, values in lookups]
-            return self._judge(batch, columns, started)
+        return lookups
 
     def _judge(self, batch: pa.RecordBatch, columns: Columns, lookups: list) -> tuple[np.ndarray, None]:
         rows = batch.num_rows
@@ -191,12 +229,17 @@ class Rules:
             images, given = sha256_digests(batch.column(columns.sha256))
             open_ = (reason == KEPT) & given
             reason[open_ & self.sha256s.contains(images)] = 2
-        for code, rows_, near in lookups:  # pHash's before PDQ's
-            found = rows_[near.result()]
+        for code, found_rows in lookups:  # pHash's before PDQ's
+            found = found_rows()
             reason[found[reason[found] == KEPT]] = code
         if decoy is not None:
             reason[decoy & (reason == KEPT)] = 5
         return reason, None
+
+
+def _found_rows(rows: np.ndarray, lookup) -> np.ndarray:
+    """The rows (of those looked up) that a lookup found near a blocked hash, once it is done."""
+    return rows[lookup.result()]
 
 
 # --- Columns to numbers -------------------------------------------------------------------------------

@@ -137,14 +137,21 @@ class Progress:
 class _Judge:
     """Applies the rules to batches of one input, counting and reporting."""
 
-    def __init__(self, rules: Rules, columns: Columns, name: str, report, progress: Progress | None):
+    def __init__(
+        self, rules: Rules, columns: Columns, name: str, report, progress: Progress | None, near: dict | None = None
+    ):
         self.rules, self.columns, self.name, self.report, self.progress = rules, columns, name, report, progress
+        self.near = near  # the near-duplicate answers of every row of the input, when they were looked up before
         self.counts = Counts()
         if rules.exact_urls is not None:
             self.counts.by_reason["decoy"] = 0
 
     def keep(self, batch: pa.RecordBatch) -> np.ndarray:
-        reason, _ = self.rules.keep(batch, self.columns)
+        near = None
+        if self.near is not None:
+            at = slice(self.counts.read, self.counts.read + batch.num_rows)
+            near = {code: found[at] for code, found in self.near.items()}
+        reason, _ = self.rules.keep(batch, self.columns, near=near)
         kept = reason == KEPT
         self._count(reason[~kept], np.flatnonzero(~kept))
         self.counts.read += batch.num_rows
@@ -179,10 +186,12 @@ def filter_file(
     batch_rows: int = BATCH_ROWS,
     report=None,
     progress: bool = False,
+    near: dict | None = None,
 ) -> Counts:
     """Write the rows of ``source`` that ``rules`` keep to ``out``; returns the counts. Raises ``FilterError``.
 
-    ``report`` is a ``csv.writer`` that gets ``file,row,rule`` for each dropped row.
+    ``report`` is a ``csv.writer`` that gets ``file,row,rule`` for each dropped row. ``near``: for a Parquet
+    input, ``rules.near`` of all its rows, looked up already (with other small files: ``shards``).
     """
     source, out = Path(source), Path(out)
     fmt, gzipped = detect_format(source)
@@ -199,7 +208,9 @@ def filter_file(
         if fmt == "parquet":
             parquet = _open_parquet(source)
             meter = Progress(parquet.metadata.num_rows) if progress else None
-            judge = _Judge(rules, columns, str(source), report, meter)
+            if near is not None and any(len(found) != parquet.metadata.num_rows for found in near.values()):
+                raise ValueError(f"near-duplicate answers for another number of rows than {source} has")
+            judge = _Judge(rules, columns, str(source), report, meter, near)
             _parquet(judge, parquet, source, Path(temporary), batch_rows)
         else:
             meter = Progress(None) if progress else None

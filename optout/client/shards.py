@@ -8,6 +8,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from optout.client import nearby, state
 from optout.client.batch import Columns, Rules
 from optout.client.filter import BATCH_ROWS, Counts, FilterError, detect_format, filter_file
@@ -88,17 +91,73 @@ def _start_worker(job: Job) -> None:
     _worker_rules = job.rules()
 
 
-def _work(job: Job, source: Path, out: Path, report: bool) -> tuple[Counts, str]:
-    buffer = io.StringIO()
-    counts = filter_file(
-        _worker_rules,
-        source,
-        out,
-        columns=job.columns,
-        batch_rows=job.batch_rows,
-        report=csv.writer(buffer) if report else None,  # a line per dropped row only when asked for
-    )
-    return counts, buffer.getvalue()
+def _work(job: Job, group: list[Path], out_dir: Path, report: bool) -> list[tuple[Counts, str]]:
+    done = []
+    for source, near in zip(group, _near_answers(_worker_rules, job, group), strict=True):
+        buffer = io.StringIO()
+        counts = filter_file(
+            _worker_rules,
+            source,
+            out_dir / source.name,
+            columns=job.columns,
+            batch_rows=job.batch_rows,
+            report=csv.writer(buffer) if report else None,  # a line per dropped row only when asked for
+            near=near,
+        )
+        done.append((counts, buffer.getvalue()))
+    return done
+
+
+def groups(sources: list[Path], job: Job, jobs: int = 1) -> list[list[Path]]:
+    """The sources in runs filtered together, in their order: when the job looks up near-duplicates, Parquet files
+    of at most half a batch each (``job.batch_rows``) share their lookups (``Rules.near``), up to a batch of rows a
+    run, or fewer so that ``jobs`` workers all get a run; every other file is a run of its own."""
+    if job.max_distance is None and job.max_pdq_distance is None:
+        return [[source] for source in sources]
+    sizes = [_parquet_rows(source) for source in sources]
+    small = [size is not None and 2 * size <= job.batch_rows for size in sizes]
+    total = max(1, sum(size for size, fits in zip(sizes, small, strict=True) if fits))
+    runs, rows, before, share = [], 0, 0, None  # share: which of ``jobs`` equal shares of the small files' rows
+    for source, size, fits in zip(sources, sizes, small, strict=True):
+        if not fits:
+            runs.append([source])
+            share = None  # the next file starts a run
+            continue
+        if share != before * jobs // total or rows + size > job.batch_rows:
+            runs.append([])
+            rows, share = 0, before * jobs // total
+        runs[-1].append(source)
+        rows += size
+        before += size
+    return runs
+
+
+def _parquet_rows(source: Path) -> int | None:
+    """The rows of a Parquet file by its footer, or None for another format or a file whose footer is unreadable
+    (``filter_file`` says what is wrong with it)."""
+    try:
+        if detect_format(source)[0] != "parquet":
+            return None
+        return pq.ParquetFile(source).metadata.num_rows
+    except (FilterError, OSError, pa.ArrowException):
+        return None
+
+
+def _near_answers(rules: Rules, job: Job, group: list[Path]) -> list[dict | None]:
+    """``Rules.near`` of each file of a run of several, from their hash columns alone; None for a file whose
+    columns cannot be read (``filter_file`` then looks its rows up itself, or says what is wrong)."""
+    if len(group) < 2:
+        return [None] * len(group)
+    names = [name for name in (job.columns.phash, job.columns.pdq) if name is not None]
+    tables = []
+    for source in group:
+        try:
+            tables.append(pq.read_table(source, columns=names))
+        except (OSError, pa.ArrowException):
+            tables.append(None)
+    readable = [table for table in tables if table is not None]
+    answers = iter(rules.near(readable, job.columns))
+    return [None if table is None else next(answers) for table in tables]
 
 
 def filter_many(
@@ -106,32 +165,39 @@ def filter_many(
 ) -> Counts:
     """Filter each of ``sources`` into ``out_dir`` under its own name, ``jobs`` at a time; returns the totals.
 
-    ``rules``: ``job``'s, for one job in this process (None: built here when needed)."""
+    ``rules``: ``job``'s, for one job in this process (None: built here when needed). Small Parquet files are
+    filtered in runs that share their near-duplicate lookups (``groups``)."""
     names = [source.name for source in sources]
     if len(set(names)) != len(names):
         raise FilterError("two inputs have the same file name: their outputs would collide")
     total = Counts()
+    runs = groups(sources, job, jobs)
     if jobs <= 1:
         rules = rules or job.rules()
-        for source in sources:
-            total.add(
-                filter_file(
-                    rules, source, out_dir / source.name, columns=job.columns, batch_rows=job.batch_rows, report=report
+        for run in runs:
+            for source, near in zip(run, _near_answers(rules, job, run), strict=True):
+                total.add(
+                    filter_file(
+                        rules,
+                        source,
+                        out_dir / source.name,
+                        columns=job.columns,
+                        batch_rows=job.batch_rows,
+                        report=report,
+                        near=near,
+                    )
                 )
-            )
-            if on_file:
-                on_file(source, total)
+                if on_file:
+                    on_file(source, total)
         return total
     job = _sharing(job, jobs)
     with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker, initargs=(job,)) as pool:
-        futures = [
-            (source, pool.submit(_work, job, source, out_dir / source.name, report is not None)) for source in sources
-        ]
-        for source, future in futures:
-            counts, lines = future.result()
-            total.add(counts)
-            if report is not None and lines:
-                report.writerows(csv.reader(io.StringIO(lines)))
-            if on_file:
-                on_file(source, total)
+        futures = [(run, pool.submit(_work, job, run, out_dir, report is not None)) for run in runs]
+        for run, future in futures:
+            for source, (counts, lines) in zip(run, future.result(), strict=True):
+                total.add(counts)
+                if report is not None and lines:
+                    report.writerows(csv.reader(io.StringIO(lines)))
+                if on_file:
+                    on_file(source, total)
     return total

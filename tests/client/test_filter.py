@@ -391,6 +391,25 @@ def test_a_folder_of_shards_is_filtered_by_worker_processes(pulled, builder, tmp
     assert code == 0 and out.startswith("24 rows read")
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_folder_of_small_shards_shares_its_near_duplicate_lookups(pulled, builder, tmp_path, jobs):
+    pulled("partner")
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for number in range(5):
+        pq.write_table(pa.Table.from_pylist(rows()), shards / f"part-{number:05d}.parquet")
+    args = ["--phash-column", "phash", "--max-distance", "8", "--sha256-column", "sha256", "--jobs", jobs]
+    code, out, err = builder("filter", shards, "--out", tmp_path / "clean", *args, "--report", tmp_path / "dropped.csv")
+    assert code == 0, err
+    assert out.startswith("40 rows read, 10 kept, 30 dropped (url 15, sha256 5, phash 5, pdq 0, bad_url 5, bad_row 0)")
+    for number in range(5):
+        assert pq.read_table(tmp_path / "clean" / f"part-{number:05d}.parquet").column("url").to_pylist() == CLEAN[1:]
+    dropped = read_csv(tmp_path / "dropped.csv")
+    assert sorted((row["file"].rsplit("/", 1)[1], row["row"]) for row in dropped if row["rule"] == "phash") == [
+        (f"part-{number:05d}.parquet", "4") for number in range(5)
+    ]
+
+
 def test_only_the_processes_that_filter_build_the_rules(pulled, builder, tmp_path, monkeypatch):
     """With --jobs the workers build the rules (a near-duplicate index can take hundreds of MB), the parent
     does not; with one job the parent filters, and builds them once."""
