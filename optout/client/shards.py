@@ -4,7 +4,7 @@ which loads the state itself and refuses to work unless it holds the release the
 import csv
 import glob
 import io
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -160,6 +160,18 @@ def _near_answers(rules: Rules, job: Job, group: list[Path]) -> list[dict | None
     return [None if table is None else next(answers) for table in tables]
 
 
+def _looked_up(rules: Rules, job: Job, runs: list[list[Path]]):
+    """Each run with its ``_near_answers``, the next run's looked up on a thread meanwhile: its lookups (compiled,
+    without the GIL) run beside this run's Parquet and URL hashing, as a big file's run beside its own."""
+    with ThreadPoolExecutor(1) as ahead:
+        upcoming = ahead.submit(_near_answers, rules, job, runs[0]) if runs else None
+        for at, run in enumerate(runs):
+            answers = upcoming.result()
+            if at + 1 < len(runs):
+                upcoming = ahead.submit(_near_answers, rules, job, runs[at + 1])
+            yield run, answers
+
+
 def filter_many(
     rules: Rules | None, job: Job, sources: list[Path], out_dir: Path, *, jobs: int, report=None, on_file=None
 ) -> Counts:
@@ -174,8 +186,8 @@ def filter_many(
     runs = groups(sources, job, jobs)
     if jobs <= 1:
         rules = rules or job.rules()
-        for run in runs:
-            for source, near in zip(run, _near_answers(rules, job, run), strict=True):
+        for run, answers in _looked_up(rules, job, runs):
+            for source, near in zip(run, answers, strict=True):
                 total.add(
                     filter_file(
                         rules,
