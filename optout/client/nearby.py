@@ -175,6 +175,41 @@ class _Table:
                 self.bucket_low, self.bucket_rows, hashes, radius, found,
             )  # fmt: skip
 
+    def probe_shared(self, queries: np.ndarray, radius: int, answers: list[np.ndarray], pool) -> None:
+        """``probe`` for 64-bit queries, on the threads of ``pool``, into ``answers`` (two per thread, or-ed by the
+        caller). The queries are sorted once; each thread probes the layers for a contiguous share of that order
+        (as dense in chunk values as the whole, so neighbouring probes still share cache lines), then the
+        crowded buckets' hashes for a share of the flip masks, against all the queries."""
+        from optout.client import hamming
+
+        shares = len(answers) // 2
+        chunks = _chunk(queries, self.start, self.width)
+        order, bounds = hamming.sort_by(chunks, self.width)
+        cuts = np.linspace(0, len(order), shares + 1).astype(int)
+        layers = [
+            pool.submit(hamming.probe_layers, queries, chunks, order[low:high], self.masks, self.slots, radius, answer)
+            for (low, high), answer in zip(itertools.pairwise(cuts), answers[:shares], strict=True)
+        ]
+        extras = []
+        if len(self.extra_hashes):
+            sorted_words = queries[order, 0]
+            extras = [
+                pool.submit(
+                    hamming.probe_extras,
+                    sorted_words,
+                    order,
+                    bounds,
+                    self.masks[share::shares],
+                    self.extra_chunks,
+                    self.extra_hashes,
+                    radius,
+                    answers[shares + share],
+                )  # fmt: skip
+                for share in range(shares)
+            ]
+        for probing in layers + extras:
+            probing.result()
+
 
 class _Index:
     """Multi-index hashing over hashes given as (n, words) uint64 arrays, most significant word first.
@@ -183,7 +218,7 @@ class _Index:
     probe them side by side. Where the tables split evenly among them (PDQ's 16), each thread probes a share of
     the tables with all the queries, into an answer of its own, and the answers are or-ed: sorted whole, the
     queries of a chunk stay together, as many as its bucket holds (``hamming.probe_buckets``). Otherwise (pHash's
-    3) each probes every table with a contiguous share of the queries, into its rows of the answer. A process
+    3) the threads share out each table's probes (``_Table.probe_shared``). A process
     that shares the machine with others of its kind (``filter --jobs``, a Spark executor's tasks) asks for
     fewer."""
 
@@ -218,11 +253,13 @@ class _Index:
                 list(pool.map(lambda at: self._probe(self.tables[at::shares], queries, answers[at]), range(shares)))
             for answer in answers[1:]:
                 found |= answer
-        else:  # pHash's 3 tables would not split evenly: a share of the queries each, all the tables
-            bounds = np.linspace(0, len(queries), shares + 1).astype(int)
-            parts = [slice(low, high) for low, high in itertools.pairwise(bounds)]
+        else:  # pHash's 3 tables would not split evenly: each table's probes are shared out instead
+            answers = [found] + [np.zeros_like(found) for _ in range(2 * shares - 1)]
             with ThreadPoolExecutor(shares) as pool:
-                list(pool.map(lambda part: self._probe(self.tables, queries[part], found[part]), parts))
+                for table in self.tables:
+                    table.probe_shared(queries, self.radius, answers, pool)
+            for answer in answers[1:]:
+                found |= answer
         return found
 
     def _probe(self, tables: list["_Table"], queries: np.ndarray, found: np.ndarray) -> None:

@@ -122,7 +122,8 @@ def test_the_kernels_compile_uncached_where_no_cache_directory_is_writable(monke
 @pytest.mark.parametrize(("words", "radius", "threads"), [(1, 8, 2), (1, 8, 3), (4, 31, 2), (4, 31, 3)])
 def test_threads_give_the_answer_of_one(monkeypatch, words, radius, threads):
     """Both ways of sharing the work answer as one thread and as a linear scan: over 3,000 entries PDQ has 32
-    tables and pHash 5, so 3 threads split pHash's queries and every other case splits the tables."""
+    tables and pHash 5, so 3 threads share out each of pHash's tables (its layers by the sorted queries, its
+    crowded buckets by the flip masks) and every other case splits the tables."""
     monkeypatch.setattr(nearby, "_SPLIT_ROWS", 100)  # real shares from a few hundred queries
     rng = np.random.default_rng(threads)
     blocked = random_hashes(rng, 3000, words)
@@ -140,9 +141,25 @@ def test_threads_give_the_answer_of_one(monkeypatch, words, radius, threads):
         else nearby.PDQIndex(blocked, radius, threads=threads)
     )
     assert (len(many.tables) >= 2 * threads) == (words == 4 or threads == 2)
+    assert words == 4 or all(len(table.extra_hashes) for table in many.tables)
     expected = nearby.linear_near(blocked, queries, radius)
     assert 0 < expected.sum() < len(queries)
     assert near(one, queries).tolist() == expected.tolist()
+    assert near(many, queries).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_give_the_answer_of_one_when_the_matches_sit_in_crowded_buckets(monkeypatch, threads):
+    """pHash's crowded buckets (three hashes or more) are probed from their side, each thread with a share of the
+    flip masks: blocked hashes that are variants of a few, and queries near them, give most matches there."""
+    monkeypatch.setattr(nearby, "_SPLIT_ROWS", 100)
+    rng = np.random.default_rng(40 + threads)
+    blocked = flipped(random_hashes(rng, 60, 1)[rng.integers(0, 60, size=3000)], rng.integers(1, 4, size=3000), rng)
+    queries = np.vstack([flipped(blocked[rng.integers(0, 3000, size=400)], [9] * 400, rng), random_hashes(rng, 50, 1)])
+    many = nearby.PHashIndex(blocked[:, 0], 8, threads=threads)
+    assert sum(len(table.extra_hashes) for table in many.tables) > 1000
+    expected = nearby.linear_near(blocked, queries, 8)
+    assert 0 < expected.sum() < len(queries)
     assert near(many, queries).tolist() == expected.tolist()
 
 
