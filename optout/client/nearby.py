@@ -37,6 +37,7 @@ land on neighbouring table rows (XOR with a constant keeps a common prefix)
 and stream instead of missing the cache at every row.
 """
 
+import functools
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -175,26 +176,42 @@ class _Table:
                 self.bucket_low, self.bucket_rows, hashes, radius, found,
             )  # fmt: skip
 
-    def probe_shared(self, queries: np.ndarray, radius: int, answers: list[np.ndarray], pool) -> None:
-        """``probe`` for 64-bit queries, on the threads of ``pool``, into ``answers`` (two per thread, or-ed by the
-        caller). The queries are sorted once; each thread probes the layers for a contiguous share of that order
-        (as dense in chunk values as the whole, so neighbouring probes still share cache lines), then the
-        crowded buckets' hashes for a share of the flip masks, against all the queries."""
+    def sorted_queries(self, queries: np.ndarray) -> tuple:
+        """(chunks, order, bounds, words in that order or None) of 64-bit queries, for ``shared_probes``."""
         from optout.client import hamming
 
-        shares = len(answers) // 2
         chunks = _chunk(queries, self.start, self.width)
         order, bounds = hamming.sort_by(chunks, self.width)
+        return chunks, order, bounds, queries[order, 0] if len(self.extra_hashes) else None
+
+    def shared_probes(self, queries: np.ndarray, sorted_: tuple, radius: int, shares: int) -> list:
+        """``probe`` for 64-bit queries as ``2 * shares`` jobs for threads, each returning an answer of its own: the
+        layers for contiguous shares of the sorted order (each as dense in chunk values as the whole, so that
+        neighbouring probes still share cache lines), the crowded buckets' hashes for shares of the flip masks,
+        against all the queries."""
+        from optout.client import hamming
+
+        chunks, order, bounds, sorted_words = sorted_
         cuts = np.linspace(0, len(order), shares + 1).astype(int)
-        layers = [
-            pool.submit(hamming.probe_layers, queries, chunks, order[low:high], self.masks, self.slots, radius, answer)
-            for (low, high), answer in zip(itertools.pairwise(cuts), answers[:shares], strict=True)
+        jobs = [
+            functools.partial(
+                _answer,
+                len(queries),
+                hamming.probe_layers,
+                queries,
+                chunks,
+                order[low:high],
+                self.masks,
+                self.slots,
+                radius,
+            )  # fmt: skip
+            for low, high in itertools.pairwise(cuts)
         ]
-        extras = []
-        if len(self.extra_hashes):
-            sorted_words = queries[order, 0]
-            extras = [
-                pool.submit(
+        if sorted_words is not None:
+            jobs += [
+                functools.partial(
+                    _answer,
+                    len(queries),
                     hamming.probe_extras,
                     sorted_words,
                     order,
@@ -203,12 +220,17 @@ class _Table:
                     self.extra_chunks,
                     self.extra_hashes,
                     radius,
-                    answers[shares + share],
                 )  # fmt: skip
                 for share in range(shares)
             ]
-        for probing in layers + extras:
-            probing.result()
+        return jobs
+
+
+def _answer(rows: int, kernel, *args) -> np.ndarray:
+    """What ``kernel`` finds, as an answer of its own for ``rows`` queries."""
+    found = np.zeros(rows, dtype=np.bool_)
+    kernel(*args, found)
+    return found
 
 
 class _Index:
@@ -218,7 +240,7 @@ class _Index:
     probe them side by side. Where the tables split evenly among them (PDQ's 16), each thread probes a share of
     the tables with all the queries, into an answer of its own, and the answers are or-ed: sorted whole, the
     queries of a chunk stay together, as many as its bucket holds (``hamming.probe_buckets``). Otherwise (pHash's
-    3) the threads share out each table's probes (``_Table.probe_shared``). A process
+    3) the threads share out each table's probes (``_Table.shared_probes``). A process
     that shares the machine with others of its kind (``filter --jobs``, a Spark executor's tasks) asks for
     fewer."""
 
@@ -254,12 +276,15 @@ class _Index:
             for answer in answers[1:]:
                 found |= answer
         else:  # pHash's 3 tables would not split evenly: each table's probes are shared out instead
-            answers = [found] + [np.zeros_like(found) for _ in range(2 * shares - 1)]
             with ThreadPoolExecutor(shares) as pool:
-                for table in self.tables:
-                    table.probe_shared(queries, self.radius, answers, pool)
-            for answer in answers[1:]:
-                found |= answer
+                sorted_ = list(pool.map(lambda table: table.sorted_queries(queries), self.tables))
+                running = [
+                    pool.submit(job)
+                    for table, each in zip(self.tables, sorted_, strict=True)
+                    for job in table.shared_probes(queries, each, self.radius, shares)
+                ]
+                for job in running:
+                    found |= job.result()
         return found
 
     def _probe(self, tables: list["_Table"], queries: np.ndarray, found: np.ndarray) -> None:
