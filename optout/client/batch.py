@@ -33,7 +33,7 @@ public tier's), so the partner sees what the decoys cost.
 import functools
 import hashlib
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,13 +156,19 @@ class Rules:
     def filter(self, batch: pa.RecordBatch, columns: Columns) -> pa.RecordBatch:
         return batch.filter(pa.array(self.keep(batch, columns)[0] == KEPT))
 
-    def keep(self, batch: pa.RecordBatch, columns: Columns, *, near: dict | None = None) -> tuple[np.ndarray, None]:
+    def keep(
+        self, batch: pa.RecordBatch, columns: Columns, *, near: dict | Future | None = None
+    ) -> tuple[np.ndarray, None]:
         """(reason per row: an index into ``REASONS``, or ``KEPT``; None).
 
         The near-duplicate lookups (compiled, without the GIL) run on threads of their own while this one hashes
         the URLs (which holds it), over every row that has a hash; a row dropped for its URL or sha256 keeps
-        that reason, as if it had never been looked up. ``near``: their answers for these rows already
-        (from ``near``, with the rows of other files), so that none is looked up here."""
+        that reason, as if it had never been looked up. ``near``: their answers for these rows already (from
+        ``near``, with the rows of other files), or a future of ``near([these rows' hash columns])``, started
+        before the other columns were read; none is looked up here."""
+        if isinstance(near, Future):
+            answers = [(code, functools.partial(_found_later, near, code)) for code in self.near_reasons(columns)]
+            return self._judge(batch, columns, answers)
         if near is not None:
             answers = [(code, functools.partial(np.flatnonzero, found)) for code, found in near.items()]
             return self._judge(batch, columns, answers)
@@ -201,6 +207,19 @@ class Rules:
                     first += len(rows)
         return answers
 
+    def near_reasons(self, columns: Columns) -> list[int]:
+        """The reasons (``REASONS``) of the near-duplicate lookups these rules make with these columns."""
+        return [
+            code
+            for code, name, index in ((3, columns.phash, self.phashes), (4, columns.pdq, self.pdqs))
+            if name is not None and index is not None
+        ]
+
+    def hash_columns(self, columns: Columns) -> list[str]:
+        """The columns those lookups read."""
+        names = {3: columns.phash, 4: columns.pdq}
+        return [names[code] for code in self.near_reasons(columns)]
+
     def _lookups(self, batch, columns: Columns) -> list:
         """[(reason, index, the rows that have a hash, their hashes)] of the near-duplicate lookups these rules make."""
         lookups = []
@@ -235,6 +254,11 @@ class Rules:
         if decoy is not None:
             reason[decoy & (reason == KEPT)] = 5
         return reason, None
+
+
+def _found_later(lookup: Future, code: int) -> np.ndarray:
+    """The rows a future of ``Rules.near`` (of one table) found for ``code``, once it is done."""
+    return np.flatnonzero(lookup.result()[0][code])
 
 
 def _found_rows(rows: np.ndarray, lookup) -> np.ndarray:

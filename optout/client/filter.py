@@ -29,7 +29,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,8 +146,8 @@ class _Judge:
         if rules.exact_urls is not None:
             self.counts.by_reason["decoy"] = 0
 
-    def keep(self, batch: pa.RecordBatch) -> np.ndarray:
-        near = None
+    def keep(self, batch: pa.RecordBatch, near: Future | None = None) -> np.ndarray:
+        """Which rows of ``batch`` to keep; ``near``: a future of its lookups (``Rules.keep``), started earlier."""
         if self.near is not None:
             at = slice(self.counts.read, self.counts.read + batch.num_rows)
             near = {code: found[at] for code, found in self.near.items()}
@@ -339,17 +339,40 @@ def _parquet(judge: _Judge, parquet: pq.ParquetFile, source: Path, temporary: Pa
     for name in _named(judge.columns).values():
         _column(schema.names, name, source)
     batches = parquet.iter_batches(batch_size=batch_rows)
-    first = _read_next(batches, source, 0)
-    dictionary = _dictionary_columns(parquet, first) if first is not None else False
-    options = {"use_dictionary": dictionary, "compression": _compression(parquet)}
-    with pq.ParquetWriter(temporary, schema, **options) as writer, ThreadPoolExecutor(1) as io_thread:
+    with ThreadPoolExecutor(1) as ahead:
+        early = _early_lookups(judge, source, batch_rows, ahead)
+        first = _read_next(batches, source, 0)
+        if early is not None and (first is None or early[1] != first.num_rows):
+            early = None  # not the same rows: the batch is looked up as any other
+        dictionary = _dictionary_columns(parquet, first) if first is not None else False
+        options = {"use_dictionary": dictionary, "compression": _compression(parquet)}
+        with pq.ParquetWriter(temporary, schema, **options) as writer:
+            _write_kept(judge, batches, source, writer, first, early[0] if early is not None else None)
+
+
+def _early_lookups(judge: _Judge, source: Path, batch_rows: int, pool) -> tuple[Future, int] | None:
+    """(a future of the first batch's near-duplicate lookups, its rows), started from its hash columns alone (read
+    in a few milliseconds), so that they run while the whole batch is read; None without lookups."""
+    names = judge.rules.hash_columns(judge.columns)
+    if not names or judge.near is not None:
+        return None
+    try:
+        head = next(pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=names), None)
+    except (OSError, pa.ArrowException):
+        return None  # reading the whole batch says what is wrong
+    return None if head is None else (pool.submit(judge.rules.near, [head], judge.columns), head.num_rows)
+
+
+def _write_kept(judge: _Judge, batches, source: Path, writer, first, early: Future | None) -> None:
+    with ThreadPoolExecutor(1) as io_thread:
         # Reading and writing Parquet release the GIL: one thread reads the next batch and writes the last while
         # this one judges (hashing holds the GIL), so a single file keeps two cores busy.
         written = None
         reading = io_thread.submit(_read_next, batches, source, first.num_rows if first is not None else 0)
         batch = first
         while batch is not None:
-            kept = batch.filter(pa.array(judge.keep(batch)))
+            kept = batch.filter(pa.array(judge.keep(batch, early)))
+            early = None
             batch = reading.result()  # a damaged row group raises here, and nothing is written (filter_file)
             if written is not None:
                 written.result()

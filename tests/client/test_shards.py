@@ -152,3 +152,22 @@ def test_answers_for_another_number_of_rows_are_refused(rules, folder, tmp_path)
     (wrong,) = rules.near([pq.read_table(source).slice(1)], COLUMNS)
     with pytest.raises(ValueError, match="another number of rows"):
         filter_file(rules, source, tmp_path / "out.parquet", columns=COLUMNS, near=wrong)
+
+
+def test_a_files_first_batch_is_looked_up_from_its_hash_columns_while_the_rest_is_read(
+    rules, folder, tmp_path, monkeypatch
+):
+    source = sorted(folder.iterdir())[4]  # 200 rows in row groups of 40
+    whole = pq.read_table(source).combine_chunks().to_batches()[0]
+    expected = rules.filter(whole, COLUMNS).to_pylist()
+    early = []
+    real = Rules.near
+    monkeypatch.setattr(
+        Rules, "near", lambda self, tables, columns: early.append(tables) or real(self, tables, columns)
+    )
+    for batch_rows in (64, 1 << 20):  # the first of several batches, and the only one
+        early.clear()
+        filter_file(rules, source, tmp_path / "out.parquet", columns=COLUMNS, batch_rows=batch_rows)
+        assert pq.read_table(tmp_path / "out.parquet").to_pylist() == expected
+        ((head,),) = early
+        assert head.schema.names == ["phash", "pdq"] and head.num_rows == min(batch_rows, 200)
