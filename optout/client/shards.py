@@ -148,7 +148,9 @@ def _near_answers(rules: Rules, job: Job, group: list[Path]) -> list[dict | None
     columns cannot be read (``filter_file`` then looks its rows up itself, or says what is wrong)."""
     if len(group) < 2:
         return [None] * len(group)
-    names = [name for name in (job.columns.phash, job.columns.pdq) if name is not None]
+    names = rules.hash_columns(job.columns)
+    if not names:
+        return [None] * len(group)
     tables = []
     for source in group:
         try:
@@ -162,7 +164,7 @@ def _near_answers(rules: Rules, job: Job, group: list[Path]) -> list[dict | None
 
 def _looked_up(rules: Rules, job: Job, runs: list[list[Path]]):
     """Each run with its ``_near_answers``, the next run's looked up on a thread meanwhile: its lookups (compiled,
-    without the GIL) run beside this run's Parquet and URL hashing, as a big file's run beside its own."""
+    without the GIL) run beside this run's Parquet and URL hashing, as a big file's lookups run beside its own."""
     with ThreadPoolExecutor(1) as ahead:
         upcoming = ahead.submit(_near_answers, rules, job, runs[0]) if runs else None
         for at, run in enumerate(runs):
