@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from optout.blocklist import decoys
 from optout.blocklist.decoys import DatasetDecoys
-from optout.blocklist.releases import PUBLIC
+from optout.blocklist.releases import kept_decoy_counts
 from optout.models import Release
 from requests_app.models import RemovalRequest, RemovalState, RequestEvent
 
@@ -124,15 +124,8 @@ def build_report() -> Report:
         decisions=len(hours),
         median_hours_to_decision=round(statistics.median(hours), 1) if hours else None,
         release=release,
-        decoys=decoys.decoy_counts(_release_decoy_counts(latest)),
+        decoys=decoys.decoy_counts(kept_decoy_counts(latest)),  # counting every decoy took a second or more
     )
-
-
-def _release_decoy_counts(release: Release | None) -> dict | None:
-    """{dataset id or None: decoy keys} as the publisher kept them on ``release`` (counting every published decoy
-    took a second or more at 100,000 entries); None, to count them, for a release that kept none."""
-    kept = release.tiers.get(PUBLIC, {}).get("decoy_counts") if release is not None else None
-    return None if kept is None else dict((dataset, count) for dataset, count in kept)
 
 
 def report() -> Report:

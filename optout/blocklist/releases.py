@@ -355,13 +355,20 @@ def _tier_manifest(
     return body, signature
 
 
+def kept_decoy_counts(release: Release | None) -> dict | None:
+    """{dataset id or None: decoy keys} of ``release``'s public tier, as the publisher kept them on it; None for a
+    release that kept none (or no release)."""
+    kept = release.tiers.get(PUBLIC, {}).get("decoy_counts") if release is not None else None
+    return None if kept is None else dict((dataset, count) for dataset, count in kept)
+
+
 def _decoy_counts(build: _Build) -> dict:
     """{dataset id or None: decoy keys} of this release: the previous release's counts with the changes the public
     delta saw, or, for a first release (or one after a release that kept no counts), a count of every decoy."""
-    before = build.previous.tiers[PUBLIC].get("decoy_counts") if build.previous else None
+    before = kept_decoy_counts(build.previous)
     if before is None or build.decoy_changes is None:
         return decoys.published_counts()
-    counts = dict((dataset, n) for dataset, n in before)
+    counts = dict(before)
     for dataset, change in build.decoy_changes.items():
         counts[dataset] = counts.get(dataset, 0) + change
     counts = {dataset: n for dataset, n in counts.items() if n}

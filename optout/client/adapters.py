@@ -112,7 +112,7 @@ def spark_filter(dataframe, job: Job):
 
     def apply(batches):
         rules = _worker_rules(job)  # before the first batch: an empty partition checks the release too
-        if job.max_distance is None and job.max_pdq_distance is None:
+        if not rules.hash_columns(job.columns):
             for batch in batches:
                 yield rules.filter(batch, job.columns)
             return
@@ -137,10 +137,7 @@ def _near_in_runs(rules: Rules, job: Job, batches):
 
 def _filter_run(rules: Rules, job: Job, held: list) -> list:
     answers = rules.near(held, job.columns)
-    return [
-        batch.filter(pa.array(rules.keep(batch, job.columns, near=near)[0] == KEPT))
-        for batch, near in zip(held, answers, strict=True)
-    ]
+    return [rules.filter(batch, job.columns, near=near) for batch, near in zip(held, answers, strict=True)]
 
 
 @functools.lru_cache(maxsize=1)  # one release at a time: a worker holds the blocklist of the job it runs

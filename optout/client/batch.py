@@ -30,7 +30,6 @@ other rule drops, is then ``decoy`` (dropped all the same: the rules are the
 public tier's), so the partner sees what the decoys cost.
 """
 
-import functools
 import hashlib
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -153,34 +152,27 @@ class Rules:
                 f"{exact_release}: refusing to count decoys against another partner tier than the one verified"
             )
 
-    def filter(self, batch: pa.RecordBatch, columns: Columns) -> pa.RecordBatch:
-        return batch.filter(pa.array(self.keep(batch, columns)[0] == KEPT))
+    def filter(self, batch: pa.RecordBatch, columns: Columns, *, near: dict | None = None) -> pa.RecordBatch:
+        return batch.filter(pa.array(self.keep(batch, columns, near=near)[0] == KEPT))
 
     def keep(
         self, batch: pa.RecordBatch, columns: Columns, *, near: dict | Future | None = None
     ) -> tuple[np.ndarray, None]:
         """(reason per row: an index into ``REASONS``, or ``KEPT``; None).
 
-        The near-duplicate lookups (compiled, without the GIL) run on threads of their own while this one hashes
+        The near-duplicate lookups (compiled, without the GIL) run on a thread of their own while this one hashes
         the URLs (which holds it), over every row that has a hash; a row dropped for its URL or sha256 keeps
-        that reason, as if it had never been looked up. ``near``: their answers for these rows already (from
-        ``near``, with the rows of other files), or a future of ``near([these rows' hash columns])``, started
-        before the other columns were read; none is looked up here."""
-        if isinstance(near, Future):
-            answers = [(code, functools.partial(_found_later, near, code)) for code in self.near_reasons(columns)]
-            return self._judge(batch, columns, answers)
-        if near is not None:
-            answers = [(code, functools.partial(np.flatnonzero, found)) for code, found in near.items()]
-            return self._judge(batch, columns, answers)
-        lookups = self._lookups(batch, columns)
-        if not lookups:
-            return self._judge(batch, columns, [])
-        with ThreadPoolExecutor(len(lookups)) as pool:
-            started = [
-                (code, functools.partial(_found_rows, rows, pool.submit(index.near, values[rows])))
-                for code, index, rows, values in lookups
-            ]
-            return self._judge(batch, columns, started)
+        that reason, as if it had never been looked up. ``near``: their answers for these rows already, as
+        ``near_of`` gives them (``near``, with the rows of other files), or a future of them started before the
+        other columns were read; then none is looked up here."""
+        if near is not None or not self._indexes(columns):
+            return self._judge(batch, columns, near)
+        with ThreadPoolExecutor(1) as pool:
+            return self._judge(batch, columns, pool.submit(self.near_of, batch, columns))
+
+    def near_of(self, batch: pa.RecordBatch | pa.Table, columns: Columns) -> dict[int, np.ndarray]:
+        """``near`` of one batch."""
+        return self.near([batch], columns)[0]
 
     def near(self, tables: list, columns: Columns) -> list[dict[int, np.ndarray]]:
         """For each of ``tables`` (record batches or tables with at least the hash columns), {reason: which of its
@@ -189,49 +181,36 @@ class Rules:
         Small files cost less looked up together: a lookup sorts its queries and sweeps the tables of the blocked
         hashes, a fixed cost (about 0.3 s for pHash at a million blocked hashes) that a few thousand rows do not
         pay back. The tables may spell a hash column differently (hex in one, int64 in another)."""
-        each = [self._lookups(table, columns) for table in tables]
+        indexes = self._indexes(columns)
         answers = [{} for _ in tables]
-        if not tables or not each[0]:
+        if not tables or not indexes:
             return answers
-        with ThreadPoolExecutor(len(each[0])) as pool:
+        with ThreadPoolExecutor(len(indexes)) as pool:
             started = []
-            for position, (code, index, _, _) in enumerate(each[0]):
-                queries = np.concatenate([lookups[position][3][lookups[position][2]] for lookups in each])
-                started.append((position, code, pool.submit(index.near, queries)))
-            for position, code, lookup in started:
+            for code, name, index, values_of in indexes:
+                given = [values_of(table.column(name)) for table in tables]  # (values, which rows have one)
+                queries = np.concatenate([values[has] for values, has in given])
+                started.append((code, given, pool.submit(index.near, queries)))
+            for code, given, lookup in started:
                 found, first = lookup.result(), 0
-                for table, lookups, answer in zip(tables, each, answers, strict=True):
-                    rows = lookups[position][2]
-                    answer[code] = np.zeros(table.num_rows, dtype=bool)
+                for (_, has), answer in zip(given, answers, strict=True):
+                    answer[code] = np.zeros(len(has), dtype=bool)
+                    rows = np.flatnonzero(has)
                     answer[code][rows[found[first : first + len(rows)]]] = True
                     first += len(rows)
         return answers
 
-    def near_reasons(self, columns: Columns) -> list[int]:
-        """The reasons (``REASONS``) of the near-duplicate lookups these rules make with these columns."""
-        return [
-            code
-            for code, name, index in ((3, columns.phash, self.phashes), (4, columns.pdq, self.pdqs))
-            if name is not None and index is not None
-        ]
-
     def hash_columns(self, columns: Columns) -> list[str]:
-        """The columns those lookups read."""
-        names = {3: columns.phash, 4: columns.pdq}
-        return [names[code] for code in self.near_reasons(columns)]
+        """The columns the near-duplicate lookups of these rules read, with these columns."""
+        return [name for _, name, _, _ in self._indexes(columns)]
 
-    def _lookups(self, batch, columns: Columns) -> list:
-        """[(reason, index, the rows that have a hash, their hashes)] of the near-duplicate lookups these rules make."""
-        lookups = []
-        if columns.phash is not None and self.phashes is not None:
-            values, given = phash_values(batch.column(columns.phash))
-            lookups.append((3, self.phashes, np.flatnonzero(given), values))
-        if columns.pdq is not None and self.pdqs is not None:
-            values, given = hex_digests(batch.column(columns.pdq))
-            lookups.append((4, self.pdqs, np.flatnonzero(given), values))
-        return lookups
+    def _indexes(self, columns: Columns) -> list:
+        """[(reason, column, index, the column's values and which rows have one)] of the near-duplicate lookups
+        these rules make with these columns, pHash's before PDQ's."""
+        candidates = ((3, columns.phash, self.phashes, phash_values), (4, columns.pdq, self.pdqs, hex_digests))
+        return [candidate for candidate in candidates if candidate[1] is not None and candidate[2] is not None]
 
-    def _judge(self, batch: pa.RecordBatch, columns: Columns, lookups: list) -> tuple[np.ndarray, None]:
+    def _judge(self, batch: pa.RecordBatch, columns: Columns, near: dict | Future | None) -> tuple[np.ndarray, None]:
         rows = batch.num_rows
         reason = np.full(rows, KEPT, dtype=np.int8)
         digests, bad = url_digests(batch.column(columns.url))
@@ -248,22 +227,13 @@ class Rules:
             images, given = sha256_digests(batch.column(columns.sha256))
             open_ = (reason == KEPT) & given
             reason[open_ & self.sha256s.contains(images)] = 2
-        for code, found_rows in lookups:  # pHash's before PDQ's
-            found = found_rows()
+        answers = near.result() if isinstance(near, Future) else near or {}  # last: the lookups ran meanwhile
+        for code in sorted(answers):  # pHash's before PDQ's
+            found = np.flatnonzero(answers[code])
             reason[found[reason[found] == KEPT]] = code
         if decoy is not None:
             reason[decoy & (reason == KEPT)] = 5
         return reason, None
-
-
-def _found_later(lookup: Future, code: int) -> np.ndarray:
-    """The rows a future of ``Rules.near`` (of one table) found for ``code``, once it is done."""
-    return np.flatnonzero(lookup.result()[0][code])
-
-
-def _found_rows(rows: np.ndarray, lookup) -> np.ndarray:
-    """The rows (of those looked up) that a lookup found near a blocked hash, once it is done."""
-    return rows[lookup.result()]
 
 
 # --- Columns to numbers -------------------------------------------------------------------------------

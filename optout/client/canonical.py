@@ -16,8 +16,9 @@ section Canonicalization), step by step:
    runs of dots collapsed, a non-ASCII name converted to Punycode (IDNA 2003,
    the standard library's ``idna`` codec; a name it rejects, or whose Punycode
    would not read back as the same host (a ``%``, or a full-width ``？`` that
-   Nameprep folds to ``?``), is kept as bytes and escaped), lower-cased, and any IPv4 form that ``inet_aton`` accepts (decimal,
-   octal, hex, fewer than four parts) written as a dotted quad. A bracketed IPv6
+   Nameprep folds to ``?``), is kept as bytes and escaped), lower-cased, and
+   any IPv4 form that ``inet_aton`` accepts (decimal, octal, hex, fewer than
+   four parts) written as a dotted quad. A bracketed IPv6
    address is compressed, and one that embeds IPv4 (``::ffff:1.2.3.4`` or NAT64
    ``64:ff9b::1.2.3.4``) becomes that IPv4 address, as the current Safe Browsing
    reference says;
@@ -274,8 +275,8 @@ def _canonical_host(authority: bytes) -> bytes:
         try:
             name = host.decode("utf-8").encode("idna")
         except UnicodeError:
-            name = b"%"  # not a name IDNA accepts
-        if not _DELIMITERS.search(name):
+            name = None  # not a name IDNA accepts
+        if name is not None and not _DELIMITERS.search(name):
             host = _DOTS.sub(b".", name.strip(b"."))
     if not host:
         raise BadURL("the URL has no host")

@@ -360,7 +360,7 @@ def _early_lookups(judge: _Judge, source: Path, batch_rows: int, pool) -> tuple[
         head = next(pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=names), None)
     except (OSError, pa.ArrowException):
         return None  # reading the whole batch says what is wrong
-    return None if head is None else (pool.submit(judge.rules.near, [head], judge.columns), head.num_rows)
+    return None if head is None else (pool.submit(judge.rules.near_of, head, judge.columns), head.num_rows)
 
 
 def _write_kept(judge: _Judge, batches, source: Path, writer, first, early: Future | None) -> None:

@@ -158,23 +158,15 @@ class _Table:
         self.extra_hashes = np.ascontiguousarray(hashes[extra, 0])
 
     def probe(self, queries: np.ndarray, hashes: np.ndarray, radius: int, found: np.ndarray) -> None:
-        """Set ``found`` for the queries this table finds within ``radius``."""
+        """Set ``found`` for the 256-bit queries this table finds within ``radius`` (64-bit ones: ``shared_probes``)."""
         from optout.client import hamming
 
         chunks = _chunk(queries, self.start, self.width)
-        order, bounds = hamming.sort_by(chunks, self.width)
-        if queries.shape[1] == 1:
-            hamming.probe_layers(queries, chunks, order, self.masks, self.slots, radius, found)
-            if len(self.extra_hashes):
-                sorted_words = queries[order, 0]
-                hamming.probe_extras(
-                    sorted_words, order, bounds, self.masks, self.extra_chunks, self.extra_hashes, radius, found
-                )
-        else:
-            hamming.probe_buckets(
-                queries, chunks, order, self.first_words, self.masks, self.offsets, self.bucket_high,
-                self.bucket_low, self.bucket_rows, hashes, radius, found,
-            )  # fmt: skip
+        order, _ = hamming.sort_by(chunks, self.width)
+        hamming.probe_buckets(
+            queries, chunks, order, self.first_words, self.masks, self.offsets, self.bucket_high,
+            self.bucket_low, self.bucket_rows, hashes, radius, found,
+        )  # fmt: skip
 
     def sorted_queries(self, queries: np.ndarray) -> tuple:
         """(chunks, order, bounds, words in that order or None) of 64-bit queries, for ``shared_probes``."""
@@ -237,10 +229,10 @@ class _Index:
     """Multi-index hashing over hashes given as (n, words) uint64 arrays, most significant word first.
 
     The kernels release the GIL, so ``threads`` threads (default: one per available CPU) build the tables and
-    probe them side by side. Where the tables split evenly among them (PDQ's 16), each thread probes a share of
-    the tables with all the queries, into an answer of its own, and the answers are or-ed: sorted whole, the
-    queries of a chunk stay together, as many as its bucket holds (``hamming.probe_buckets``). Otherwise (pHash's
-    3) the threads share out each table's probes (``_Table.shared_probes``). A process
+    probe them side by side. PDQ's 16 tables split evenly among them: each thread probes a share of the tables
+    with all the queries, into an answer of its own, and the answers are or-ed: sorted whole, the queries of a
+    chunk stay together, as many as its bucket holds (``hamming.probe_buckets``). pHash's 3 would not: the threads
+    share out each table's probes instead (``_Table.shared_probes``). A process
     that shares the machine with others of its kind (``filter --jobs``, a Spark executor's tasks) asks for
     fewer."""
 
@@ -267,15 +259,7 @@ class _Index:
         if not len(self.hashes) or not len(queries):
             return found
         shares = min(self.threads, max(1, len(queries) // _SPLIT_ROWS))
-        if shares == 1:
-            self._probe(self.tables, queries, found)
-        elif len(self.tables) >= 2 * shares:  # PDQ's 16: a share of the tables each, all the queries
-            answers = [found] + [np.zeros_like(found) for _ in range(shares - 1)]
-            with ThreadPoolExecutor(shares) as pool:
-                list(pool.map(lambda at: self._probe(self.tables[at::shares], queries, answers[at]), range(shares)))
-            for answer in answers[1:]:
-                found |= answer
-        else:  # pHash's 3 tables would not split evenly: each table's probes are shared out instead
+        if self.words == 1:  # pHash's 3 tables would not split evenly among threads: each one's probes are shared
             with ThreadPoolExecutor(shares) as pool:
                 sorted_ = list(pool.map(lambda table: table.sorted_queries(queries), self.tables))
                 running = [
@@ -285,6 +269,14 @@ class _Index:
                 ]
                 for job in running:
                     found |= job.result()
+        elif shares == 1:
+            self._probe(self.tables, queries, found)
+        else:  # PDQ's 16: a share of the tables each, all the queries
+            answers = [found] + [np.zeros_like(found) for _ in range(shares - 1)]
+            with ThreadPoolExecutor(shares) as pool:
+                list(pool.map(lambda at: self._probe(self.tables[at::shares], queries, answers[at]), range(shares)))
+            for answer in answers[1:]:
+                found |= answer
         return found
 
     def _probe(self, tables: list["_Table"], queries: np.ndarray, found: np.ndarray) -> None:

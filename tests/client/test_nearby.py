@@ -121,9 +121,9 @@ def test_the_kernels_compile_uncached_where_no_cache_directory_is_writable(monke
 
 @pytest.mark.parametrize(("words", "radius", "threads"), [(1, 8, 2), (1, 8, 3), (4, 31, 2), (4, 31, 3)])
 def test_threads_give_the_answer_of_one(monkeypatch, words, radius, threads):
-    """Both ways of sharing the work answer as one thread and as a linear scan: over 3,000 entries PDQ has 32
-    tables and pHash 5, so 3 threads share out each of pHash's tables (its layers by the sorted queries, its
-    crowded buckets by the flip masks) and every other case splits the tables."""
+    """Both ways of sharing the work answer as one thread and as a linear scan: PDQ's threads split its tables
+    (32 over 3,000 entries), pHash's share out each of its tables (its layers by the sorted queries, its crowded
+    buckets by the flip masks), whether its 5 tables would split evenly (2 threads) or not (3)."""
     monkeypatch.setattr(nearby, "_SPLIT_ROWS", 100)  # real shares from a few hundred queries
     rng = np.random.default_rng(threads)
     blocked = random_hashes(rng, 3000, words)

@@ -169,5 +169,7 @@ def test_a_files_first_batch_is_looked_up_from_its_hash_columns_while_the_rest_i
         early.clear()
         filter_file(rules, source, tmp_path / "out.parquet", columns=COLUMNS, batch_rows=batch_rows)
         assert pq.read_table(tmp_path / "out.parquet").to_pylist() == expected
-        ((head,),) = early
+        assert len(early) == -(-200 // batch_rows)  # one lookup a batch
+        ((head,), *later) = early
         assert head.schema.names == ["phash", "pdq"] and head.num_rows == min(batch_rows, 200)
+        assert all(tables[0].schema.names == ["url", "phash", "pdq"] for tables in later)  # beside their reading
